@@ -1,0 +1,139 @@
+"""Camera conventions and the small functions every stage shares.
+
+Conventions (also in docs/conventions.md):
+
+- OpenCV camera axes: x right, y down, z forward (into the scene).
+- ``cam2world`` is a 4x4 matrix mapping camera coordinates to world coordinates:
+  ``p_world = R @ p_cam + t`` with ``R = cam2world[:3, :3]``, ``t = cam2world[:3, 3]``.
+- ``K`` is 3x3 in pixels: ``[[fx, 0, cx], [0, fy, cy], [0, 0, 1]]``.
+- Pixel centres: the pixel in row ``i``, column ``j`` has its centre at
+  ``(u, v) = (j + 0.5, i + 0.5)``. The image covers ``[0, W] x [0, H]``, so a
+  centred principal point is exactly ``(W / 2, H / 2)``.
+- Depth is the z coordinate in the camera frame (not the distance along the ray).
+
+All functions are batched over leading dimensions and work on numpy arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fourdnex.errors import ValidationError
+
+F32 = NDArray[np.float32]
+Array = NDArray[np.floating]
+
+#: Offset of a pixel centre from its integer index (see module docstring).
+PIXEL_CENTER_OFFSET = 0.5
+
+
+def pixel_centers(height: int, width: int) -> F32:
+    """Pixel-centre coordinates ``(u, v)`` of every pixel: (H, W, 2), float32."""
+    v, u = np.meshgrid(
+        np.arange(height, dtype=np.float32) + PIXEL_CENTER_OFFSET,
+        np.arange(width, dtype=np.float32) + PIXEL_CENTER_OFFSET,
+        indexing="ij",
+    )
+    return np.stack([u, v], axis=-1)
+
+
+def intrinsics(fx: float, fy: float, cx: float, cy: float) -> F32:
+    """The 3x3 intrinsics matrix from focal lengths and principal point (pixels)."""
+    return np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=np.float32)
+
+
+def intrinsics_from_fov(height: int, width: int, fov_x_deg: float) -> F32:
+    """Square-pixel intrinsics with horizontal field of view ``fov_x_deg`` and a centred
+    principal point."""
+    if not 0.0 < fov_x_deg < 180.0:
+        raise ValidationError(f"field of view must be in (0, 180) degrees, got {fov_x_deg}")
+    f = 0.5 * width / np.tan(np.deg2rad(fov_x_deg) / 2.0)
+    return intrinsics(f, f, width / 2.0, height / 2.0)
+
+
+def invert_rigid(T: Array) -> Array:
+    """Inverse of rigid 4x4 transforms (..., 4, 4), using the transpose of the rotation."""
+    R = T[..., :3, :3]
+    t = T[..., :3, 3]
+    out = np.zeros_like(T)
+    Rt = np.swapaxes(R, -1, -2)
+    out[..., :3, :3] = Rt
+    out[..., :3, 3] = -np.einsum("...ij,...j->...i", Rt, t)
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def backproject(depth: Array, K: Array, cam2world: Array | None = None) -> Array:
+    """Lift depth maps to 3D points.
+
+    Args:
+        depth: (..., H, W) z-depth.
+        K: (..., 3, 3) intrinsics, broadcast against the leading dims of ``depth``.
+        cam2world: optional (..., 4, 4); without it points stay in camera coordinates.
+
+    Returns:
+        (..., H, W, 3) points, in the dtype of ``depth``.
+    """
+    H, W = depth.shape[-2:]
+    uv = pixel_centers(H, W).astype(depth.dtype)
+    fx = K[..., 0, 0, None, None]
+    fy = K[..., 1, 1, None, None]
+    cx = K[..., 0, 2, None, None]
+    cy = K[..., 1, 2, None, None]
+    x = (uv[..., 0] - cx) / fx * depth
+    y = (uv[..., 1] - cy) / fy * depth
+    pts = np.stack([x, y, depth], axis=-1)
+    if cam2world is None:
+        return pts
+    R = cam2world[..., None, None, :3, :3]
+    t = cam2world[..., None, None, :3, 3]
+    return (np.einsum("...ij,...j->...i", R, pts) + t).astype(depth.dtype)
+
+
+def world_to_camera(points: Array, cam2world: Array) -> Array:
+    """Points (..., N, 3) in world coordinates to the camera frame of ``cam2world`` (..., 4, 4)."""
+    w2c = invert_rigid(cam2world)
+    R = w2c[..., None, :3, :3]
+    t = w2c[..., None, :3, 3]
+    return np.einsum("...ij,...j->...i", R, points) + t
+
+
+def project(points_cam: Array, K: Array) -> tuple[Array, Array]:
+    """Project camera-frame points (..., N, 3) with K (..., 3, 3).
+
+    Returns ``(uv, z)``: pixel coordinates (..., N, 2) in the pixel-centre convention
+    of this module and depth (..., N). Points with ``z <= 0`` get NaN coordinates.
+    """
+    z = points_cam[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        safe_z = np.where(z > 0, z, np.nan)
+        u = K[..., None, 0, 0] * points_cam[..., 0] / safe_z + K[..., None, 0, 2]
+        v = K[..., None, 1, 1] * points_cam[..., 1] / safe_z + K[..., None, 1, 2]
+    return np.stack([u, v], axis=-1), z
+
+
+def look_at(eye: Array, target: Array, up: Array = np.array([0.0, -1.0, 0.0])) -> F32:
+    """An OpenCV ``cam2world`` at ``eye`` looking at ``target``.
+
+    ``up`` is the world direction that should appear up in the image; with OpenCV's
+    y-down camera axis the default world up is -y.
+    """
+    eye = np.asarray(eye, dtype=np.float64)
+    z = np.asarray(target, dtype=np.float64) - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(-np.asarray(up, dtype=np.float64), z)
+    if np.linalg.norm(x) < 1e-9:
+        raise ValidationError("look_at: view direction is parallel to the up vector")
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    out = np.eye(4)
+    out[:3, 0], out[:3, 1], out[:3, 2], out[:3, 3] = x, y, z, eye
+    return out.astype(np.float32)
+
+
+def rotation_angle_deg(R_a: Array, R_b: Array) -> Array:
+    """Geodesic angle in degrees between rotations (..., 3, 3)."""
+    rel = np.einsum("...ji,...jk->...ik", R_a, R_b)
+    cos = (np.trace(rel, axis1=-2, axis2=-1) - 1.0) / 2.0
+    return np.rad2deg(np.arccos(np.clip(cos, -1.0, 1.0)))

@@ -1,0 +1,1 @@
+"""The ``4dnex`` command: one thin module per subcommand over the library."""

@@ -1,0 +1,68 @@
+"""Entry point of the ``4dnex`` command.
+
+Each subcommand lives in its own module ``fourdnex.cli.<name>`` exposing
+``main(argv: list[str]) -> int`` (usually a ``tyro.cli`` over a dataclass config).
+Modules are imported only when their command runs, so ``4dnex info`` does not pay
+for importing diffusers.
+
+Every :class:`~fourdnex.errors.FourDNeXError` becomes one line on stderr and exit
+status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from fourdnex import __version__
+from fourdnex.errors import FourDNeXError
+
+#: Subcommand name -> (module, one-line description). A command is listed here
+#: only once it works.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
+}
+
+#: Exit status for bad input.
+EXIT_USAGE = 2
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [
+        f"usage: 4dnex COMMAND [ARGS...]   (fourdnex {__version__})",
+        "",
+        "One image in, a 4D scene out. Commands:",
+    ]
+    lines += [f"  {name:<{width}}  {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += ["", "Run `4dnex COMMAND --help` for the options of a command."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``4dnex`` command; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else EXIT_USAGE
+    if args[0] == "--version":
+        print(f"fourdnex {__version__}")
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"4dnex: error: unknown command {name!r} (see `4dnex --help`)", file=sys.stderr)
+        return EXIT_USAGE
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        status: int = module.main(rest)
+    except FourDNeXError as exc:
+        print(f"4dnex {name}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"4dnex {name}: interrupted", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

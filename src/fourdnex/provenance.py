@@ -1,0 +1,68 @@
+"""What produced an output: library versions and settings, saved beside it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from fourdnex.io.atomic import atomic_file
+
+#: Packages whose versions are recorded with every output.
+RECORDED_PACKAGES = (
+    "fourdnex",
+    "torch",
+    "numpy",
+    "diffusers",
+    "transformers",
+    "peft",
+    "accelerate",
+    "safetensors",
+)
+
+
+def library_versions(packages: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` ("absent" for those not installed)."""
+    out: dict[str, str] = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Turn dataclasses, paths, tuples and numpy scalars into JSON-ready values."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return obj.item()
+    return obj
+
+
+def provenance(settings: Any = None) -> dict[str, Any]:
+    """A record of the settings, versions, command line and time of a run."""
+    return {
+        "settings": to_jsonable(settings) if settings is not None else None,
+        "versions": library_versions(),
+        "command": list(sys.argv),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write ``data`` as indented JSON, atomically."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(data), indent=2) + "\n")

@@ -1,0 +1,350 @@
+"""The 6D video representation: paired RGB and XYZ frames and their packing for Wan2.1.
+
+Layouts used throughout (see docs/conventions.md):
+
+- Pixel videos at the library boundary: (T, H, W, 3) float in [0, 1] (RGB) or
+  model-space XYZ in [-1, 1]. Width axis: ``VIDEO_WIDTH_AXIS = -2``.
+- Tensors fed to the VAE and latents: (B, C, T, H, W). Width axis: ``LATENT_WIDTH_AXIS = -1``.
+- Width fusion: ``[RGB | XYZ]`` along the width axis, RGB on the left (method 3.1).
+
+Every number of the method is a named constant here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from fourdnex.errors import ValidationError
+
+#: Width axis of (T, H, W, C) pixel videos.
+VIDEO_WIDTH_AXIS = -2
+#: Width axis of (B, C, T, H, W) tensors and latents.
+LATENT_WIDTH_AXIS = -1
+#: Wan2.1 VAE compression: 4x in time, 8x in space, 16 latent channels.
+VAE_TEMPORAL_FACTOR = 4
+VAE_SPATIAL_FACTOR = 8
+LATENT_CHANNELS = 16
+#: Value of the guided mask on the XYZ half of the first frame (method 3.4, eq. 10).
+GUIDED_MASK_XYZ = 0.5
+#: Value of the guided mask on the RGB half of the first frame.
+GUIDED_MASK_RGB = 1.0
+#: Statistics of VAE-normalized XYZ latents over 5K training samples (method 3.3, eq. 8-9).
+XYZ_LATENT_MEAN = -0.13
+XYZ_LATENT_STD = 1.70
+#: Suffix the released model appends to every prompt, in training and inference (method 3.7).
+PROMPT_SUFFIX = " POINTMAP_STYLE."
+#: Released resolution policy: keep the aspect ratio at this area, sides a multiple of 16.
+RESOLUTION_AREA = 480 * 720
+RESOLUTION_MULTIPLE = 16
+#: Percentiles that bound the normalized XYZ box (method 6).
+NORMALIZATION_PERCENTILES = (2.0, 98.0)
+#: Points used to estimate percentiles (a fixed stride subsample of larger clips).
+PERCENTILE_SAMPLES = 1_000_000
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+# --------------------------------------------------------------------------- plane init
+def plane_init(height: int, width: int) -> NDArray[np.float32]:
+    """The XYZ initialization of the first frame: a sloped plane in [-1, 1]^3 (method 3.2).
+
+    X runs -1 -> 1 over columns (left to right), Y runs -1 -> 1 over rows (top to
+    bottom) and Z runs +1 at the top row to -1 at the bottom row ("sky is far"),
+    as the released weights were trained with.
+
+    Returns:
+        (H, W, 3) float32.
+    """
+    if height < 2 or width < 2:
+        raise ValidationError(f"plane_init needs at least 2 x 2 pixels, got {height} x {width}")
+    xs = np.linspace(-1.0, 1.0, width, dtype=np.float32)
+    ys = np.linspace(-1.0, 1.0, height, dtype=np.float32)
+    X = np.broadcast_to(xs[None, :], (height, width))
+    Y = np.broadcast_to(ys[:, None], (height, width))
+    Z = -Y
+    return np.stack([X, Y, Z], axis=-1).astype(np.float32)
+
+
+# ------------------------------------------------------------------------ normalization
+NormalizationMode = Literal["clip", "per-frame"]
+
+
+@dataclass(frozen=True)
+class XYZNormalization:
+    """How world points map into model space, so the mapping inverts exactly.
+
+    ``model = (world_to_first(p) - center) / scale``, where ``world_to_first`` is a
+    rigid transform into the first camera's frame.
+
+    Attributes:
+        mode: ``"clip"`` (one centre for the clip: ours) or ``"per-frame"`` (the
+            released variant: one centre per frame, values clipped per frame).
+        world_to_first: (4, 4) rigid transform, world -> first camera frame.
+        center: (3,) for ``"clip"``, (T, 3) for ``"per-frame"``.
+        scale: one scale for the whole clip.
+        percentiles: the percentiles that bounded the box.
+    """
+
+    mode: NormalizationMode
+    world_to_first: NDArray[np.float64]
+    center: NDArray[np.float64]
+    scale: float
+    percentiles: tuple[float, float] = NORMALIZATION_PERCENTILES
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (stored in ``Scene4D.meta["xyz_normalization"]``)."""
+        return {
+            "mode": self.mode,
+            "world_to_first": self.world_to_first.tolist(),
+            "center": self.center.tolist(),
+            "scale": self.scale,
+            "percentiles": list(self.percentiles),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> XYZNormalization:
+        try:
+            mode = d["mode"]
+            if mode not in ("clip", "per-frame"):
+                raise ValidationError(f"unknown normalization mode {mode!r}")
+            w2f = np.asarray(d["world_to_first"], dtype=np.float64)
+            center = np.asarray(d["center"], dtype=np.float64)
+            scale = float(d["scale"])
+            lo, hi = d.get("percentiles", NORMALIZATION_PERCENTILES)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValidationError(f"invalid XYZ normalization record: {exc}") from None
+        if w2f.shape != (4, 4) or not (scale > 0 and math.isfinite(scale)):
+            raise ValidationError("invalid XYZ normalization record: bad transform or scale")
+        return cls(mode, w2f, center, scale, (float(lo), float(hi)))
+
+    def denormalize(self, xyz_model: np.ndarray) -> NDArray[np.float32]:
+        """Model-space points (T, H, W, 3) back to the world frame they came from.
+
+        Exact for ``"clip"``; for ``"per-frame"`` exact except for values that were
+        clipped to the per-frame percentiles.
+        """
+        x = np.asarray(xyz_model, dtype=np.float64)
+        center = self.center if self.mode == "clip" else self.center[:, None, None, :]
+        p_first = x * self.scale + center
+        first_to_world = np.linalg.inv(self.world_to_first)
+        return _transform(p_first, first_to_world).astype(np.float32)
+
+    def normalize(self, xyz_world: np.ndarray) -> NDArray[np.float32]:
+        """Apply this (already fitted) transform to world points (T, H, W, 3)."""
+        p = _transform(np.asarray(xyz_world, dtype=np.float64), self.world_to_first)
+        if self.mode == "clip":
+            return ((p - self.center) / self.scale).astype(np.float32)
+        lo, hi = _per_frame_percentiles(p, self.percentiles)
+        p = np.clip(p, lo[:, None, None, :], hi[:, None, None, :])
+        return ((p - self.center[:, None, None, :]) / self.scale).astype(np.float32)
+
+
+def normalize_pointmaps(
+    xyz_world: np.ndarray,
+    first_cam2world: np.ndarray | None = None,
+    mode: NormalizationMode = "clip",
+    percentiles: tuple[float, float] = NORMALIZATION_PERCENTILES,
+) -> tuple[NDArray[np.float32], XYZNormalization]:
+    """Express pointmaps in the model's [-1, 1] space (method 3.3 and 6).
+
+    Args:
+        xyz_world: (T, H, W, 3) points in any world frame.
+        first_cam2world: (4, 4) OpenCV camera-to-world of the first frame; points are
+            moved into that camera's frame. ``None``: they are already in it.
+        mode: ``"clip"``: one centre and one scale for the whole clip, from the
+            ``percentiles`` of all points, so camera and object motion between frames
+            is kept and the mapping inverts exactly; values outside the percentile box
+            fall outside [-1, 1] and are left unclipped here. ``"per-frame"``: the
+            released variant (clip each frame per axis to its percentiles, centre each
+            frame on its own box, one global scale), kept for compatibility.
+        percentiles: lower and upper percentile per axis.
+
+    Returns:
+        ``(xyz_model (T, H, W, 3) float32, transform)``.
+    """
+    x = np.asarray(xyz_world, dtype=np.float64)
+    if x.ndim != 4 or x.shape[-1] != 3:
+        raise ValidationError(f"xyz must be (T, H, W, 3), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValidationError("xyz contains NaN or inf values")
+    lo_p, hi_p = percentiles
+    if not 0.0 <= lo_p < hi_p <= 100.0:
+        raise ValidationError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {percentiles}")
+    if first_cam2world is None:
+        world_to_first = np.eye(4)
+    else:
+        c2w = np.asarray(first_cam2world, dtype=np.float64)
+        if c2w.shape != (4, 4):
+            raise ValidationError(f"first_cam2world must be (4, 4), got {c2w.shape}")
+        world_to_first = np.linalg.inv(c2w)
+    p = _transform(x, world_to_first)
+    if mode == "clip":
+        sample = p.reshape(-1, 3)
+        stride = max(1, sample.shape[0] // PERCENTILE_SAMPLES)
+        lo, hi = np.percentile(sample[::stride], [lo_p, hi_p], axis=0)
+        center = (lo + hi) / 2.0
+        scale = float(np.max(hi - lo) / 2.0)
+    elif mode == "per-frame":
+        lo_t, hi_t = _per_frame_percentiles(p, percentiles)
+        center = (lo_t + hi_t) / 2.0
+        scale = float(np.max(hi_t - lo_t) / 2.0)
+    else:
+        raise ValidationError(f"unknown normalization mode {mode!r}")
+    if not scale > 1e-12:
+        raise ValidationError("pointmaps have zero extent: cannot normalize")
+    transform = XYZNormalization(mode, world_to_first, center, scale, (lo_p, hi_p))
+    return transform.normalize(x), transform
+
+
+def _per_frame_percentiles(
+    p: np.ndarray, percentiles: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    flat = p.reshape(p.shape[0], -1, 3)
+    stride = max(1, flat.shape[1] // PERCENTILE_SAMPLES)
+    lo, hi = np.percentile(flat[:, ::stride], list(percentiles), axis=1)
+    return lo, hi  # (T, 3) each
+
+
+def _transform(points: np.ndarray, T: np.ndarray) -> np.ndarray:
+    return points @ T[:3, :3].T + T[:3, 3]
+
+
+# ------------------------------------------------------------------------- fuse / split
+def fuse_width(rgb: ArrayT, xyz: ArrayT, width_axis: int) -> ArrayT:
+    """Concatenate ``[rgb | xyz]`` along ``width_axis`` (numpy or torch, same layout)."""
+    if rgb.shape != xyz.shape:
+        raise ValidationError(f"rgb and xyz shapes differ: {tuple(rgb.shape)} vs {tuple(xyz.shape)}")
+    if isinstance(rgb, torch.Tensor):
+        return torch.cat([rgb, xyz], dim=width_axis)  # type: ignore[list-item]
+    return np.concatenate([rgb, xyz], axis=width_axis)
+
+
+def split_width(fused: ArrayT, width_axis: int) -> tuple[ArrayT, ArrayT]:
+    """Inverse of :func:`fuse_width`: the left (RGB) and right (XYZ) halves."""
+    width = fused.shape[width_axis]
+    if width % 2:
+        raise ValidationError(f"fused width must be even, got {width}")
+    half = width // 2
+    if isinstance(fused, torch.Tensor):
+        left, right = torch.split(fused, half, dim=width_axis)
+        return left, right  # type: ignore[return-value]
+    left_np, right_np = np.split(fused, 2, axis=width_axis)
+    return left_np, right_np
+
+
+# ---------------------------------------------------------------------------- the mask
+def check_frames(frames: int) -> None:
+    """Wan2.1 needs ``frames = 4 k + 1`` (k >= 0)."""
+    if frames < 1 or (frames - 1) % VAE_TEMPORAL_FACTOR:
+        raise ValidationError(f"frames must be 4k + 1 (e.g. 17, 49, 81), got {frames}")
+
+
+def guided_mask(
+    frames: int, height: int, width: int, xyz_value: float = GUIDED_MASK_XYZ
+) -> NDArray[np.float32]:
+    """The guided mask in pixel-frame form (method 3.4, eq. 10).
+
+    Args:
+        frames, height, width: size of ONE modality; the fused video is twice as wide.
+
+    Returns:
+        (T, H, 2W) float32: frame 0 is 1 on the RGB half and ``xyz_value`` on the
+        XYZ half; frames 1..T-1 are 0.
+    """
+    m = np.zeros((frames, height, 2 * width), dtype=np.float32)
+    m[0, :, :width] = GUIDED_MASK_RGB
+    m[0, :, width:] = xyz_value
+    return m
+
+
+def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Pack a pixel-frame mask (T, H, W2) or (B, T, H, W2) into Wan's latent form.
+
+    The mask is subsampled 8x in space, frame 0 is repeated 4 times (T + 3 frames),
+    reshaped to (T_lat, 4, h, w2) and the 4 moved to channels.
+
+    Returns:
+        (B, 4, T_lat, H / 8, W2 / 8) float32 with ``T_lat = (T - 1) / 4 + 1``.
+    """
+    m = torch.as_tensor(mask, dtype=torch.float32)
+    if m.ndim == 3:
+        m = m[None]
+    if m.ndim != 4:
+        raise ValidationError(f"mask must be (T, H, W) or (B, T, H, W), got {tuple(m.shape)}")
+    B, T, H, W2 = m.shape
+    check_frames(T)
+    if H % VAE_SPATIAL_FACTOR or W2 % VAE_SPATIAL_FACTOR:
+        raise ValidationError(f"mask size must be a multiple of {VAE_SPATIAL_FACTOR}, got {H}x{W2}")
+    m = m[:, :, :: VAE_SPATIAL_FACTOR, :: VAE_SPATIAL_FACTOR]
+    first = m[:, :1].repeat_interleave(VAE_TEMPORAL_FACTOR, dim=1)
+    m = torch.cat([first, m[:, 1:]], dim=1)  # (B, T + 3, h, w)
+    T_lat = (T + VAE_TEMPORAL_FACTOR - 1) // VAE_TEMPORAL_FACTOR
+    m = m.view(B, T_lat, VAE_TEMPORAL_FACTOR, H // VAE_SPATIAL_FACTOR, W2 // VAE_SPATIAL_FACTOR)
+    return m.transpose(1, 2).contiguous()
+
+
+def guided_mask_latent(
+    frames: int, height: int, width: int, batch: int = 1, xyz_value: float = GUIDED_MASK_XYZ
+) -> torch.Tensor:
+    """The packed guided mask for a batch: (B, 4, T_lat, H / 8, 2 W / 8)."""
+    m = pack_mask_latent(guided_mask(frames, height, width, xyz_value))
+    return m.expand(batch, *m.shape[1:]).contiguous()
+
+
+# ------------------------------------------------------------------ latent normalization
+@dataclass(frozen=True)
+class XYZLatentNorm:
+    """Normalization of the XYZ half of VAE latents (method 3.3, eq. 8-9).
+
+    Applied to the TARGET latent's XYZ half only (training), and inverted on the
+    generated latent before decoding (inference). The condition latent is never
+    normalized. Part of the model configuration, saved with the weights.
+    """
+
+    mean: float = XYZ_LATENT_MEAN
+    std: float = XYZ_LATENT_STD
+    width_axis: int = field(default=LATENT_WIDTH_AXIS)
+
+    def normalize(self, latent: ArrayT) -> ArrayT:
+        """(…, W2) fused latent -> same with the XYZ half mapped to ``(x - mean) / std``."""
+        rgb, xyz = split_width(latent, self.width_axis)
+        return fuse_width(rgb, (xyz - self.mean) / self.std, self.width_axis)
+
+    def denormalize(self, latent: ArrayT) -> ArrayT:
+        """Inverse of :meth:`normalize`: the XYZ half mapped to ``x * std + mean``."""
+        rgb, xyz = split_width(latent, self.width_axis)
+        return fuse_width(rgb, xyz * self.std + self.mean, self.width_axis)
+
+
+# ----------------------------------------------------------------------------- prompts
+def with_prompt_suffix(prompt: str, suffix: str = PROMPT_SUFFIX) -> str:
+    """Append the 4DNeX prompt suffix once (method 3.7)."""
+    prompt = prompt.rstrip()
+    return prompt if prompt.endswith(suffix.strip()) else prompt + suffix
+
+
+# -------------------------------------------------------------------------- resolution
+def released_resolution(image_height: int, image_width: int) -> tuple[int, int]:
+    """The released resolution policy (method 3.8): keep the aspect ratio at an area of
+    480 x 720, each side rounded down to a multiple of 16.
+
+    A 3:2 image gives (480, 720); a square one (576, 576), off the training
+    distribution; very elongated images give long thin videos.
+    """
+    if image_height < 1 or image_width < 1:
+        raise ValidationError(f"image size must be positive, got {image_height} x {image_width}")
+    aspect = image_height / image_width
+    h = math.sqrt(RESOLUTION_AREA * aspect)
+    w = math.sqrt(RESOLUTION_AREA / aspect)
+    eps = 1e-6  # so that exact multiples survive float round-off (480.0 -> 480, not 464)
+    h16 = int((h + eps) // RESOLUTION_MULTIPLE) * RESOLUTION_MULTIPLE
+    w16 = int((w + eps) // RESOLUTION_MULTIPLE) * RESOLUTION_MULTIPLE
+    if h16 < RESOLUTION_MULTIPLE or w16 < RESOLUTION_MULTIPLE:
+        raise ValidationError(f"image aspect ratio {image_width}:{image_height} is too extreme")
+    return h16, w16
