@@ -113,7 +113,11 @@ def project(points_cam: Array, K: Array) -> tuple[Array, Array]:
     return np.stack([u, v], axis=-1), z
 
 
-def look_at(eye: Array, target: Array, up: Array = np.array([0.0, -1.0, 0.0])) -> F32:
+#: World "up" of :func:`look_at` by default: -y, as in OpenCV's y-down camera frame.
+DEFAULT_UP = (0.0, -1.0, 0.0)
+
+
+def look_at(eye: Array, target: Array, up: Array | tuple[float, float, float] = DEFAULT_UP) -> F32:
     """An OpenCV ``cam2world`` at ``eye`` looking at ``target``.
 
     ``up`` is the world direction that should appear up in the image; with OpenCV's

@@ -176,13 +176,12 @@ def normalize_pointmaps(
     lo_p, hi_p = percentiles
     if not 0.0 <= lo_p < hi_p <= 100.0:
         raise ValidationError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {percentiles}")
-    if first_cam2world is None:
-        world_to_first = np.eye(4)
-    else:
+    world_to_first: NDArray[np.float64] = np.eye(4)
+    if first_cam2world is not None:
         c2w = np.asarray(first_cam2world, dtype=np.float64)
         if c2w.shape != (4, 4):
             raise ValidationError(f"first_cam2world must be (4, 4), got {c2w.shape}")
-        world_to_first = np.linalg.inv(c2w)
+        world_to_first = np.linalg.inv(c2w).astype(np.float64)
     p = _transform(x, world_to_first)
     if mode == "clip":
         sample = p.reshape(-1, 3)
@@ -219,7 +218,9 @@ def _transform(points: np.ndarray, T: np.ndarray) -> np.ndarray:
 def fuse_width(rgb: ArrayT, xyz: ArrayT, width_axis: int) -> ArrayT:
     """Concatenate ``[rgb | xyz]`` along ``width_axis`` (numpy or torch, same layout)."""
     if rgb.shape != xyz.shape:
-        raise ValidationError(f"rgb and xyz shapes differ: {tuple(rgb.shape)} vs {tuple(xyz.shape)}")
+        raise ValidationError(
+            f"rgb and xyz shapes differ: {tuple(rgb.shape)} vs {tuple(xyz.shape)}"
+        )
     if isinstance(rgb, torch.Tensor):
         return torch.cat([rgb, xyz], dim=width_axis)  # type: ignore[list-item]
     return np.concatenate([rgb, xyz], axis=width_axis)
@@ -281,7 +282,7 @@ def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
     check_frames(T)
     if H % VAE_SPATIAL_FACTOR or W2 % VAE_SPATIAL_FACTOR:
         raise ValidationError(f"mask size must be a multiple of {VAE_SPATIAL_FACTOR}, got {H}x{W2}")
-    m = m[:, :, :: VAE_SPATIAL_FACTOR, :: VAE_SPATIAL_FACTOR]
+    m = m[:, :, ::VAE_SPATIAL_FACTOR, ::VAE_SPATIAL_FACTOR]
     first = m[:, :1].repeat_interleave(VAE_TEMPORAL_FACTOR, dim=1)
     m = torch.cat([first, m[:, 1:]], dim=1)  # (B, T + 3, h, w)
     T_lat = (T + VAE_TEMPORAL_FACTOR - 1) // VAE_TEMPORAL_FACTOR
