@@ -29,7 +29,8 @@ def format_summary(s: dict) -> str:
         f"frames      {s['frames']}",
         f"resolution  {s['height']} x {s['width']} (H x W)",
         f"fields      {', '.join(s['fields'])}",
-        "xyz bounds  " + "  ".join(
+        "xyz bounds  "
+        + "  ".join(
             f"{axis} [{lo:.4g}, {hi:.4g}]"
             for axis, lo, hi in zip("xyz", s["xyz_min"], s["xyz_max"], strict=True)
         ),

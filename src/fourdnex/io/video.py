@@ -46,23 +46,22 @@ def write_video(
             data = np.pad(data, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     fmt = "matroska" if lossless else "mp4"
-    with atomic_file(path) as tmp:
-        with av.open(str(tmp), mode="w", format=fmt) as container:
-            if lossless:
-                stream = container.add_stream("ffv1", rate=fps)
-                stream.pix_fmt = "bgr0"
-            else:
-                stream = container.add_stream("libx264", rate=fps)
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"crf": str(PREVIEW_CRF)}
-            stream.width = data.shape[2]
-            stream.height = data.shape[1]
-            for frame in data:
-                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
-                for packet in stream.encode(vf):
-                    container.mux(packet)
-            for packet in stream.encode():
+    with atomic_file(path) as tmp, av.open(str(tmp), mode="w", format=fmt) as container:
+        if lossless:
+            stream = container.add_stream("ffv1", rate=fps)
+            stream.pix_fmt = "bgr0"
+        else:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(PREVIEW_CRF)}
+        stream.width = data.shape[2]
+        stream.height = data.shape[1]
+        for frame in data:
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+            for packet in stream.encode(vf):
                 container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return path
 
 
