@@ -1,0 +1,157 @@
+"""Where the base model comes from, and loading the 4DNeX transformer from it.
+
+A model is a diffusers-format Wan2.1 I2V directory (local) or a hub id. Everything
+that can be checked from small files (``model_index.json``, configs, LoRA headers)
+is checked before a single large tensor is allocated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.models.lora import LoraInfo, check_lora_compatible, inspect_lora, load_lora
+from fourdnex.models.presets import INPUT_CHANNELS
+from fourdnex.models.transformer import adapt_transformer
+
+#: Subfolders a Wan2.1 I2V diffusers directory must have.
+REQUIRED_COMPONENTS = (
+    "transformer",
+    "vae",
+    "text_encoder",
+    "tokenizer",
+    "image_encoder",
+    "image_processor",
+    "scheduler",
+)
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved base model: a local directory or a hub id."""
+
+    location: str
+    local: bool
+
+    def __str__(self) -> str:
+        return self.location
+
+
+def resolve_model(model: str | Path) -> ModelSource:
+    """Resolve ``model`` to a local directory (checked) or a hub id.
+
+    A path that exists is a local directory and must hold ``model_index.json`` and
+    every component subfolder. Otherwise ``owner/name`` is taken as a hub id; any
+    other string is a missing directory (a one-line error).
+    """
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise FourDNeXError(f"model path is not a directory: {path}")
+        if not (path / "model_index.json").is_file():
+            raise FourDNeXError(f"{path} is not a diffusers model directory (no model_index.json)")
+        missing = [c for c in REQUIRED_COMPONENTS if not (path / c).is_dir()]
+        if missing:
+            raise FourDNeXError(
+                f"{path} is not a Wan2.1 I2V directory: missing {', '.join(missing)}"
+            )
+        return ModelSource(str(path), local=True)
+    if _HUB_ID.match(text) and not text.startswith((".", "~")):
+        return ModelSource(text, local=False)
+    raise FourDNeXError(f"model directory not found: {text}")
+
+
+def read_component_config(source: ModelSource, component: str = "transformer") -> dict[str, Any]:
+    """The ``config.json`` of one component (only that small file is fetched)."""
+    if source.local:
+        path = Path(source.location) / component / "config.json"
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(source.location, "config.json", subfolder=component))
+        except Exception as exc:  # noqa: BLE001 - network/hub errors come in many types
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise FourDNeXError(f"cannot fetch {component} config of {source}: {first}") from None
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FourDNeXError(f"cannot read {path}: {exc}") from None
+    if not isinstance(config, dict):
+        raise FourDNeXError(f"{path} is not a JSON object")
+    return config
+
+
+def check_transformer_config(config: dict[str, Any], source: ModelSource) -> None:
+    """The transformer must be a Wan2.1 I2V one: 36 input channels and image cross-attention."""
+    if config.get("in_channels") != INPUT_CHANNELS:
+        raise ValidationError(
+            f"{source}: transformer has in_channels {config.get('in_channels')}, "
+            f"an I2V model needs {INPUT_CHANNELS} (is this a text-to-video model?)"
+        )
+    if config.get("image_dim") is None or config.get("added_kv_proj_dim") is None:
+        raise ValidationError(
+            f"{source}: transformer has no image cross-attention (not Wan2.1 I2V)"
+        )
+
+
+def load_transformer(
+    source: ModelSource,
+    lora: str | Path | None = None,
+    dtype: torch.dtype = torch.bfloat16,
+    fuse_lora: bool = True,
+) -> tuple[torch.nn.Module, LoraInfo | None]:
+    """Load the 4DNeX transformer: Wan2.1 I2V + shared RoPE + domain embeddings + LoRA.
+
+    The transformer config and the LoRA headers are checked first (hidden size,
+    layers, shapes), then the weights are loaded.
+
+    Returns:
+        ``(transformer, lora_info)``; ``lora_info`` is None without a LoRA (the
+        domain embeddings are then zero).
+    """
+    from diffusers import WanTransformer3DModel
+
+    config = read_component_config(source, "transformer")
+    check_transformer_config(config, source)
+    info = None
+    if lora is not None:
+        info = inspect_lora(lora)
+        check_lora_compatible(info, config)
+    try:
+        with quiet_dtype_deprecation():
+            transformer = WanTransformer3DModel.from_pretrained(
+                source.location, subfolder="transformer", torch_dtype=dtype
+            )
+    except (OSError, ValueError) as exc:
+        msg = f"cannot load the transformer of {source}: {_first_line(exc)}"
+        raise FourDNeXError(msg) from None
+    adapt_transformer(transformer)
+    if lora is not None:
+        info = load_lora(transformer, lora, fuse=fuse_lora)
+    transformer.eval().requires_grad_(False)
+    return transformer, info
+
+
+@contextlib.contextmanager
+def quiet_dtype_deprecation() -> Iterator[None]:
+    """Silence diffusers' notice that ``torch_dtype`` is renamed ``dtype`` (we support both)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        yield
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

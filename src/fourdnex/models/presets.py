@@ -1,0 +1,145 @@
+"""Model presets and the 4DNeX adaptation settings (method sections 2 and 3.6).
+
+A preset is the configuration of diffusers' ``WanTransformer3DModel`` (the constructor
+arguments) plus the id of the base model it belongs to. ``tiny`` mirrors the real
+model's structure (image cross-attention, 36 input channels) at toy size for tests
+and benchmarks on CPU; it is what :func:`fourdnex.models.tiny.build_tiny_wan_i2v` saves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fourdnex.errors import FourDNeXError
+from fourdnex.sixd import LATENT_CHANNELS, XYZ_LATENT_MEAN, XYZ_LATENT_STD
+
+#: Hub id of the diffusers port of Wan2.1 I2V 14B 480P (method 2).
+WAN_I2V_14B_480P_ID = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
+#: Text context length of Wan2.1; diffusers' attention processor hard-codes it (method 2).
+TEXT_CONTEXT_LENGTH = 512
+#: Mask channels packed into the model input (method 3.4).
+MASK_CHANNELS = 4
+#: Model input channels: noisy latent + mask + condition latent.
+INPUT_CHANNELS = LATENT_CHANNELS + MASK_CHANNELS + LATENT_CHANNELS
+#: LoRA of the released model (method 3.6): rank 64, alpha 32 (scale 0.5).
+LORA_RANK = 64
+LORA_ALPHA = 32.0
+#: Attention projections that carry LoRA in both attn1 (self) and attn2 (cross).
+LORA_ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+#: Optional feed-forward targets (not used by the released model).
+LORA_FFN_TARGETS = ("ffn.net.0.proj", "ffn.net.2")
+#: Number of modalities sharing the width: RGB (row 0) and XYZ (row 1).
+NUM_DOMAINS = 2
+
+_WAN_14B: dict[str, Any] = {
+    "patch_size": (1, 2, 2),
+    "num_attention_heads": 40,
+    "attention_head_dim": 128,
+    "in_channels": INPUT_CHANNELS,
+    "out_channels": LATENT_CHANNELS,
+    "text_dim": 4096,
+    "freq_dim": 256,
+    "ffn_dim": 13824,
+    "num_layers": 40,
+    "cross_attn_norm": True,
+    "qk_norm": "rms_norm_across_heads",
+    "eps": 1e-6,
+    "image_dim": 1280,
+    "added_kv_proj_dim": 5120,
+    "rope_max_seq_len": 1024,
+}
+
+#: Sizes of the tiny model's other components (VAE, T5, CLIP), used by the builder.
+TINY_TEXT_DIM = 16
+TINY_IMAGE_DIM = 16
+
+_TINY: dict[str, Any] = {
+    **_WAN_14B,
+    "num_attention_heads": 2,
+    "attention_head_dim": 12,
+    "text_dim": TINY_TEXT_DIM,
+    "freq_dim": 16,
+    "ffn_dim": 32,
+    "num_layers": 2,
+    "image_dim": TINY_IMAGE_DIM,
+    "added_kv_proj_dim": 24,
+}
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named transformer configuration.
+
+    Attributes:
+        name: preset name (``wan2.1-i2v-14b-480p`` or ``tiny``).
+        transformer: keyword arguments of ``WanTransformer3DModel``.
+        base_model: hub id of the full diffusers directory ("" for the tiny preset,
+            which is built locally by :mod:`fourdnex.models.tiny`).
+    """
+
+    name: str
+    transformer: dict[str, Any]
+    base_model: str = ""
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.transformer["num_attention_heads"] * self.transformer["attention_head_dim"])
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.transformer["num_layers"])
+
+
+PRESETS: dict[str, ModelPreset] = {
+    "wan2.1-i2v-14b-480p": ModelPreset("wan2.1-i2v-14b-480p", _WAN_14B, WAN_I2V_14B_480P_ID),
+    "tiny": ModelPreset("tiny", _TINY),
+}
+
+
+def get_preset(name: str) -> ModelPreset:
+    """The preset called ``name``; a clear error listing the known ones otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise FourDNeXError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}") from None
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """How LoRA is attached to the transformer (method 3.6).
+
+    Attributes:
+        rank: LoRA rank.
+        alpha: LoRA alpha; the update is scaled by ``alpha / rank``.
+        targets: module name suffixes inside each block (``attn1.to_q`` ...); the
+            default is the four attention projections of attn1 and attn2.
+        dropout: LoRA dropout (training only).
+    """
+
+    rank: int = LORA_RANK
+    alpha: float = LORA_ALPHA
+    targets: tuple[str, ...] = field(
+        default_factory=lambda: tuple(
+            f"{attn}.{proj}" for attn in ("attn1", "attn2") for proj in LORA_ATTENTION_TARGETS
+        )
+    )
+    dropout: float = 0.0
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / self.rank
+
+    @classmethod
+    def with_ffn(cls, rank: int = LORA_RANK, alpha: float = LORA_ALPHA) -> LoraSettings:
+        """Attention targets plus the feed-forward layers."""
+        base = cls(rank=rank, alpha=alpha)
+        return cls(rank=rank, alpha=alpha, targets=base.targets + LORA_FFN_TARGETS)
+
+
+@dataclass(frozen=True)
+class XYZLatentStats:
+    """The XYZ latent normalization of a model (method 3.3), stored with its weights."""
+
+    mean: float = XYZ_LATENT_MEAN
+    std: float = XYZ_LATENT_STD

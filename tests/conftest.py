@@ -1,0 +1,16 @@
+"""Shared fixtures. ``tiny_wan_dir``: a tiny random Wan2.1 I2V diffusers directory,
+built once per test session (per xdist worker) and loaded through the user path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A complete tiny diffusers-format Wan2.1 I2V directory (read-only by convention)."""
+    from fourdnex.models.tiny import build_tiny_wan_i2v
+
+    return build_tiny_wan_i2v(tmp_path_factory.mktemp("tiny_wan") / "wan2.1-i2v-tiny", seed=0)
