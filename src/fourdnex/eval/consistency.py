@@ -28,6 +28,9 @@ from fourdnex.errors import ValidationError
 
 #: Relative depth tolerance of the co-visibility (z-buffer) test.
 COVISIBILITY_DEPTH_TOLERANCE = 0.05
+#: Percentiles of the box whose diagonal is a clip's extent, and points sampled for it.
+EXTENT_PERCENTILES = (1.0, 99.0)
+EXTENT_SAMPLES = 1_000_000
 #: Frame offset k of the warp t -> t + k.
 DEFAULT_FRAME_OFFSET = 1
 #: Peak value of the PSNR (colours in [0, 1]).
@@ -174,11 +177,22 @@ def _bilinear(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 def registration_residual(
     xyz: np.ndarray, depth: np.ndarray, K: np.ndarray, cam2world: np.ndarray
 ) -> list[float]:
-    """Per-frame mean distance (T,) between ``backproject(depth, K, cam2world)`` and ``xyz``.
+    """Per-frame RMS distance (T,) between ``backproject(depth, K, cam2world)`` and ``xyz``.
 
     How well one pinhole camera per frame explains the pointmaps (method 7, eq. 12),
-    in the units of ``xyz``.
+    in the units of ``xyz``, over pixels with ``depth > 0`` (the definition of
+    :func:`fourdnex.geometry.register`'s residual).
     """
     pts = backproject(depth.astype(np.float64), K.astype(np.float64), cam2world.astype(np.float64))
-    err = np.linalg.norm(pts - xyz.astype(np.float64), axis=-1)
-    return [float(x) for x in err.mean(axis=(1, 2))]
+    sq = (np.linalg.norm(pts - xyz.astype(np.float64), axis=-1) ** 2) * (depth > 0)
+    n = np.maximum((depth > 0).sum(axis=(1, 2)), 1)
+    return [float(x) for x in np.sqrt(sq.sum(axis=(1, 2)) / n)]
+
+
+def clip_extent(xyz: np.ndarray) -> float:
+    """Size of a clip (T, H, W, 3): the diagonal of its per-axis percentile box."""
+    flat = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    stride = max(1, flat.shape[0] // EXTENT_SAMPLES)
+    lo, hi = np.percentile(flat[::stride], EXTENT_PERCENTILES, axis=0)
+    return float(np.linalg.norm(hi - lo))
