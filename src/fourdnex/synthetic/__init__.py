@@ -1,0 +1,32 @@
+"""The synthetic 4D world: procedural dynamic scenes with exact ground truth.
+
+``make_scene(seed, frames, height, width, ...)`` ray-casts a room (or a ground plane
+under a sky dome) with 2-6 textured primitives moving rigidly, seen by a moving
+camera, and returns a :class:`~fourdnex.Scene4D` with ``rgb``, world ``xyz``,
+``depth``, ``K``, ``cam2world``, ``dynamic_mask`` and ``object_id``. See
+docs/synthetic.md.
+"""
+
+from fourdnex.synthetic.sample import SceneOptions, sample_spec
+from fourdnex.synthetic.spec import (
+    CAMERA_MOTIONS,
+    ENVIRONMENTS,
+    OBJECT_KINDS,
+    OBJECT_MOTIONS,
+    TEXTURES,
+    SceneSpec,
+)
+from fourdnex.synthetic.world import make_scene, render_spec
+
+__all__ = [
+    "CAMERA_MOTIONS",
+    "ENVIRONMENTS",
+    "OBJECT_KINDS",
+    "OBJECT_MOTIONS",
+    "TEXTURES",
+    "SceneOptions",
+    "SceneSpec",
+    "make_scene",
+    "render_spec",
+    "sample_spec",
+]
