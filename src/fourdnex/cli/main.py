@@ -21,6 +21,7 @@ from fourdnex.errors import FourDNeXError
 #: only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
+    "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
 }
 
 #: Exit status for bad input.
