@@ -1,0 +1,48 @@
+"""Training clips on disk: the format the training work reads (see docs/dataset_format.md).
+
+- :mod:`fourdnex.data.clips`: one clip (``rgb.mp4``, ``geometry.safetensors``,
+  ``clip.json``): :func:`write_clip`, :func:`read_clip`, :func:`validate_clip`.
+- :mod:`fourdnex.data.dataset`: a dataset of clips (``dataset.json``, ``index.jsonl``,
+  ``clips/<id>/``): :func:`write_dataset`, :func:`open_dataset`, :func:`check_dataset`,
+  :func:`export_rgb_mp4`.
+"""
+
+from fourdnex.data.clips import (
+    CLIP_FPS,
+    Clip,
+    ClipFormatError,
+    read_clip,
+    validate_clip,
+    write_clip,
+    write_scene_clip,
+)
+from fourdnex.data.dataset import (
+    ClipEntry,
+    DatasetFormatError,
+    DatasetIndex,
+    Problem,
+    check_dataset,
+    dataset_rgb_videos,
+    export_rgb_mp4,
+    open_dataset,
+    write_dataset,
+)
+
+__all__ = [
+    "CLIP_FPS",
+    "Clip",
+    "ClipEntry",
+    "ClipFormatError",
+    "DatasetFormatError",
+    "DatasetIndex",
+    "Problem",
+    "check_dataset",
+    "dataset_rgb_videos",
+    "export_rgb_mp4",
+    "open_dataset",
+    "read_clip",
+    "validate_clip",
+    "write_clip",
+    "write_dataset",
+    "write_scene_clip",
+]

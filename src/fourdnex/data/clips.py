@@ -1,0 +1,326 @@
+"""Training clips: one clip of paired RGB video and pointmaps on disk, written and read back.
+
+A clip directory ``clips/<id>/`` holds:
+
+- ``rgb.mp4``: the RGB video, H.264 uint8 (:func:`fourdnex.io.write_video`; odd sizes
+  are padded by one edge pixel, cropped again on reading).
+- ``geometry.safetensors``:
+  ``xyz_model`` (T, H, W, 3) float32, the pointmaps in model space (first-camera frame,
+  one centre and scale for the clip, about [-1, 1]; made by
+  ``fourdnex.sixd.normalize_pointmaps(mode="clip")``);
+  ``K`` (T, 3, 3) float32 intrinsics in pixels; ``cam2world`` (T, 4, 4) float32 OpenCV
+  cameras in the source's world frame; optionally ``dynamic_mask`` (T, H, W) bool.
+- ``clip.json``: ``format`` (``"fourdnex.clip"``), ``format_version``, ``frames``,
+  ``height``, ``width``, ``fps``, ``caption``, ``xyz_normalization`` (the
+  :class:`~fourdnex.sixd.XYZNormalization` record: world points are
+  ``normalization.denormalize(xyz_model)``), ``geometry_bytes`` and ``source``
+  (where it came from, e.g. the synthetic scene description).
+
+A clip is written atomically (a temporary directory renamed into place) and every
+read checks it fully: a broken clip raises :class:`ClipFormatError` naming the clip
+and the reason, never a silent skip. Datasets of clips: :mod:`fourdnex.data.dataset`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.io.atomic import atomic_directory
+from fourdnex.io.video import read_video, write_video
+from fourdnex.scene import Scene4D
+from fourdnex.sixd import XYZNormalization, normalize_pointmaps
+
+CLIP_FORMAT = "fourdnex.clip"
+CLIP_FORMAT_VERSION = 1
+CLIP_JSON = "clip.json"
+RGB_VIDEO = "rgb.mp4"
+GEOMETRY = "geometry.safetensors"
+#: Frame rate of clip videos (Wan2.1 generates 16 frames per second).
+CLIP_FPS = 16
+#: Tolerance of the rigid-camera check (float32 storage).
+ROTATION_TOLERANCE = 1e-3
+
+
+class ClipFormatError(ValidationError):
+    """A clip is missing, truncated, inconsistent or holds invalid values."""
+
+
+@dataclass
+class Clip:
+    """One training clip in memory.
+
+    Attributes:
+        rgb: (T, H, W, 3) float32 in [0, 1] (decoded from ``rgb.mp4``).
+        xyz_model: (T, H, W, 3) float32 pointmaps in model space.
+        K: (T, 3, 3) float32 intrinsics (pixels).
+        cam2world: (T, 4, 4) float32 cameras in the source world frame.
+        caption: the text describing the clip.
+        normalization: maps ``xyz_model`` back to world points exactly.
+        dynamic_mask: (T, H, W) bool, optional.
+        fps: frames per second of the video.
+        source: provenance of the clip (JSON).
+        path: the clip directory it was read from (``None`` if not on disk).
+    """
+
+    rgb: NDArray[np.float32]
+    xyz_model: NDArray[np.float32]
+    K: NDArray[np.float32]
+    cam2world: NDArray[np.float32]
+    caption: str
+    normalization: XYZNormalization
+    dynamic_mask: NDArray[np.bool_] | None = None
+    fps: int = CLIP_FPS
+    source: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def frames(self) -> int:
+        return int(self.xyz_model.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.xyz_model.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.xyz_model.shape[2])
+
+    def xyz_world(self) -> NDArray[np.float32]:
+        """The pointmaps (T, H, W, 3) back in the world frame of ``cam2world``."""
+        return self.normalization.denormalize(self.xyz_model)
+
+    def cam2world_model(self) -> NDArray[np.float32]:
+        """Cameras (T, 4, 4) in model space: ``x_model = R @ x_cam / s + t`` with ``s`` the
+        normalization scale (rotation in the upper block, translation in model units)."""
+        n = self.normalization
+        c2w = n.world_to_first @ self.cam2world.astype(np.float64)
+        c2w[:, :3, 3] = (c2w[:, :3, 3] - np.asarray(n.center).reshape(-1, 3)) / n.scale
+        return c2w.astype(np.float32)
+
+
+def write_clip(
+    directory: str | Path,
+    rgb: np.ndarray,
+    xyz: np.ndarray,
+    K: np.ndarray,
+    cam2world: np.ndarray,
+    caption: str,
+    dynamic_mask: np.ndarray | None = None,
+    fps: int = CLIP_FPS,
+    source: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write one clip directory atomically from world-frame arrays; returns its path.
+
+    Args:
+        directory: the clip directory to create.
+        rgb: (T, H, W, 3) float in [0, 1] or uint8.
+        xyz: (T, H, W, 3) world points (normalized here into model space).
+        K: (T, 3, 3) intrinsics; cam2world: (T, 4, 4) cameras in the frame of ``xyz``.
+        caption: text describing the clip (non-empty).
+        dynamic_mask: (T, H, W) bool, optional.
+        fps: frame rate of ``rgb.mp4``.
+        source: JSON-ready provenance stored in ``clip.json``.
+        overwrite: replace an existing clip directory.
+    """
+    scene = Scene4D(
+        rgb=rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb,
+        xyz=xyz,
+        K=K,
+        cam2world=cam2world,
+        dynamic_mask=dynamic_mask,
+    )  # validates shapes, finiteness and cameras
+    if not caption.strip():
+        raise ValidationError("caption must not be empty")
+    assert scene.K is not None and scene.cam2world is not None
+    xyz_model, transform = normalize_pointmaps(
+        scene.xyz, first_cam2world=scene.cam2world[0], mode="clip"
+    )
+    arrays: dict[str, np.ndarray] = {
+        "xyz_model": xyz_model,
+        "K": np.ascontiguousarray(scene.K),
+        "cam2world": np.ascontiguousarray(scene.cam2world),
+    }
+    if scene.dynamic_mask is not None:
+        arrays["dynamic_mask"] = np.ascontiguousarray(scene.dynamic_mask)
+    with atomic_directory(directory, overwrite=overwrite) as tmp:
+        save_file(arrays, str(tmp / GEOMETRY))
+        write_video(tmp / RGB_VIDEO, rgb, fps=fps)
+        header = {
+            "format": CLIP_FORMAT,
+            "format_version": CLIP_FORMAT_VERSION,
+            "frames": scene.frames,
+            "height": scene.height,
+            "width": scene.width,
+            "fps": fps,
+            "caption": caption,
+            "xyz_normalization": transform.to_dict(),
+            "geometry_bytes": (tmp / GEOMETRY).stat().st_size,
+            "source": source or {},
+        }
+        (tmp / CLIP_JSON).write_text(json.dumps(header, indent=2) + "\n")
+    return Path(directory)
+
+
+def write_scene_clip(directory: str | Path, scene: Scene4D, overwrite: bool = False) -> Path:
+    """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip.
+
+    The caption is ``scene.meta["caption"]`` (or ``"prompt"``); the source record holds
+    the rest of the scene's meta.
+    """
+    if scene.K is None or scene.cam2world is None:
+        raise ValidationError("a training clip needs cameras: the scene has no K or cam2world")
+    text = scene.meta.get("caption") or scene.meta.get("prompt") or ""
+    return write_clip(
+        directory,
+        scene.rgb,
+        scene.xyz,
+        scene.K,
+        scene.cam2world,
+        str(text),
+        dynamic_mask=scene.dynamic_mask,
+        source={k: v for k, v in scene.meta.items() if k not in ("caption", "prompt")},
+        overwrite=overwrite,
+    )
+
+
+def read_header(directory: str | Path) -> dict[str, Any]:
+    """Read and check ``clip.json`` (cheap: no arrays or video are read)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ClipFormatError(f"{directory}: no such clip directory")
+    path = directory / CLIP_JSON
+    if not path.is_file():
+        raise ClipFormatError(f"{directory}: missing {CLIP_JSON}")
+    try:
+        header = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ClipFormatError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(header, dict) or header.get("format") != CLIP_FORMAT:
+        raise ClipFormatError(f"{path}: not a fourdnex clip (format field missing or wrong)")
+    if header.get("format_version") != CLIP_FORMAT_VERSION:
+        raise ClipFormatError(
+            f"{path}: unsupported clip format version {header.get('format_version')!r} "
+            f"(this fourdnex reads version {CLIP_FORMAT_VERSION})"
+        )
+    for key in ("frames", "height", "width", "fps", "caption", "xyz_normalization"):
+        if key not in header:
+            raise ClipFormatError(f"{path}: missing key {key!r}")
+    return header
+
+
+def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
+    """Read and fully check a clip directory.
+
+    Args:
+        directory: the clip directory.
+        rgb: decode ``rgb.mp4`` (``False``: ``Clip.rgb`` is an empty (0, H, W, 3) array,
+            for readers that only need geometry).
+
+    Raises:
+        ClipFormatError: missing files, truncated arrays, NaN or inf pointmaps, frame
+            counts of video and pointmaps that differ, wrong shapes or bad cameras.
+    """
+    directory = Path(directory)
+    header = read_header(directory)
+    T, H, W = int(header["frames"]), int(header["height"]), int(header["width"])
+    arrays = _read_geometry(directory, header)
+    xyz = arrays["xyz_model"]
+    expected = {"xyz_model": (T, H, W, 3), "K": (T, 3, 3), "cam2world": (T, 4, 4)}
+    if "dynamic_mask" in arrays:
+        expected["dynamic_mask"] = (T, H, W)
+    for name, shape in expected.items():
+        if arrays[name].shape != shape:
+            raise ClipFormatError(
+                f"{directory}: {name} has shape {arrays[name].shape}, expected {shape} "
+                f"(clip.json says {T} frames of {H} x {W})"
+            )
+    for name in ("xyz_model", "K", "cam2world"):
+        bad = int((~np.isfinite(arrays[name])).sum())
+        if bad:
+            raise ClipFormatError(f"{directory}: {name} has {bad} NaN or inf values")
+    _check_cameras(directory, arrays["K"], arrays["cam2world"])
+    try:
+        norm = XYZNormalization.from_dict(header["xyz_normalization"])
+    except ValidationError as exc:
+        raise ClipFormatError(f"{directory}: {exc}") from None
+    frames = np.zeros((0, H, W, 3), np.float32)
+    if rgb:
+        frames = _read_rgb(directory, T, H, W)
+    mask = arrays.get("dynamic_mask")
+    return Clip(
+        rgb=frames,
+        xyz_model=xyz.astype(np.float32, copy=False),
+        K=arrays["K"].astype(np.float32, copy=False),
+        cam2world=arrays["cam2world"].astype(np.float32, copy=False),
+        caption=str(header["caption"]),
+        normalization=norm,
+        dynamic_mask=None if mask is None else mask.astype(np.bool_),
+        fps=int(header["fps"]),
+        source=header.get("source", {}),
+        path=directory,
+    )
+
+
+def validate_clip(directory: str | Path) -> None:
+    """Raise :class:`ClipFormatError` (a ``ValidationError``) with the reason if the clip
+    at ``directory`` cannot be used; return ``None`` if it is sound."""
+    read_clip(directory, rgb=True)
+
+
+def _read_geometry(directory: Path, header: dict[str, Any]) -> dict[str, np.ndarray]:
+    path = directory / GEOMETRY
+    if not path.is_file():
+        raise ClipFormatError(f"{directory}: missing {GEOMETRY}")
+    size = path.stat().st_size
+    if "geometry_bytes" in header and size != header["geometry_bytes"]:
+        raise ClipFormatError(
+            f"{path}: truncated or corrupt ({size} bytes, expected {header['geometry_bytes']})"
+        )
+    try:
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ClipFormatError(f"{path}: corrupt array file ({exc})") from None
+    for name in ("xyz_model", "K", "cam2world"):
+        if name not in arrays:
+            raise ClipFormatError(f"{path}: missing array {name!r}")
+    return arrays
+
+
+def _read_rgb(directory: Path, T: int, H: int, W: int) -> NDArray[np.float32]:
+    path = directory / RGB_VIDEO
+    if not path.is_file():
+        raise ClipFormatError(f"{directory}: missing {RGB_VIDEO}")
+    try:
+        video = read_video(path)
+    except FourDNeXError as exc:
+        raise ClipFormatError(str(exc)) from None
+    if video.shape[0] != T:
+        raise ClipFormatError(
+            f"{directory}: {RGB_VIDEO} has {video.shape[0]} frames but the pointmaps have {T}"
+        )
+    if video.shape[1] < H or video.shape[2] < W or video.shape[1] > H + 1 or video.shape[2] > W + 1:
+        raise ClipFormatError(
+            f"{directory}: {RGB_VIDEO} is {video.shape[1]} x {video.shape[2]}, expected {H} x {W}"
+        )
+    return video[:, :H, :W].astype(np.float32) / np.float32(255.0)
+
+
+def _check_cameras(directory: Path, K: np.ndarray, c2w: np.ndarray) -> None:
+    if (K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any() or not np.allclose(K[:, 2], [0, 0, 1]):
+        raise ClipFormatError(f"{directory}: K is not a valid intrinsics matrix in every frame")
+    if not np.allclose(c2w[:, 3], [0, 0, 0, 1]):
+        raise ClipFormatError(f"{directory}: cam2world must have last row [0, 0, 0, 1]")
+    R = c2w[:, :3, :3].astype(np.float64)
+    err = float(np.abs(np.einsum("tji,tjk->tik", R, R) - np.eye(3)).max())
+    if err > ROTATION_TOLERANCE:
+        raise ClipFormatError(f"{directory}: cam2world rotations are not orthonormal ({err:.2g})")
