@@ -1,0 +1,73 @@
+"""``4dnex encode --data DIR [--model ...]``: build the latent cache for training.
+
+Resumable (valid entries are skipped); a clip that fails is reported and the run
+goes on; the exit status is 1 if any clip failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import tyro
+
+from fourdnex.errors import FourDNeXError
+
+
+@dataclass
+class EncodeConfig:
+    """Encode a training dataset into the latent cache (VAE latents, prompts, CLIP)."""
+
+    data: Path
+    """Dataset directory (dataset.json, index.jsonl, clips/)."""
+    preset: str = "tiny-synthetic"
+    """Training preset whose model and size to encode for (see `4dnex train --help`)."""
+    model: str | None = None
+    """Base model (diffusers Wan2.1 I2V directory, hub id or 'tiny'); default: the preset's."""
+    cache: Path | None = None
+    """Cache directory (default: DATA/cache)."""
+    frames: int | None = None
+    """Frames per clip (default: the preset's)."""
+    height: int | None = None
+    """Height of each modality (default: the preset's)."""
+    width: int | None = None
+    """Width of each modality (default: the preset's)."""
+    device: str = "auto"
+    """Device of the encoders: auto (CUDA if available), cpu, cuda, cuda:1 ..."""
+    progress: bool = True
+    """Show a progress bar."""
+
+
+def main(argv: list[str]) -> int:
+    import torch
+
+    from fourdnex.train.cache import CacheSettings, encode_dataset
+    from fourdnex.train.config import preset_config
+    from fourdnex.train.encoder import WanEncoder
+    from fourdnex.train.trainable import model_location
+
+    cfg = tyro.cli(EncodeConfig, args=argv, prog="4dnex encode")
+    base = preset_config(cfg.preset)
+    model = cfg.model if cfg.model is not None else base.model
+    settings = CacheSettings(
+        model=model,
+        frames=cfg.frames if cfg.frames is not None else base.frames,
+        height=cfg.height if cfg.height is not None else base.height,
+        width=cfg.width if cfg.width is not None else base.width,
+    )
+    if not cfg.data.is_dir():
+        raise FourDNeXError(f"dataset directory not found: {cfg.data}")
+    device = cfg.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    cache = cfg.cache if cfg.cache is not None else cfg.data / "cache"
+    report = encode_dataset(
+        cfg.data, cache, settings, lambda: WanEncoder(model_location(model), device), cfg.progress
+    )
+    print(
+        f"encode: {report.total} clips: {len(report.encoded)} encoded, "
+        f"{len(report.skipped)} already cached, {len(report.failed)} failed -> {cache}"
+    )
+    for clip_id, reason in report.failed:
+        print(f"  failed {clip_id}: {reason}")
+    return 1 if report.failed else 0

@@ -1,0 +1,40 @@
+"""``4dnex train --preset NAME --data DIR --out DIR [--max-steps N] [--resume]``.
+
+Every option of :class:`~fourdnex.train.config.TrainConfig` can be overridden; the
+preset supplies the defaults. Multi-GPU / multi-node: run it under accelerate, e.g.
+``accelerate launch --config_file configs/accelerate/ddp.yaml -m fourdnex.cli.train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import tyro
+
+from fourdnex.train.config import PRESETS, TrainConfig, preset_config
+
+
+def parse(argv: list[str]) -> TrainConfig:
+    """The config of a command line: the preset's values, then the overrides."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="tiny-synthetic", choices=sorted(PRESETS))
+    known, _ = pre.parse_known_args(argv)
+    default = preset_config(known.preset, data=tyro.MISSING, out=tyro.MISSING)
+    return tyro.cli(TrainConfig, args=argv, default=default, prog="4dnex train")
+
+
+def main(argv: list[str]) -> int:
+    from fourdnex.train.trainer import train
+
+    cfg = parse(argv)
+    result = train(cfg)
+    if result.checkpoints:
+        print(f"train: step {result.step}; last checkpoint {result.checkpoints[-1]}")
+    return 0
+
+
+if __name__ == "__main__":  # `accelerate launch -m fourdnex.cli.train ...`
+    from fourdnex.cli.main import main as cli_main
+
+    raise SystemExit(cli_main(["train", *sys.argv[1:]]))

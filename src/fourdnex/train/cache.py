@@ -1,0 +1,246 @@
+"""The latent cache: per training clip, everything the trainer reads, precomputed.
+
+Layout of a cache directory (default ``DATA/cache``)::
+
+    cache.json                 settings, their key, provenance
+    null_prompt.safetensors    prompt_embeds (512, D) of the empty prompt (text dropout)
+    entries/<clip_id>.safetensors
+
+An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / 8``, ``w = W / 8``):
+
+- ``rgb_latent`` (16, T', h, w) and ``xyz_latent`` (16, T', h, w): VAE latents (mode,
+  VAE-normalized) of the RGB and model-space XYZ videos. The XYZ *target* is further
+  normalized with :class:`fourdnex.sixd.XYZLatentNorm` at training time, not here.
+- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros.
+- ``prompt_embeds`` (512, D_text): the caption with the 4DNeX suffix.
+- ``image_embeds`` (N, D_image): CLIP penultimate states of the first RGB frame.
+
+Its metadata ``key`` hashes the clip's files (content), the settings and the model
+id: when any of them changes the entry is stale and is encoded again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from fourdnex.errors import FourDNeXError
+from fourdnex.io.atomic import atomic_file
+from fourdnex.provenance import provenance, write_json
+from fourdnex.sixd import PROMPT_SUFFIX, check_frames, with_prompt_suffix
+from fourdnex.train.clipsource import ClipRef, list_clips, load_clip
+from fourdnex.train.encoder import (
+    TEXT_TOKENS,
+    LatentEncoder,
+    condition_video,
+    prepare_modalities,
+    to_vae_video,
+)
+
+CACHE_FORMAT = "fourdnex.latent_cache"
+CACHE_VERSION = 1
+CACHE_JSON = "cache.json"
+ENTRIES_DIR = "entries"
+NULL_PROMPT_FILE = "null_prompt.safetensors"
+#: Negative prompt of the released inference (method 2): empty.
+NULL_PROMPT = ""
+_HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """What an encoded entry depends on besides the clip itself."""
+
+    model: str
+    frames: int
+    height: int
+    width: int
+    prompt_suffix: str = PROMPT_SUFFIX
+    text_tokens: int = TEXT_TOKENS
+    version: int = CACHE_VERSION
+
+    def __post_init__(self) -> None:
+        check_frames(self.frames)
+        if self.height % 16 or self.width % 16 or min(self.height, self.width) < 16:
+            raise FourDNeXError(
+                f"height and width must be positive multiples of 16, got {self.height}x{self.width}"
+            )
+
+    def key(self) -> str:
+        return _sha(json.dumps(asdict(self), sort_keys=True).encode())
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def clip_fingerprint(clip_dir: Path) -> str:
+    """SHA-256 over the names and contents of every file of a clip directory."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in clip_dir.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(clip_dir)).encode() + b"\0")
+        with path.open("rb") as f:
+            while chunk := f.read(_HASH_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def entry_key(settings: CacheSettings, fingerprint: str) -> str:
+    return _sha(f"{settings.key()}:{fingerprint}".encode())
+
+
+def entry_path(cache_dir: Path, clip_id: str) -> Path:
+    return cache_dir / ENTRIES_DIR / f"{clip_id}.safetensors"
+
+
+def stored_key(path: Path) -> str | None:
+    """The key in an entry's metadata, or ``None`` if it is missing or unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("key")
+    except (OSError, SafetensorError):
+        return None
+
+
+# ------------------------------------------------------------------------ encoding
+@dataclass
+class EncodeReport:
+    """What an encode run did, clip by clip."""
+
+    encoded: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already cached and valid
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (clip id, reason)
+
+    @property
+    def total(self) -> int:
+        return len(self.encoded) + len(self.skipped) + len(self.failed)
+
+
+def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -> dict:
+    """Encode one clip into the tensors of a cache entry (see the module docstring)."""
+    clip = load_clip(ref)
+    rgb, xyz = prepare_modalities(
+        clip.rgb, clip.xyz, settings.frames, settings.height, settings.width
+    )
+    rgb_latent = encoder.encode_video(to_vae_video(rgb * 2.0 - 1.0))[0]
+    xyz_latent = encoder.encode_video(to_vae_video(xyz))[0]
+    cond_latent = encoder.encode_video(condition_video(rgb[0], settings.frames))[0]
+    prompt = with_prompt_suffix(clip.caption, settings.prompt_suffix)
+    tensors = {
+        "rgb_latent": rgb_latent,
+        "xyz_latent": xyz_latent,
+        "cond_latent": cond_latent,
+        "prompt_embeds": encoder.encode_prompts([prompt])[0],
+        "image_embeds": encoder.encode_images([rgb[0]])[0],
+    }
+    for name, t in tensors.items():
+        if not torch.isfinite(t).all():
+            raise FourDNeXError(f"{name} of clip {ref.clip_id} is not finite")
+    return {"tensors": tensors, "prompt": prompt}
+
+
+def encode_dataset(
+    data_dir: Path,
+    cache_dir: Path,
+    settings: CacheSettings,
+    make_encoder: Callable[[], LatentEncoder],
+    progress: bool = True,
+) -> EncodeReport:
+    """Encode every clip of a dataset that is not cached with these settings yet.
+
+    Resumable: valid entries are skipped. A clip that fails is recorded with its
+    reason and the run goes on. The encoder is built only if something needs encoding.
+    """
+    from tqdm import tqdm
+
+    clips = list_clips(data_dir)
+    try:
+        (cache_dir / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FourDNeXError(f"cannot write the cache to {cache_dir}: {exc.strerror}") from None
+    write_json(
+        cache_dir / CACHE_JSON,
+        {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "settings": asdict(settings),
+            "settings_key": settings.key(),
+            "data": str(data_dir),
+            "provenance": provenance(settings),
+        },
+    )
+    report = EncodeReport()
+    encoder: LatentEncoder | None = None
+    null_path = cache_dir / NULL_PROMPT_FILE
+    if stored_key(null_path) != settings.key():
+        encoder = make_encoder()
+        null = encoder.encode_prompts([NULL_PROMPT])[0]
+        with atomic_file(null_path) as tmp:
+            save_file({"prompt_embeds": null}, str(tmp), metadata={"key": settings.key()})
+    bar = tqdm(clips, desc="encode", unit="clip", disable=not progress)
+    for ref in bar:
+        path = entry_path(cache_dir, ref.clip_id)
+        try:
+            key = entry_key(settings, clip_fingerprint(ref.path))
+            if stored_key(path) == key:
+                report.skipped.append(ref.clip_id)
+                continue
+            if encoder is None:
+                encoder = make_encoder()
+            out = encode_clip(encoder, ref, settings)
+            meta = {"key": key, "clip_id": ref.clip_id, "prompt": out["prompt"]}
+            with atomic_file(path) as tmp:
+                save_file(out["tensors"], str(tmp), metadata=meta)
+            report.encoded.append(ref.clip_id)
+        except (FourDNeXError, OSError, ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            report.failed.append((ref.clip_id, reason))
+            bar.write(f"encode: clip {ref.clip_id} failed: {reason}")
+    return report
+
+
+# ---------------------------------------------------------------------- checking
+def check_cache(data_dir: Path, cache_dir: Path, settings: CacheSettings) -> list[Path]:
+    """The entry of every clip in the dataset, all present and current, in index order.
+
+    Raises :class:`FourDNeXError` (before training starts) if the dataset is empty or
+    any clip is not encoded with these settings, naming the first few.
+    """
+    clips = list_clips(data_dir)
+    if not clips:
+        raise FourDNeXError(f"dataset {data_dir} has no clips")
+    if stored_key(cache_dir / NULL_PROMPT_FILE) != settings.key():
+        raise FourDNeXError(
+            f"no latent cache for these settings in {cache_dir}: run `4dnex encode --data "
+            f"{data_dir}` with the same model and size first"
+        )
+    entries, problems = [], []
+    for ref in clips:
+        path = entry_path(cache_dir, ref.clip_id)
+        key = stored_key(path)
+        if key is None:
+            problems.append(f"{ref.clip_id} (not encoded)")
+        elif key != entry_key(settings, clip_fingerprint(ref.path)):
+            problems.append(f"{ref.clip_id} (stale: clip or settings changed)")
+        entries.append(path)
+    if problems:
+        raise FourDNeXError(
+            f"{len(problems)} of {len(clips)} clips are not in the latent cache {cache_dir}: "
+            f"{', '.join(problems[:3])}{' ...' if len(problems) > 3 else ''}; "
+            f"run `4dnex encode --data {data_dir}` with the same settings"
+        )
+    return entries
+
+
+def load_null_prompt(cache_dir: Path) -> torch.Tensor:
+    """(512, D) embedding of the empty prompt (used for text dropout)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(cache_dir / NULL_PROMPT_FILE))["prompt_embeds"]

@@ -1,0 +1,222 @@
+"""Training settings: one dataclass, one definition per option, and named presets.
+
+``4dnex train --preset NAME`` starts from a preset and overrides fields from the
+command line (``--help`` shows every field with its docstring). The resolved
+configuration is saved as ``OUT/config.json`` next to the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.flow import INFERENCE_FLOW_SHIFT, LossWeighting, TimestepSampling
+from fourdnex.models.presets import LORA_ALPHA, LORA_RANK, WAN_I2V_14B_480P_ID
+
+#: The paper's recipe (method 3.6): batch 32, lr 1e-4, 5k iterations, 49 x 480 x 720.
+PAPER_BATCH_SIZE = 32
+PAPER_LEARNING_RATE = 1e-4
+PAPER_STEPS = 5000
+PAPER_FRAMES = 49
+PAPER_HEIGHT = 480
+PAPER_WIDTH = 720
+#: Warmup of the paper recipe; the paper gives none, so a common 2% of the run.
+PAPER_WARMUP_STEPS = 100
+#: Model id that means "the bundled tiny model" (built offline by fourdnex.models.tiny).
+TINY_MODEL_ID = "tiny"
+#: Condition dropout for classifier-free guidance (the released code had none).
+TEXT_DROPOUT = 0.1
+IMAGE_DROPOUT = 0.05
+
+MixedPrecision = Literal["no", "bf16", "fp16"]
+LRSchedule = Literal["cosine", "constant"]
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tune 4DNeX with flow matching on a latent cache (LoRA + domain embeddings)."""
+
+    data: Path
+    """Dataset directory (dataset.json, index.jsonl, clips/); encoded with `4dnex encode`."""
+    out: Path
+    """Output directory: config.json, checkpoints/, validation/, logs/."""
+    preset: str = "tiny-synthetic"
+    """Preset that supplies the defaults of every other option."""
+    model: str = TINY_MODEL_ID
+    """Base model: a diffusers Wan2.1 I2V directory, a hub id, or 'tiny' (bundled)."""
+    cache: Path | None = None
+    """Latent cache directory (default: DATA/cache)."""
+    resume: bool = False
+    """Resume from the latest complete checkpoint in OUT/checkpoints (exact)."""
+
+    # ---- size (must match the cache)
+    frames: int = 5
+    """Frames per clip (4k + 1)."""
+    height: int = 32
+    """Height of each modality in pixels (multiple of 16)."""
+    width: int = 48
+    """Width of each modality in pixels (multiple of 16); the fused video is twice as wide."""
+
+    # ---- what is trained
+    lora_rank: int = 8
+    """LoRA rank (the paper: 64)."""
+    lora_alpha: float = 8.0
+    """LoRA alpha; the update is scaled by alpha / rank (released: 32 / 64)."""
+    full_finetune: bool = False
+    """Train every transformer weight instead of LoRA (domain embeddings always train)."""
+    gradient_checkpointing: bool = False
+    """Recompute block activations in the backward pass (saves memory)."""
+
+    # ---- optimization
+    max_steps: int = 200
+    """Optimizer steps to train for (in total, counting resumed ones)."""
+    batch_size: int = 2
+    """Global batch size: micro_batch_size x processes x accumulation steps."""
+    micro_batch_size: int = 1
+    """Samples per process per forward pass."""
+    learning_rate: float = 1e-3
+    """Peak learning rate of AdamW."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    """AdamW betas."""
+    adam_eps: float = 1e-8
+    """AdamW epsilon."""
+    warmup_steps: int = 10
+    """Linear warmup steps from 0 to the peak learning rate."""
+    lr_schedule: LRSchedule = "cosine"
+    """Learning rate after warmup: cosine decay to min_lr_ratio, or constant."""
+    min_lr_ratio: float = 0.0
+    """Final learning rate of the cosine schedule, as a fraction of the peak."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping threshold (global L2 norm); 0 disables clipping."""
+    mixed_precision: MixedPrecision = "no"
+    """Mixed precision of the forward pass (accelerate): no, bf16 or fp16."""
+    seed: int = 0
+    """Seed of the data order, noise, timesteps and dropout (runs are reproducible)."""
+    overfit_batch: bool = False
+    """Debug: reuse the noise, noise levels and dropout of step 0 at every step (with one
+    clip: one fixed batch, whose loss must fall towards zero)."""
+
+    # ---- flow matching
+    timesteps: TimestepSampling = field(default_factory=TimestepSampling)
+    """How noise levels are drawn (sampler, logit-normal parameters, shift)."""
+    loss_weighting: LossWeighting = "none"
+    """Per-sample loss weight: none (released) or cosmap."""
+    text_dropout: float = TEXT_DROPOUT
+    """Probability of replacing the prompt by the empty prompt (for CFG)."""
+    image_dropout: float = IMAGE_DROPOUT
+    """Probability of zeroing the CLIP image embedding (the first-frame latent stays)."""
+
+    # ---- outputs
+    checkpoint_every: int = 100
+    """Save a checkpoint every N steps (and at the end); 0: only at the end."""
+    keep_last: int = 3
+    """Checkpoints to keep (older ones are deleted); 0 keeps all."""
+    validate_every: int = 0
+    """Generate a validation scene every N steps (0: never)."""
+    validation_steps: int = 10
+    """Sampling steps of a validation generation."""
+    validation_guidance: float = 5.0
+    """Classifier-free guidance scale of a validation generation."""
+    log_every: int = 1
+    """Log loss and learning rate to TensorBoard every N steps."""
+    num_workers: int = 0
+    """Data loader worker processes."""
+
+    def validate(self, num_processes: int = 1) -> None:
+        """Check the settings before any expensive work; one-line errors."""
+        if self.frames < 1 or (self.frames - 1) % 4:
+            raise ValidationError(f"frames must be 4k + 1, got {self.frames}")
+        for name in ("height", "width"):
+            if getattr(self, name) % 16 or getattr(self, name) < 16:
+                raise ValidationError(f"{name} must be a positive multiple of 16")
+        if self.max_steps < 1:
+            raise ValidationError(f"max_steps must be >= 1, got {self.max_steps}")
+        self.accumulation_steps(num_processes)
+        if not self.learning_rate > 0:
+            raise ValidationError(f"learning_rate must be > 0, got {self.learning_rate}")
+        for name in ("text_dropout", "image_dropout", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("warmup_steps", "checkpoint_every", "keep_last", "validate_every"):
+            if getattr(self, name) < 0:
+                raise ValidationError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.lora_rank < 1 and not self.full_finetune:
+            raise ValidationError(f"lora_rank must be >= 1, got {self.lora_rank}")
+
+    def accumulation_steps(self, num_processes: int) -> int:
+        """Gradient accumulation steps so that the global batch is ``batch_size``."""
+        per_step = self.micro_batch_size * num_processes
+        if self.micro_batch_size < 1 or self.batch_size % per_step:
+            raise ValidationError(
+                f"batch_size {self.batch_size} is not a multiple of micro_batch_size "
+                f"{self.micro_batch_size} x {num_processes} processes"
+            )
+        return self.batch_size // per_step
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache if self.cache is not None else self.data / "cache"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _wan14b_lora() -> dict[str, Any]:
+    return {
+        "model": WAN_I2V_14B_480P_ID,
+        "frames": PAPER_FRAMES,
+        "height": PAPER_HEIGHT,
+        "width": PAPER_WIDTH,
+        "lora_rank": LORA_RANK,
+        "lora_alpha": LORA_ALPHA,
+        "gradient_checkpointing": True,
+        "max_steps": PAPER_STEPS,
+        "batch_size": PAPER_BATCH_SIZE,
+        "micro_batch_size": 1,
+        "learning_rate": PAPER_LEARNING_RATE,
+        "warmup_steps": PAPER_WARMUP_STEPS,
+        "mixed_precision": "bf16",
+        # uniform like the release, but with the inference shift (method 10)
+        "timesteps": TimestepSampling("uniform", shift=INFERENCE_FLOW_SHIFT),
+        "checkpoint_every": 500,
+        "keep_last": 3,
+        "validate_every": 500,
+        "validation_steps": 50,
+        "log_every": 10,
+        "num_workers": 2,
+    }
+
+
+def _tiny_synthetic() -> dict[str, Any]:
+    return {
+        "model": TINY_MODEL_ID,
+        "frames": 5,
+        "height": 32,
+        "width": 48,
+        "lora_rank": 8,
+        "lora_alpha": 8.0,
+        "max_steps": 200,
+        "batch_size": 2,
+        "learning_rate": 1e-3,
+        "warmup_steps": 10,
+        "timesteps": TimestepSampling("uniform", shift=INFERENCE_FLOW_SHIFT),
+        "checkpoint_every": 100,
+        "validate_every": 100,
+    }
+
+
+#: Preset name -> field values (everything else keeps the dataclass default).
+PRESETS: dict[str, Any] = {"wan14b-lora": _wan14b_lora, "tiny-synthetic": _tiny_synthetic}
+
+
+def preset_config(name: str, **overrides: Any) -> TrainConfig:
+    """The preset ``name`` as a config; ``data`` and ``out`` may stay unset (for the CLI)."""
+    if name not in PRESETS:
+        raise FourDNeXError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
+    values: dict[str, Any] = {"data": Path(), "out": Path(), **PRESETS[name](), **overrides}
+    return TrainConfig(preset=name, **values)

@@ -1,0 +1,164 @@
+"""Encoders of the latent cache: clip frames -> VAE latents, prompts, CLIP image embeddings.
+
+:class:`WanEncoder` wraps the frozen components of a diffusers Wan2.1 I2V directory
+(VAE, UMT5 text encoder, CLIP vision tower) through diffusers' public pipeline
+methods (``encode_prompt``, ``encode_image``), so prompt cleaning, 512-token padding
+and the penultimate CLIP layer are exactly what generation uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.sixd import LATENT_WIDTH_AXIS, fuse_width, plane_init
+
+#: Text context length of Wan2.1 (method 2): prompts are padded to exactly this.
+TEXT_TOKENS = 512
+
+
+class LatentEncoder(Protocol):
+    """What the cache needs from a model (a fake one in tests would do)."""
+
+    model_id: str
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, 3, T, H, W) in [-1, 1] -> (B, 16, T', H / 8, W / 8) VAE-normalized (mode)."""
+        ...
+
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        """Prompts -> (B, 512, text_dim)."""
+        ...
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """(H, W, 3) float [0, 1] images -> (B, N, image_dim) CLIP penultimate states."""
+        ...
+
+
+# -------------------------------------------------------------------- clip frames
+def fit_frames(video: np.ndarray, frames: int) -> np.ndarray:
+    """The first ``frames`` frames; shorter clips are padded by ping-pong (method 6)."""
+    T = video.shape[0]
+    if frames <= T:
+        return video[:frames]
+    if T == 1:
+        return np.repeat(video, frames, axis=0)
+    cycle = np.concatenate([np.arange(T), np.arange(T - 2, 0, -1)])
+    return video[cycle[np.arange(frames) % len(cycle)]]
+
+
+def cover_crop(video: np.ndarray, height: int, width: int, mode: str) -> np.ndarray:
+    """Resize (T, H, W, C) to cover ``height x width`` keeping the aspect, centre-crop.
+
+    ``mode``: ``"bilinear"`` (antialiased; colours) or ``"nearest-exact"`` (pointmaps:
+    no blending across depth edges).
+    """
+    T, H, W, C = video.shape
+    scale = max(height / H, width / W)
+    h, w = max(height, round(H * scale)), max(width, round(W * scale))
+    x = torch.from_numpy(np.ascontiguousarray(video, dtype=np.float32)).permute(0, 3, 1, 2)
+    if (h, w) != (H, W):
+        if mode == "bilinear":
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        else:
+            x = F.interpolate(x, size=(h, w), mode=mode)
+    top, left = (h - height) // 2, (w - width) // 2
+    x = x[:, :, top : top + height, left : left + width]
+    return x.permute(0, 2, 3, 1).numpy()
+
+
+def prepare_modalities(
+    rgb: np.ndarray, xyz: np.ndarray, frames: int, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Clip arrays -> training size: (T, H, W, 3) RGB in [0, 1] and XYZ clipped to [-1, 1]."""
+    if rgb.shape[:3] != xyz.shape[:3]:
+        raise ValidationError(f"rgb {rgb.shape} and xyz {xyz.shape} sizes differ")
+    if not np.isfinite(xyz).all():
+        raise ValidationError("pointmaps contain NaN or inf values")
+    rgb_out = cover_crop(fit_frames(rgb, frames), height, width, "bilinear")
+    xyz_out = cover_crop(fit_frames(xyz, frames), height, width, "nearest-exact")
+    return np.clip(rgb_out, 0.0, 1.0), np.clip(xyz_out, -1.0, 1.0)
+
+
+def to_vae_video(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) values in [-1, 1] -> (1, 3, T, H, W) float32."""
+    return torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).permute(3, 0, 1, 2)[
+        None
+    ]
+
+
+def condition_video(first_rgb: np.ndarray, frames: int) -> torch.Tensor:
+    """The I2V condition video (method 3.1): frame 0 is ``[I0 | plane_init]``, the rest 0.
+
+    Args:
+        first_rgb: (H, W, 3) in [0, 1].
+
+    Returns:
+        (1, 3, T, H, 2W) in [-1, 1].
+    """
+    H, W = first_rgb.shape[:2]
+    first = fuse_width(first_rgb.astype(np.float32) * 2.0 - 1.0, plane_init(H, W), -2)
+    video = torch.zeros(1, 3, frames, H, 2 * W)
+    video[0, :, 0] = torch.from_numpy(first).permute(2, 0, 1)
+    return video
+
+
+# --------------------------------------------------------------------- Wan encoder
+class WanEncoder:
+    """The frozen encoders of a diffusers Wan2.1 I2V model directory (no transformer)."""
+
+    def __init__(self, model: str | Path, device: str | torch.device = "cpu") -> None:
+        from diffusers import WanImageToVideoPipeline
+
+        self.model_id = str(model)
+        self.device = torch.device(device)
+        try:
+            pipe = WanImageToVideoPipeline.from_pretrained(
+                self.model_id, transformer=None, torch_dtype=torch.float32
+            )
+        except (OSError, ValueError) as exc:
+            raise FourDNeXError(f"cannot load model {self.model_id!r}: {exc}") from None
+        for name in ("vae", "text_encoder", "image_encoder"):
+            component = getattr(pipe, name, None)
+            if component is None:
+                raise FourDNeXError(f"model {self.model_id!r} has no {name}")
+            component.to(self.device).requires_grad_(False)
+        self.pipe: Any = pipe
+        cfg = pipe.vae.config
+        self._mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
+        self._std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        dist = self.pipe.vae.encode(video.to(self.device)).latent_dist
+        return ((dist.mode() - self._mean) / self._std).float().cpu()
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
+        embeds, _ = self.pipe.encode_prompt(
+            list(prompts),
+            do_classifier_free_guidance=False,
+            max_sequence_length=TEXT_TOKENS,
+            device=self.device,
+        )
+        return embeds.float().cpu()
+
+    @torch.no_grad()
+    def encode_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        from PIL import Image
+
+        pil = [
+            Image.fromarray(np.clip(np.rint(im * 255), 0, 255).astype(np.uint8)) for im in images
+        ]
+        return self.pipe.encode_image(pil, device=self.device).float().cpu()
+
+
+def latent_width_fuse(rgb_latent: torch.Tensor, xyz_latent: torch.Tensor) -> torch.Tensor:
+    """``[rgb | xyz]`` latents along the latent width axis."""
+    return fuse_width(rgb_latent, xyz_latent, LATENT_WIDTH_AXIS)

@@ -1,0 +1,102 @@
+"""The 4DNeX training objective on one batch of cached latents (method 2 and 3).
+
+1. Target: ``[rgb | xyz]`` latents fused along the width, the XYZ half normalized with
+   the model's :class:`~fourdnex.sixd.XYZLatentNorm` (the condition is not).
+2. Noise level ``s`` per sample and noise from a seeded generator; ``x_s`` on the path.
+3. Condition dropout: the prompt becomes the empty prompt with probability
+   ``text_dropout``; the CLIP image embedding becomes zeros with ``image_dropout``
+   (the first-frame condition latent is kept: the mask declares frame 0 known).
+4. Model input ``[x_s | guided mask | condition]`` (16 + 4 + 16 channels), timestep
+   ``1000 s``; loss: (weighted) MSE to the velocity ``noise - target``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from fourdnex.flow import (
+    LossWeighting,
+    TimestepSampling,
+    flow_matching_loss,
+    interpolate,
+    loss_weight,
+    sample_sigmas,
+    sigma_to_timestep,
+    velocity_target,
+)
+from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, fuse_width, guided_mask_latent
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """Everything the objective needs besides the model and the batch."""
+
+    frames: int
+    height: int
+    width: int
+    timesteps: TimestepSampling
+    loss_weighting: LossWeighting = "none"
+    text_dropout: float = 0.0
+    image_dropout: float = 0.0
+    xyz_norm: XYZLatentNorm = XYZLatentNorm()
+
+
+def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
+    """The generator of one micro-step: a pure function of its position in the run."""
+    mixed = ((seed * 1_000_003 + step) * 1_009 + micro) * 1_013 + rank
+    return torch.Generator().manual_seed(mixed % (2**63 - 1))
+
+
+def training_target(
+    rgb_latent: torch.Tensor, xyz_latent: torch.Tensor, xyz_norm: XYZLatentNorm
+) -> torch.Tensor:
+    """(B, 16, T', h, w) x 2 -> (B, 16, T', h, 2w), XYZ half normalized."""
+    return xyz_norm.normalize(fuse_width(rgb_latent, xyz_latent, LATENT_WIDTH_AXIS))
+
+
+def flow_loss(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    null_prompt: torch.Tensor,
+    settings: ObjectiveSettings,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """The loss of one batch (a scalar tensor with a graph).
+
+    Args:
+        batch: ``rgb_latent``, ``xyz_latent`` (B, 16, T', h, w), ``cond_latent``
+            (B, 16, T', h, 2w), ``prompt_embeds`` (B, 512, D), ``image_embeds`` (B, N, D').
+        null_prompt: (512, D) embedding of the empty prompt.
+        generator: CPU generator for noise, noise levels and dropout (reproducible).
+    """
+    param = next(p for p in model.parameters())
+    device, dtype = param.device, torch.float32
+    target = training_target(batch["rgb_latent"], batch["xyz_latent"], settings.xyz_norm)
+    target = target.to(device, dtype)
+    B = target.shape[0]
+    noise = torch.randn(target.shape, generator=generator, dtype=dtype).to(device)
+    sigma = sample_sigmas(B, settings.timesteps, generator, device=device)
+    drop_text = torch.rand(B, generator=generator) < settings.text_dropout
+    drop_image = torch.rand(B, generator=generator) < settings.image_dropout
+
+    prompt = batch["prompt_embeds"].to(device, dtype)
+    null = null_prompt.to(device, dtype).expand_as(prompt)
+    prompt = torch.where(drop_text.to(device)[:, None, None], null, prompt)
+    image = batch["image_embeds"].to(device, dtype)
+    image = image * (~drop_image).to(device, dtype)[:, None, None]
+
+    mask = guided_mask_latent(settings.frames, settings.height, settings.width, batch=B)
+    x_s = interpolate(target, noise, sigma)
+    inputs = torch.cat([x_s, mask.to(device, dtype), batch["cond_latent"].to(device, dtype)], 1)
+    prediction = model(
+        hidden_states=inputs,
+        timestep=sigma_to_timestep(sigma),
+        encoder_hidden_states=prompt,
+        encoder_hidden_states_image=image,
+        return_dict=False,
+    )[0]
+    weight = loss_weight(sigma, settings.loss_weighting)
+    return flow_matching_loss(prediction, velocity_target(target, noise), weight)

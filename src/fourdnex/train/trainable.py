@@ -1,0 +1,67 @@
+"""The model being trained: base weights frozen; LoRA (or all) + domain embeddings train."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from fourdnex.errors import FourDNeXError
+from fourdnex.models import LoraSettings, add_lora, domain_embeddings, load_transformer
+from fourdnex.models.loading import resolve_model
+from fourdnex.models.tiny import build_tiny_wan_i2v
+from fourdnex.train.config import TINY_MODEL_ID, TrainConfig
+
+#: Where ``--model tiny`` is built once (override with $FOURDNEX_HOME).
+DEFAULT_HOME = Path("~/.cache/fourdnex")
+TINY_DIR_NAME = "tiny-wan2.1-i2v"
+
+
+def model_location(model: str, build: bool = True) -> str:
+    """A local directory or hub id for ``model``; ``tiny`` is built on first use."""
+    if model != TINY_MODEL_ID:
+        return str(resolve_model(model))
+    home = Path(os.environ.get("FOURDNEX_HOME", str(DEFAULT_HOME))).expanduser()
+    path = home / TINY_DIR_NAME
+    if not (path / "model_index.json").is_file():
+        if not build:
+            raise FourDNeXError(f"the tiny model is not built yet at {path}")
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FourDNeXError(f"cannot create {home}: {exc.strerror}") from None
+        build_tiny_wan_i2v(path)
+    return str(path)
+
+
+def trainable_model(cfg: TrainConfig, location: str) -> nn.Module:
+    """Load the adapted transformer and mark what trains.
+
+    Base weights are bf16 under bf16 mixed precision (fp32 otherwise); trainable
+    parameters are always fp32 (AdamW moments in fp32).
+    """
+    dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
+    source = resolve_model(location)
+    transformer, _ = load_transformer(source, lora=None, dtype=dtype)
+    transformer.requires_grad_(False)
+    if cfg.full_finetune:
+        transformer.to(torch.float32).requires_grad_(True)
+    else:
+        add_lora(transformer, LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha))
+    domain_embeddings(transformer).requires_grad_(True)
+    for p in transformer.parameters():
+        if p.requires_grad:
+            p.data = p.data.float()
+    if cfg.gradient_checkpointing:
+        transformer.enable_gradient_checkpointing()  # type: ignore[operator]
+    transformer.train()
+    return transformer
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total

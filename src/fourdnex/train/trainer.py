@@ -1,0 +1,262 @@
+"""The training loop: accelerate (DDP / FSDP / DeepSpeed), AdamW, warmup + cosine,
+gradient clipping, checkpoints with exact resume, TensorBoard, validation.
+
+Everything random in a step (data order, noise, noise levels, dropout) is a pure
+function of ``(seed, step, micro-step, process)`` and the learning rate a pure
+function of the step, so a checkpoint needs only the trainable parameters and the
+optimizer state for a resumed run to match an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from fourdnex.errors import FourDNeXError
+from fourdnex.models import save_lora
+from fourdnex.provenance import provenance, to_jsonable, write_json
+from fourdnex.train import checkpoint as ckpt
+from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
+from fourdnex.train.config import TrainConfig
+from fourdnex.train.dataset import DataOrder, LatentCacheDataset, StepLayout, StepSampler
+from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.trainable import count_parameters, model_location, trainable_model
+
+CONFIG_JSON = "config.json"
+LOGS_DIR = "logs"
+
+
+@dataclass
+class TrainResult:
+    """What a run did."""
+
+    out: Path
+    start_step: int
+    step: int
+    losses: list[float] = field(default_factory=list)  # global mean loss per step run
+    checkpoints: list[Path] = field(default_factory=list)
+    validations: list[Path] = field(default_factory=list)  # validation scene directories
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warmup, then cosine/constant."""
+    if step < cfg.warmup_steps:
+        return cfg.learning_rate * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "constant":
+        return cfg.learning_rate
+    span = max(1, cfg.max_steps - cfg.warmup_steps)
+    progress = min(1.0, (step - cfg.warmup_steps) / span)
+    ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.learning_rate * ratio
+
+
+def check_output_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
+    """Check OUT before any expensive work; returns the checkpoint to resume from."""
+    try:
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        probe = cfg.out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise FourDNeXError(f"cannot write to output directory {cfg.out}: {exc.strerror}") from None
+    latest = ckpt.latest_checkpoint(cfg.out)
+    if latest is not None and not cfg.resume:
+        raise FourDNeXError(
+            f"{cfg.out} already holds checkpoints (latest step {latest[0]}): pass --resume to "
+            "continue that run, or choose another --out"
+        )
+    if latest is not None and latest[0] >= cfg.max_steps:
+        raise FourDNeXError(f"{cfg.out} is already trained to step {latest[0]} >= --max-steps")
+    return latest
+
+
+def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in to_jsonable(cfg).items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        elif isinstance(value, (int, float, str, bool)):
+            flat[key] = value
+        else:
+            flat[key] = str(value)
+    return flat
+
+
+def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
+    """Run (or resume) a training run as configured; every process calls this."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedType
+    from tqdm import tqdm
+
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        log_with="tensorboard",
+        project_dir=str(cfg.out / LOGS_DIR),
+    )
+    world, rank, main = (
+        accelerator.num_processes,
+        accelerator.process_index,
+        accelerator.is_main_process,
+    )
+    cfg.validate(world)
+    accumulation = cfg.accumulation_steps(world)
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise FourDNeXError(
+            "FSDP / DeepSpeed sharding is not supported by this trainer yet; use DDP "
+            "(multi-GPU or multi-node) with gradient checkpointing"
+        )
+    # ---- 1. check everything cheap first
+    latest = check_output_dir(cfg) if main else None
+    accelerator.wait_for_everyone()
+    if not main:
+        latest = ckpt.latest_checkpoint(cfg.out) if cfg.resume else None
+    if main:
+        location = model_location(cfg.model)
+    accelerator.wait_for_everyone()
+    location = model_location(cfg.model, build=False)
+    settings = CacheSettings(model=cfg.model, frames=cfg.frames, height=cfg.height, width=cfg.width)
+    entries = check_cache(cfg.data, cfg.cache_dir, settings)
+    null_prompt = load_null_prompt(cfg.cache_dir)
+    if main:
+        write_json(
+            cfg.out / CONFIG_JSON,
+            {**provenance(cfg), "world_size": world, "accumulation_steps": accumulation},
+        )
+
+    # ---- 2. model, optimizer, data
+    model = trainable_model(cfg, location)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        params,
+        lr=cfg.learning_rate,
+        betas=cfg.adam_betas,
+        eps=cfg.adam_eps,
+        weight_decay=cfg.weight_decay,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    unwrapped = accelerator.unwrap_model(model)
+    start = 0
+    if latest is not None:
+        start = int(ckpt.read_checkpoint_json(latest[1])["step"])
+        ckpt.read_state(latest[1] / ckpt.STATE_DIR, unwrapped, optimizer)
+    dataset = LatentCacheDataset(entries)
+    layout = StepLayout(cfg.micro_batch_size, accumulation, world)
+    sampler = StepSampler(DataOrder(cfg.seed, len(dataset)), layout, rank, start, cfg.max_steps)
+    loader = DataLoader(
+        dataset, batch_size=cfg.micro_batch_size, sampler=sampler, num_workers=cfg.num_workers
+    )
+    objective = ObjectiveSettings(
+        cfg.frames,
+        cfg.height,
+        cfg.width,
+        cfg.timesteps,
+        cfg.loss_weighting,
+        cfg.text_dropout,
+        cfg.image_dropout,
+    )
+    if main:
+        trainable, total = count_parameters(unwrapped)
+        accelerator.init_trackers("train", config=_tracker_config(cfg))
+        print(
+            f"train: {len(dataset)} clips, {world} process(es) x {cfg.micro_batch_size} x "
+            f"{accumulation} accumulation = batch {cfg.batch_size}; trainable "
+            f"{trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}"
+        )
+
+    # ---- 3. the loop
+    result = TrainResult(cfg.out, start, start)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=start,
+        desc="train",
+        unit="step",
+        disable=not (progress and main),
+        dynamic_ncols=True,
+    )
+    batches = iter(loader)
+    validator: Any = None
+    for step in range(start, cfg.max_steps):
+        lr = learning_rate(cfg, step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        total_loss = torch.zeros((), device=accelerator.device)
+        for micro in range(accumulation):
+            batch = next(batches)
+            gen = step_generator(cfg.seed, 0 if cfg.overfit_batch else step, micro, rank)
+            sync = micro == accumulation - 1
+            with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
+                with accelerator.autocast():
+                    loss = flow_loss(model, batch, null_prompt, objective, gen)
+                accelerator.backward(loss / accumulation)
+            total_loss += loss.detach() / accumulation
+        if cfg.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        global_loss = accelerator.reduce(total_loss, reduction="mean").item()
+        if not math.isfinite(global_loss):
+            raise FourDNeXError(f"training diverged: loss is {global_loss} at step {step + 1}")
+        result.losses.append(global_loss)
+        result.step = done = step + 1
+        bar.set_postfix(loss=f"{global_loss:.4f}", lr=f"{lr:.2e}")
+        bar.update(1)
+        if main and (done % cfg.log_every == 0 or done == cfg.max_steps):
+            accelerator.log({"loss": global_loss, "lr": lr}, step=done)
+        if done == cfg.max_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
+            path = save_checkpoint(accelerator, unwrapped, optimizer, cfg, done, location)
+            result.checkpoints.append(path)
+        if cfg.validate_every and (done % cfg.validate_every == 0 or done == cfg.max_steps):
+            if main:
+                if validator is None:
+                    from fourdnex.train.validation import Validator
+
+                    validator = Validator(cfg, location, accelerator.device)
+                scene_dir = validator(unwrapped, done, accelerator.autocast())
+                result.validations.append(scene_dir)
+                bar.write(f"train: validation scene at step {done}: {scene_dir}")
+            accelerator.wait_for_everyone()
+    bar.close()
+    accelerator.end_training()
+    return result
+
+
+def save_checkpoint(
+    accelerator: Any,
+    model: torch.nn.Module,
+    optimizer: Any,
+    cfg: TrainConfig,
+    step: int,
+    location: str,
+) -> Path:
+    """Write ``OUT/checkpoints/step-N`` atomically (main process), then prune to keep_last."""
+    root = cfg.out / ckpt.CHECKPOINTS_DIR
+    final = root / ckpt.checkpoint_name(step)
+    if accelerator.is_main_process:
+        tmp = root / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        try:
+            ckpt.write_state(tmp / ckpt.STATE_DIR, model, optimizer)
+            record = {"step": step, "model": cfg.model, "model_location": location}
+            if cfg.full_finetune:
+                model.save_pretrained(str(tmp / ckpt.FULL_DIR))  # type: ignore[operator]
+            else:
+                save_lora(model, tmp / ckpt.LORA_DIR, base_model=cfg.model, extra={"step": step})
+            write_json(tmp / ckpt.CHECKPOINT_JSON, {**record, **provenance(cfg)})
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        ckpt.prune_checkpoints(cfg.out, cfg.keep_last)
+    accelerator.wait_for_everyone()
+    return final
