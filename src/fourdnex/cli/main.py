@@ -21,6 +21,10 @@ from fourdnex.errors import FourDNeXError
 #: only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
+    "synth": (
+        "fourdnex.cli.synth",
+        "Make procedural 4D scenes with exact ground truth (one scene or a dataset).",
+    ),
     "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
 }
 
