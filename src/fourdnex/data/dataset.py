@@ -45,6 +45,8 @@ DATASET_FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 INDEX_JSONL = "index.jsonl"
 CLIPS_DIR = "clips"
+#: Record written beside exported RGB videos.
+VIDEOS_JSON = "videos.json"
 #: Clip ids are file names: letters, digits, ``_``, ``-`` and ``.`` (not leading).
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -226,6 +228,7 @@ def export_rgb_mp4(
     videos: Iterable[tuple[str, Path | np.ndarray]],
     fps: int = CLIP_FPS,
     overwrite: bool = False,
+    record: dict[str, Any] | None = None,
 ) -> list[Path]:
     """A plain folder of RGB videos ``root/<name>.mp4`` (for curation tests), atomically.
 
@@ -235,6 +238,8 @@ def export_rgb_mp4(
             e.g. from :func:`dataset_rgb_videos`) or frames (T, H, W, 3) in [0, 1] or
             uint8 (encoded with :func:`fourdnex.io.write_video`).
         fps: frame rate of encoded frames.
+        overwrite: replace an existing folder.
+        record: also write it as ``videos.json`` (e.g. provenance and captions).
     """
     names: list[str] = []
     with atomic_directory(root, overwrite=overwrite) as tmp:
@@ -249,6 +254,8 @@ def export_rgb_mp4(
             else:
                 raise FourDNeXError(f"{video}: no such video file")
             names.append(name)
+        if record is not None:
+            write_json(tmp / VIDEOS_JSON, record)
     return [Path(root) / f"{n}.mp4" for n in names]
 
 
