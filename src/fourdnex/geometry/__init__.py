@@ -4,6 +4,21 @@ Conventions are those of :mod:`fourdnex.cameras` (OpenCV axes, pixel centres at
 +0.5, depth = camera z); see docs/geometry.md.
 """
 
+from fourdnex.geometry.novel_view import NovelViews, render_trajectory
 from fourdnex.geometry.register import RegisterSettings, Registration, register
+from fourdnex.geometry.render import Render, render_points
+from fourdnex.geometry.trajectories import PRESETS, Trajectory, load_trajectory, make_trajectory
 
-__all__ = ["RegisterSettings", "Registration", "register"]
+__all__ = [
+    "PRESETS",
+    "NovelViews",
+    "Registration",
+    "RegisterSettings",
+    "Render",
+    "Trajectory",
+    "load_trajectory",
+    "make_trajectory",
+    "register",
+    "render_points",
+    "render_trajectory",
+]
