@@ -125,7 +125,7 @@ def main(argv: list[str]) -> int:
             extra = f", depth AbsRel {r.gt.depth_median.abs_rel:.4f}"
         print(f"{r.name}: RGB-XYZ L1 {r.consistency.photometric_l1:.4f}, residual "
               f"{r.residual_relative:.2e} of extent{extra}")  # fmt: skip
-    for key, why in (results[0].video.skipped.items() if results else []):
+    for key, why in results[0].video.skipped.items() if results else []:
         print(f"{key}: {why}")
     print(f"report: {cfg.out / 'report.md'}")
     return 0
