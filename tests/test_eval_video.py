@@ -178,3 +178,24 @@ def test_aesthetic_heads_load_public_key_names(tmp_path):
         {"weight": lin.linear.weight.data, "bias": lin.linear.bias.data}, tmp_path / "lin.pth"
     )
     torch.testing.assert_close(load_aesthetic_head(tmp_path / "lin.pth")(x), lin(x))
+
+
+def test_cli_with_video_models(tiny_models, tmp_path):
+    import json
+
+    from fourdnex.cli.main import main as cli_main
+    from fourdnex.synthetic import make_scene
+
+    root, _ = tiny_models
+    make_scene(3, 5, 24, 32).save(tmp_path / "s", previews=False)
+    out = tmp_path / "rep"
+    args = ["eval", str(tmp_path / "s"), "--out", str(out), "--no-plots",
+            "--dino", str(root / "dino"), "--clip", str(root / "clip"),
+            "--aesthetic-head", str(root / "head.pth")]  # fmt: skip
+    assert cli_main(args) == 0
+    data = json.loads((out / "results.json").read_text())
+    row = data["scenes"][0]["summary"]
+    assert 0.0 <= row["subject"] <= 100.0 and 0.0 <= row["background"] <= 100.0
+    assert row["aesthetic"] is not None
+    assert data["scenes"][0]["details"]["video"]["skipped"] == {}
+    assert "Skipped metrics" not in (out / "report.md").read_text()
