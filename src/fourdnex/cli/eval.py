@@ -29,17 +29,13 @@ class EvalConfig:
     out: Path
     """Report directory to create: results.json, report.md, plots/*.png."""
     gt: Path | None = None
-    """Ground truth: a scene directory (for a single scene) or a directory of scene
-    directories matched by name."""
+    """Ground truth: one scene dir, or a dir of scene dirs matched by name."""
     dino: str | None = None
-    """DINO-family model (local directory or hub id) for subject consistency,
-    e.g. facebook/dino-vitb16 (VBench's) or facebook/dinov2-base."""
+    """DINO-family model for subject consistency, dir or hub id: facebook/dino-vitb16."""
     clip: str | None = None
-    """CLIP model (local directory or hub id) for background consistency, e.g.
-    openai/clip-vit-base-patch32 (VBench's)."""
+    """CLIP for background consistency, dir or hub id: openai/clip-vit-base-patch32."""
     aesthetic_clip: str | None = None
-    """CLIP ViT-L/14 for the aesthetic score (default: --clip), e.g.
-    openai/clip-vit-large-patch14."""
+    """CLIP ViT-L/14 for the aesthetic head (default: --clip): openai/clip-vit-large-patch14."""
     aesthetic_head: Path | None = None
     """LAION aesthetic head weights (.pth state dict or .safetensors)."""
     device: str = "cpu"
