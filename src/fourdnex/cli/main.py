@@ -26,6 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Make procedural 4D scenes with exact ground truth (one scene or a dataset).",
     ),
     "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
+    "generate": ("fourdnex.cli.generate", "Generate a 4D scene from each image (Wan2.1 + 4DNeX)."),
+    "encode": ("fourdnex.cli.encode", "Encode a training dataset into the latent cache."),
+    "train": ("fourdnex.cli.train", "Fine-tune 4DNeX (LoRA + domain embeddings) on a dataset."),
+    "register": ("fourdnex.cli.register", "Recover cameras and depth from a scene's XYZ."),
+    "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
+    "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),
 }
 
 #: Exit status for bad input.

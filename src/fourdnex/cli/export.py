@@ -1,0 +1,54 @@
+"""``4dnex export SCENE_DIR --format F --out PATH``: the scene in the format a tool reads.
+
+Formats: ``ply`` (folder, one binary PLY per frame), ``glb`` (file), ``npz`` (file),
+``cameras`` (OpenCV JSON file), ``transforms`` (nerfstudio folder), ``rrd`` (rerun
+file). Conventions are in docs/geometry.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from fourdnex.provenance import provenance
+from fourdnex.scene import Scene4D
+
+Format = Literal["ply", "glb", "npz", "cameras", "transforms", "rrd"]
+
+
+@dataclass
+class ExportConfig:
+    """Export a scene as PLY, GLB, NPZ, cameras JSON, nerfstudio transforms or a rerun file."""
+
+    scene: Annotated[Path, tyro.conf.Positional]
+    """The scene directory."""
+    format: Format
+    """Output format (ply and transforms write a folder, the others one file)."""
+    out: Path
+    """Output path (a folder for ply and transforms)."""
+    conf_threshold: float = 0.0
+    """Drop points with confidence below this (point formats, scenes with confidence)."""
+    stride: int = 1
+    """Keep every stride-th pixel in both directions (point formats)."""
+    crop_percentile: float = 0.0
+    """Drop points outside the [p, 100 - p] percentile box of the clip (point formats)."""
+    overwrite: bool = False
+    """Replace an existing output."""
+
+
+def main(argv: list[str]) -> int:
+    cfg = tyro.cli(ExportConfig, args=argv, prog="4dnex export")
+    from fourdnex.export import ExportOptions, export_scene
+
+    options = ExportOptions(cfg.conf_threshold, cfg.stride, cfg.crop_percentile)
+    options.validate()
+    scene = Scene4D.load(cfg.scene)
+    result = export_scene(scene, cfg.format, cfg.out, options, provenance(cfg), cfg.overwrite)
+    for line in result.report:
+        print(f"note: {line}")
+    what = f"{len(result.files)} files in {result.path}" if len(result.files) > 1 else result.path
+    print(f"wrote {cfg.format}: {what}")
+    return 0
