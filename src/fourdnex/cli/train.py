@@ -1,8 +1,10 @@
 """``4dnex train --preset NAME --data DIR --out DIR [--max-steps N] [--resume]``.
 
 Every option of :class:`~fourdnex.train.config.TrainConfig` can be overridden; the
-preset supplies the defaults. Multi-GPU / multi-node: run it under accelerate, e.g.
-``accelerate launch --config_file configs/accelerate/ddp.yaml -m fourdnex.cli.train ...``.
+preset supplies the defaults. Several GPUs or machines: run it under accelerate, e.g.
+``accelerate launch --config_file configs/accelerate/ddp-8gpu.yaml -m fourdnex.cli.train ...``;
+two processes on one CPU machine: ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
+--num_processes 2 -m fourdnex.cli.train ...`` (see docs/training.md).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def main(argv: list[str]) -> int:
 
     cfg = parse(argv)
     result = train(cfg)
-    if result.checkpoints:
+    if result.checkpoints and result.main_process:
         print(f"train: step {result.step}; last checkpoint {result.checkpoints[-1]}")
     return 0
 

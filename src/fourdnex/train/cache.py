@@ -161,6 +161,8 @@ def encode_dataset(
     from tqdm import tqdm
 
     clips = list_clips(data_dir)
+    if not clips:
+        raise FourDNeXError(f"dataset {data_dir} has no clips: nothing to encode")
     try:
         (cache_dir / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:

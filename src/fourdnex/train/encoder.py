@@ -118,10 +118,13 @@ class WanEncoder:
 
         self.model_id = str(model)
         self.device = torch.device(device)
+        from fourdnex.models.loading import quiet_dtype_deprecation
+
         try:
-            pipe = WanImageToVideoPipeline.from_pretrained(
-                self.model_id, transformer=None, torch_dtype=torch.float32
-            )
+            with quiet_dtype_deprecation():
+                pipe = WanImageToVideoPipeline.from_pretrained(
+                    self.model_id, transformer=None, torch_dtype=torch.float32
+                )
         except (OSError, ValueError) as exc:
             raise FourDNeXError(f"cannot load model {self.model_id!r}: {exc}") from None
         for name in ("vae", "text_encoder", "image_encoder"):

@@ -44,6 +44,7 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)  # global mean loss per step run
     checkpoints: list[Path] = field(default_factory=list)
     validations: list[Path] = field(default_factory=list)  # validation scene directories
+    main_process: bool = True
 
 
 def learning_rate(cfg: TrainConfig, step: int) -> float:
@@ -90,8 +91,13 @@ def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
-    """Run (or resume) a training run as configured; every process calls this."""
+def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Run (or resume) a training run as configured; every process calls this.
+
+    ``stop_after``: return after this optimizer step (its checkpoint, if due, is
+    written) as if the run were killed there; the learning-rate schedule still
+    follows ``max_steps``. For tests and benchmarks.
+    """
     from accelerate import Accelerator
     from accelerate.utils import DistributedType
     from tqdm import tqdm
@@ -132,6 +138,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         )
 
     # ---- 2. model, optimizer, data
+    torch.manual_seed(cfg.seed)  # LoRA initialization: the same on every process and run
     model = trainable_model(cfg, location)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
@@ -172,7 +179,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
         )
 
     # ---- 3. the loop
-    result = TrainResult(cfg.out, start, start)
+    result = TrainResult(cfg.out, start, start, main_process=main)
     bar = tqdm(
         total=cfg.max_steps,
         initial=start,
@@ -223,6 +230,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainResult:
                 result.validations.append(scene_dir)
                 bar.write(f"train: validation scene at step {done}: {scene_dir}")
             accelerator.wait_for_everyone()
+        if stop_after is not None and done >= stop_after:
+            break
     bar.close()
     accelerator.end_training()
     return result

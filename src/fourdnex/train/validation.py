@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fourdnex.models.loading import quiet_dtype_deprecation
 from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
 from fourdnex.scene import Scene4D
 from fourdnex.train.clipsource import list_clips, load_clip
@@ -41,9 +42,10 @@ class Validator:
 
     def _pipeline(self, model: nn.Module) -> Any:
         if self._pipe is None:
-            self._pipe = FourDNeXPipeline.from_pretrained(
-                self.location, transformer=model, torch_dtype=torch.float32
-            )
+            with quiet_dtype_deprecation():
+                self._pipe = FourDNeXPipeline.from_pretrained(
+                    self.location, transformer=model, torch_dtype=torch.float32
+                )
             self._pipe.set_progress_bar_config(disable=True)
             for name in ("vae", "text_encoder", "image_encoder"):
                 getattr(self._pipe, name).to(self.device)

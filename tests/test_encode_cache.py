@@ -1,0 +1,173 @@
+"""The latent cache: contents, resume, invalidation, bad clips (tiny model, 5 x 32 x 48)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from fourdnex.cli.main import main as cli_main
+from fourdnex.data import write_dataset
+from fourdnex.errors import FourDNeXError
+from fourdnex.io.video import write_video
+from fourdnex.synthetic import make_scene
+from fourdnex.train.cache import (
+    CacheSettings,
+    check_cache,
+    encode_dataset,
+    entry_path,
+    load_null_prompt,
+)
+from fourdnex.train.encoder import WanEncoder, cover_crop, fit_frames
+
+FRAMES, HEIGHT, WIDTH = 5, 32, 48
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _dataset(root: Path, count: int) -> Path:
+    scenes = (
+        (f"s{i}", make_scene(i, frames=FRAMES, height=HEIGHT, width=WIDTH)) for i in range(count)
+    )
+    write_dataset(root, scenes)
+    return root
+
+
+def _settings(model: Path, frames: int = FRAMES) -> CacheSettings:
+    return CacheSettings(model=str(model), frames=frames, height=HEIGHT, width=WIDTH)
+
+
+class CountingEncoder:
+    """WanEncoder that counts the videos it encodes."""
+
+    def __init__(self, model: Path) -> None:
+        self.inner = WanEncoder(model)
+        self.model_id = self.inner.model_id
+        self.videos = 0
+
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        self.videos += 1
+        return self.inner.encode_video(video)
+
+    def encode_prompts(self, prompts):  # type: ignore[no-untyped-def]
+        return self.inner.encode_prompts(prompts)
+
+    def encode_images(self, images):  # type: ignore[no-untyped-def]
+        return self.inner.encode_images(images)
+
+
+def test_encode_writes_entries_resumes_and_invalidates(tmp_path: Path, tiny_wan_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", 2)
+    cache = data / "cache"
+    settings = _settings(tiny_wan_dir)
+    enc = CountingEncoder(tiny_wan_dir)
+    report = encode_dataset(data, cache, settings, lambda: enc, progress=False)
+    assert report.encoded == ["s0", "s1"] and not report.failed
+    assert enc.videos == 6  # rgb, xyz, condition per clip
+    entry = load_file(str(entry_path(cache, "s0")))
+    T_lat, h, w = (FRAMES - 1) // 4 + 1, HEIGHT // 8, WIDTH // 8
+    assert entry["rgb_latent"].shape == (16, T_lat, h, w)
+    assert entry["xyz_latent"].shape == (16, T_lat, h, w)
+    assert entry["cond_latent"].shape == (16, T_lat, h, 2 * w)
+    assert entry["prompt_embeds"].shape[0] == 512
+    assert entry["image_embeds"].ndim == 2
+    assert load_null_prompt(cache).shape == entry["prompt_embeds"].shape
+    assert len(check_cache(data, cache, settings)) == 2
+
+    # the condition latent is the pipeline's: [I0 | plane] then zeros, VAE mode
+    from fourdnex.data import read_clip
+    from fourdnex.train.encoder import condition_video, prepare_modalities
+
+    clip = read_clip(data / "clips" / "s0")
+    rgb, _ = prepare_modalities(clip.rgb, clip.xyz_model, FRAMES, HEIGHT, WIDTH)
+    expected = enc.inner.encode_video(condition_video(rgb[0], FRAMES))[0]
+    torch.testing.assert_close(entry["cond_latent"], expected)
+
+    # re-running does nothing
+    enc.videos = 0
+    again = encode_dataset(data, cache, settings, lambda: enc, progress=False)
+    assert again.skipped == ["s0", "s1"] and enc.videos == 0
+
+    # a changed clip is stale and re-encoded, the other one is kept
+    header = data / "clips" / "s1" / "clip.json"
+    record = json.loads(header.read_text())
+    record["caption"] = "a cat sitting in a room"
+    header.write_text(json.dumps(record))
+    with pytest.raises(FourDNeXError, match="s1 \\(stale"):
+        check_cache(data, cache, settings)
+    third = encode_dataset(data, cache, settings, lambda: enc, progress=False)
+    assert third.encoded == ["s1"] and third.skipped == ["s0"]
+
+    # changed settings invalidate everything
+    other = _settings(tiny_wan_dir, frames=9)
+    with pytest.raises(FourDNeXError, match="no latent cache for these settings"):
+        check_cache(data, cache, other)
+    fourth = encode_dataset(data, cache, other, lambda: enc, progress=False)
+    assert fourth.encoded == ["s0", "s1"]
+
+
+def test_bad_clips_are_reported_and_the_run_goes_on(tmp_path: Path, tiny_wan_dir: Path) -> None:
+    data = _dataset(tmp_path / "data", 3)
+    # s0: NaN pointmaps; s1: a video with fewer frames than its pointmaps
+    geo = data / "clips" / "s0" / "geometry.safetensors"
+    arrays = load_file(str(geo))
+    arrays["xyz_model"][0, 0, 0, 0] = float("nan")
+    save_file(arrays, str(geo))
+    write_video(data / "clips" / "s1" / "rgb.mp4", np.zeros((3, HEIGHT, WIDTH, 3), np.float32))
+
+    status = cli_main(
+        ["encode", "--data", str(data), "--model", str(tiny_wan_dir), "--no-progress"]
+    )
+    assert status == 1  # failures listed, non-zero exit
+    cache = data / "cache"
+    assert entry_path(cache, "s2").is_file()
+    assert not entry_path(cache, "s0").exists() and not entry_path(cache, "s1").exists()
+    with pytest.raises(FourDNeXError, match="2 of 3 clips are not in the latent cache"):
+        check_cache(data, cache, _settings(tiny_wan_dir))
+
+
+def test_encode_cli_reports_failures(
+    tmp_path: Path, tiny_wan_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = _dataset(tmp_path / "data", 1)
+    shutil.rmtree(data / "clips" / "s0" / "rgb.mp4", ignore_errors=True)
+    (data / "clips" / "s0" / "rgb.mp4").unlink()
+    assert (
+        cli_main(["encode", "--data", str(data), "--model", str(tiny_wan_dir), "--no-progress"])
+        == 1
+    )
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "failed s0:" in out
+
+
+def test_empty_dataset_and_missing_dirs_fail_up_front(tmp_path: Path, tiny_wan_dir: Path) -> None:
+    data = tmp_path / "empty"
+    write_dataset(data, iter(()))
+    with pytest.raises(FourDNeXError, match="no clips"):
+        encode_dataset(data, data / "cache", _settings(tiny_wan_dir), lambda: None, progress=False)  # type: ignore[arg-type,return-value]
+    with pytest.raises(FourDNeXError, match="no clips"):
+        check_cache(data, data / "cache", _settings(tiny_wan_dir))
+    assert cli_main(["encode", "--data", str(tmp_path / "nope")]) == 2
+
+
+def test_frame_and_size_fitting() -> None:
+    video = np.arange(3, dtype=np.float32)[:, None, None, None] * np.ones((3, 2, 2, 1), np.float32)
+    assert fit_frames(video, 7)[:, 0, 0, 0].tolist() == [0, 1, 2, 1, 0, 1, 2]  # ping-pong
+    assert fit_frames(video, 2)[:, 0, 0, 0].tolist() == [0, 1]
+    img = np.zeros((1, 40, 80, 1), np.float32)
+    img[:, :, 40:] = 1.0
+    out = cover_crop(img, 32, 32, "nearest-exact")  # cover 32x64, centre crop
+    assert out.shape == (1, 32, 32, 1)
+    assert out[0, :, :16].max() == 0.0 and out[0, :, 16:].min() == 1.0
