@@ -36,11 +36,14 @@ ROOM_HEIGHT_RANGE = (5.0, 7.0)
 SKY_RADIUS = 60.0
 #: Clearance kept between the camera and any object's bounding sphere (metres).
 CAMERA_CLEARANCE = 0.5
-#: Attempts at a layout without collisions before the last draw is accepted.
-LAYOUT_ATTEMPTS = 50
+#: Attempts at a layout without collisions before the last draw is accepted; every
+#: LAYOUT_SHRINK_EVERY failed attempts the object count drops by one (down to the minimum).
+LAYOUT_ATTEMPTS = 60
+LAYOUT_SHRINK_EVERY = 12
 
 _OBJECT_COLORS = ("red", "orange", "yellow", "green", "teal", "blue", "purple", "pink", "white")
 _ROOM_COLORS = ("grey", "beige", "white", "sky blue", "brown")
+_GROUND_COLORS = ("grey", "beige", "brown", "green", "white")
 
 
 @dataclass(frozen=True)
@@ -110,7 +113,9 @@ def sample_spec(
     env = _sample_environment(rng, opts)
     fov = float(opts.fov_deg if opts.fov_deg is not None else rng.uniform(*FOV_RANGE_DEG))
     n = opts.num_objects or int(rng.integers(OBJECT_COUNT_RANGE[0], OBJECT_COUNT_RANGE[1] + 1))
-    for _ in range(LAYOUT_ATTEMPTS):
+    for attempt in range(LAYOUT_ATTEMPTS):
+        if opts.num_objects is None and attempt and attempt % LAYOUT_SHRINK_EVERY == 0:
+            n = max(OBJECT_COUNT_RANGE[0], n - 1)  # crowded: try with one object fewer
         camera = _sample_camera(rng, opts, fov)
         objects = _sample_objects(rng, opts, n, camera)
         spec = SceneSpec(seed, frames, height, width, env, objects, camera)
@@ -132,7 +137,8 @@ def _sample_environment(rng: np.random.Generator, opts: SceneOptions) -> Environ
     kind = opts.environment or ("room" if rng.uniform() < 0.7 else "outdoor")
     elev, azim = rng.uniform(np.deg2rad(35), np.deg2rad(70)), rng.uniform(0, 2 * np.pi)
     light = (np.cos(elev) * np.cos(azim), np.sin(elev), np.cos(elev) * np.sin(azim))
-    floor_pair = rng.choice(len(_ROOM_COLORS), size=2, replace=False)
+    floors = _ROOM_COLORS if kind == "room" else _GROUND_COLORS
+    floor_pair = rng.choice(len(floors), size=2, replace=False)
     if kind == "room":
         wall, wall2 = (_ROOM_COLORS[int(i)] for i in rng.choice(len(_ROOM_COLORS), 2, False))
         wall_tex = _pick(rng, ("stripes", "noise", "gradient"))
@@ -144,8 +150,8 @@ def _sample_environment(rng: np.random.Generator, opts: SceneOptions) -> Environ
         kind=kind,
         half_size=float(half),
         height=float(height),
-        floor_color=_ROOM_COLORS[int(floor_pair[0])],
-        floor_color2=_ROOM_COLORS[int(floor_pair[1])],
+        floor_color=floors[int(floor_pair[0])],
+        floor_color2=floors[int(floor_pair[1])],
         floor_texture=_pick(rng, ("checkers", "checkers", "noise", "stripes")),
         floor_scale=float(rng.uniform(0.5, 1.2)),
         wall_color=wall,

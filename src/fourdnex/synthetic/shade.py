@@ -22,6 +22,8 @@ from fourdnex.synthetic.textures import blend, pattern
 SHADOW_BIAS = 1e-3
 #: Brightness of the (emissive) ceiling.
 CEILING_SHADE = 0.8
+#: Outdoors the ground fades into the horizon colour from this fraction of the dome radius.
+HAZE_START = 0.2
 #: Ambient light from below relative to above (hemispheric ambient: 1 - 2 * this .. 1).
 HEMI_SPREAD = 0.25
 
@@ -135,9 +137,14 @@ def environment_albedo(env: EnvironmentSpec, p: Tensor, face: Tensor) -> Tensor:
     q = p.index_select(0, idx)
     uv: Vec = (q[:, 0], q[:, 2], q[:, 1])
     w = pattern(env.floor_texture, uv, env.floor_scale, seed=101, planar=True)
-    colour = blend(w, PALETTE[env.floor_color], PALETTE[env.floor_color2])
-    albedo.index_copy_(0, idx, torch.stack(colour, -1))
+    albedo_floor = torch.stack(blend(w, PALETTE[env.floor_color], PALETTE[env.floor_color2]), -1)
     c1, c2 = PALETTE[env.wall_color], PALETTE[env.wall_color2]
+    if env.kind == "outdoor":  # haze: the ground fades into the horizon colour far away
+        start = HAZE_START * env.half_size
+        dist = torch.sqrt(q[:, 0] * q[:, 0] + q[:, 2] * q[:, 2])
+        haze = ((dist - start) / (env.half_size - start)).clamp(0.0, 1.0)[:, None]
+        albedo_floor = albedo_floor + (torch.tensor(c1) - albedo_floor) * haze
+    albedo.index_copy_(0, idx, albedo_floor)
     if env.kind == "room":
         idx = _nz((face != rc.FACE_FLOOR) & (face != rc.FACE_CEILING))
         q, f = p.index_select(0, idx), face.index_select(0, idx)
