@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from fourdnex.cameras import invert_rigid
 from fourdnex.errors import ValidationError
+from fourdnex.geometry.memory import retain_freed_memory
 from fourdnex.geometry.render import splat
 from fourdnex.geometry.trajectories import Trajectory
 
@@ -50,6 +51,7 @@ def render_trajectory(
         raise ValidationError(f"rgb and xyz must be (T, H, W, 3), got {rgb.shape}, {xyz.shape}")
     T = xyz.shape[0]
     trajectory.validate(T)
+    retain_freed_memory()
     dev = torch.device(device or "cpu")
     M, h, w = len(trajectory), trajectory.height, trajectory.width
     out_rgb = np.zeros((M, h, w, 3), dtype=np.float32)

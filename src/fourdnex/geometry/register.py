@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 from fourdnex.cameras import intrinsics, invert_rigid, pixel_centers
 from fourdnex.geometry.inputs import Samples, check_pointmaps, sample_pixels, spread
 from fourdnex.geometry.linear import calibrated_pose, lmeds_weights, planar_pose, resect
+from fourdnex.geometry.memory import retain_freed_memory
 from fourdnex.geometry.refine import Cameras, planes, refine, residuals, robust_weights
 
 #: Focal length of the fallback intrinsics, times the image width (released init 1.2 W).
@@ -130,6 +131,7 @@ def register(
             points, or a frame whose points coincide or lie on a line.
     """
     settings = settings or RegisterSettings()
+    retain_freed_memory()
     checked = check_pointmaps(xyz, conf, settings.min_conf)
     T, H, W = checked.valid.shape
     s = sample_pixels(checked, settings.samples_per_frame)

@@ -79,16 +79,19 @@ def splat(
     key = (z.view(torch.int32).to(torch.int64) << _INDEX_BITS) | torch.arange(n, device=dev)
     key = torch.where(valid, key, _NO_HIT)
     zbuf = torch.full((height * width,), _NO_HIT, dtype=torch.int64, device=dev)
-    for di, dj in disc_offsets(r):
+    if r == 0:
+        zbuf.scatter_reduce_(0, torch.where(valid, i * width + j, 0), key, "amin")
+    for di, dj in disc_offsets(r) if r else []:
         ii, jj = i + di, j + dj
-        pix = ii * width + jj
-        ok = (ii >= 0) & (ii < height) & (jj >= 0) & (jj < width) if r else valid
-        zbuf.scatter_reduce_(0, torch.where(ok, pix, 0), torch.where(ok, key, _NO_HIT), "amin")
-    mask = zbuf != _NO_HIT
-    winner = torch.where(mask, zbuf & ((1 << _INDEX_BITS) - 1), 0)
-    bg = torch.tensor(background, dtype=colors.dtype, device=dev)
-    rgb = torch.where(mask[:, None], colors.index_select(0, winner), bg)
-    depth = torch.where(mask, z.index_select(0, winner), 0.0)
+        ok = (ii >= 0) & (ii < height) & (jj >= 0) & (jj < width)
+        zbuf.scatter_reduce_(
+            0, torch.where(ok, ii * width + jj, 0), torch.where(ok, key, _NO_HIT), "amin"
+        )
+    hole = zbuf == _NO_HIT
+    winner = zbuf.bitwise_and_((1 << _INDEX_BITS) - 1).masked_fill_(hole, 0)
+    rgb = colors.index_select(0, winner).masked_fill_(hole[:, None], background)
+    depth = z.index_select(0, winner).masked_fill_(hole, 0.0)
+    mask = ~hole
     return rgb.view(height, width, -1), depth.view(height, width), mask.view(height, width)
 
 
