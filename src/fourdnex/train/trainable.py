@@ -45,6 +45,11 @@ def trainable_model(cfg: TrainConfig, location: str) -> nn.Module:
     dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
     source = resolve_model(location)
     transformer, _ = load_transformer(source, lora=None, dtype=dtype)
+    return make_trainable(transformer, cfg)
+
+
+def make_trainable(transformer: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """Freeze an adapted transformer, then attach LoRA (or unfreeze all) as ``cfg`` says."""
     transformer.requires_grad_(False)
     if cfg.full_finetune:
         transformer.to(torch.float32).requires_grad_(True)

@@ -79,6 +79,16 @@ def check_output_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
     return latest
 
 
+def _changed_settings(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Settings that differ from those a checkpoint was made with (``resume`` aside)."""
+    now = to_jsonable(cfg)
+    return [
+        f"{k}: {saved[k]!r} -> {now[k]!r}"
+        for k in sorted(now)
+        if k != "resume" and k in saved and saved[k] != now[k]
+    ]
+
+
 def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in to_jsonable(cfg).items():
@@ -152,8 +162,15 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     unwrapped = accelerator.unwrap_model(model)
     start = 0
     if latest is not None:
-        start = int(ckpt.read_checkpoint_json(latest[1])["step"])
+        record = ckpt.read_checkpoint_json(latest[1])
+        start = int(record["step"])
         ckpt.read_state(latest[1] / ckpt.STATE_DIR, unwrapped, optimizer)
+        changed = _changed_settings(record.get("settings") or {}, cfg)
+        if main and changed:
+            print(
+                f"train: resuming step {start} with changed settings (not an exact "
+                f"continuation): {'; '.join(changed)}"
+            )
     dataset = LatentCacheDataset(entries)
     layout = StepLayout(cfg.micro_batch_size, accumulation, world)
     sampler = StepSampler(DataOrder(cfg.seed, len(dataset)), layout, rank, start, cfg.max_steps)

@@ -1,0 +1,214 @@
+"""Training throughput and peak memory per preset and size (random weights, cached-latent batches).
+
+One optimizer step = forward + backward of the 4DNeX objective (fourdnex.train.objective)
++ gradient clipping + AdamW, micro batch 1, exactly as the trainer does it. Rows:
+
+- ``tiny`` model (the ``tiny-synthetic`` preset) on the CPU, at two sizes;
+- when a CUDA GPU is present: ``tiny`` on the GPU and the 14B Wan2.1 transformer with
+  random weights (the ``wan14b-lora`` preset: LoRA rank 64, bf16, gradient checkpointing)
+  at 17 and 49 frames of 480 x 720 per modality.
+
+Targets: the tiny preset runs >= 5 steps/s on one CPU core (its 200 steps in under a
+minute); one ``wan14b-lora`` step at the paper size (49 x 480 x 720, batch 1) fits in
+80 GiB, the A100-80GB memory of the paper's runs.
+
+Usage: ``python benchmarks/bench_train.py [--steps N] [--skip-14b]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+from fourdnex.flow import TimestepSampling
+from fourdnex.models import adapt_transformer, get_preset
+from fourdnex.models.tiny import TINY_CLIP_IMAGE_SIZE, TINY_CLIP_PATCH
+from fourdnex.train.config import preset_config
+from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.trainable import count_parameters, make_trainable
+
+#: Targets (see the module docstring).
+TINY_CPU_STEPS_PER_S = 5.0
+PAPER_GPU_MEMORY_GIB = 80.0
+#: CLIP ViT-H penultimate states: 256 patches + class token.
+CLIP_TOKENS_14B = 257
+TINY_CLIP_TOKENS = (TINY_CLIP_IMAGE_SIZE // TINY_CLIP_PATCH) ** 2 + 1
+TEXT_TOKENS = 512
+
+
+@dataclass
+class Row:
+    preset: str
+    device: str
+    size: str
+    params: str
+    steps_per_s: float
+    s_per_step: float
+    peak_gib: float
+    note: str = ""
+
+
+def _batch(
+    model_cfg: dict, frames: int, height: int, width: int, clip_tokens: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    t, h, w = (frames - 1) // 4 + 1, height // 8, width // 8
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=g).to(device)
+
+    return {
+        "rgb_latent": r(1, 16, t, h, w),
+        "xyz_latent": r(1, 16, t, h, w),
+        "cond_latent": r(1, 16, t, h, 2 * w),
+        "prompt_embeds": r(1, TEXT_TOKENS, model_cfg["text_dim"]),
+        "image_embeds": r(1, clip_tokens, model_cfg["image_dim"]),
+    }  # fmt: skip
+
+
+def bench(
+    preset: str,
+    model_preset: str,
+    frames: int,
+    height: int,
+    width: int,
+    device: torch.device,
+    steps: int,
+    warmup: int = 2,
+) -> Row:
+    """Time ``steps`` optimizer steps after ``warmup`` ones; peak memory over all."""
+    from diffusers import WanTransformer3DModel
+
+    cfg = preset_config(preset, frames=frames, height=height, width=width)
+    model_cfg = get_preset(model_preset).transformer
+    on_gpu = device.type == "cuda"
+    dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
+    if on_gpu:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch.manual_seed(0)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # random init directly in the storage dtype
+    try:
+        with torch.device(device):
+            transformer = WanTransformer3DModel(**model_cfg)
+    finally:
+        torch.set_default_dtype(previous)
+    model = make_trainable(adapt_transformer(transformer), cfg).to(device)
+    trainable, total = count_parameters(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.learning_rate)
+    clip_tokens = CLIP_TOKENS_14B if model_preset != "tiny" else TINY_CLIP_TOKENS
+    batch = _batch(model_cfg, frames, height, width, clip_tokens, device)
+    null = torch.zeros_like(batch["prompt_embeds"][0])
+    objective = ObjectiveSettings(frames, height, width, TimestepSampling(shift=3.0))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
+
+    def step(i: int) -> None:
+        with autocast:
+            loss = flow_loss(model, batch, null, objective, step_generator(0, i, 0, 0))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for i in range(warmup):
+        step(i)
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(warmup + i)
+    if on_gpu:
+        torch.cuda.synchronize(device)
+    elapsed = (time.perf_counter() - start) / steps
+    if on_gpu:
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        note = "GPU max_memory_allocated"
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+        note = "process max RSS (whole run so far)"
+    tokens = ((frames - 1) // 4 + 1) * (height // 16) * (2 * width // 16)
+    return Row(
+        preset,
+        str(device),
+        f"{frames}x{height}x{width} ({tokens:,} tokens)",
+        f"{trainable:,} / {total:,}",
+        1 / elapsed,
+        elapsed,
+        peak,
+        note,
+    )
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per row (tiny)")
+    parser.add_argument("--steps-14b", type=int, default=3, help="timed steps per 14B row")
+    parser.add_argument("--skip-14b", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cpu = torch.device("cpu")
+    rows = [
+        bench("tiny-synthetic", "tiny", 5, 32, 48, cpu, args.steps),
+        bench("tiny-synthetic", "tiny", 17, 64, 96, cpu, max(3, args.steps // 4)),
+    ]
+    gpu = torch.cuda.is_available()
+    if gpu:
+        cuda = torch.device("cuda")
+        rows.append(bench("tiny-synthetic", "tiny", 17, 64, 96, cuda, args.steps))
+        if not args.skip_14b:
+            for frames in (17, 49):
+                gc.collect()
+                torch.cuda.empty_cache()
+                rows.append(
+                    bench(
+                        "wan14b-lora",
+                        "wan2.1-i2v-14b-480p",
+                        frames,
+                        480,
+                        720,
+                        cuda,
+                        args.steps_14b,
+                        warmup=1,
+                    )
+                )
+    print(
+        f"torch {torch.__version__}; GPU: "
+        f"{torch.cuda.get_device_name(0) if gpu else 'none'}; CPU threads 1"
+    )
+    print(
+        "| preset | device | frames x H x W per modality | trainable / total params "
+        "| steps/s | s/step | peak memory GiB |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r.preset} | {r.device} | {r.size} | {r.params} | {r.steps_per_s:.2f} | "
+            f"{r.s_per_step:.3f} | {r.peak_gib:.2f} ({r.note}) |"
+        )
+    tiny = rows[0].steps_per_s
+    print(
+        f"target: tiny-synthetic >= {TINY_CPU_STEPS_PER_S} steps/s on one CPU core: "
+        f"{tiny:.2f} -> {'MET' if tiny >= TINY_CPU_STEPS_PER_S else 'NOT MET'}"
+    )
+    paper = [r for r in rows if r.preset == "wan14b-lora" and r.size.startswith("49x")]
+    if paper:
+        mem = paper[0].peak_gib
+        print(
+            f"target: wan14b-lora 49x480x720 step fits {PAPER_GPU_MEMORY_GIB:.0f} GiB: "
+            f"{mem:.1f} GiB -> {'MET' if mem <= PAPER_GPU_MEMORY_GIB else 'NOT MET'}"
+        )
+    else:
+        print("target: wan14b-lora memory: NOT MEASURED (no CUDA GPU here)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
