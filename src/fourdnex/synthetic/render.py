@@ -59,7 +59,12 @@ class RenderResult:
 
 
 def render(
-    spec: SceneSpec, K: F32, cam2world: F32, poses: list[Pose], shadows: bool = True
+    spec: SceneSpec,
+    K: F32,
+    cam2world: F32,
+    poses: list[Pose],
+    shadows: bool = True,
+    cull: bool = True,
 ) -> RenderResult:
     """Trace every pixel of every frame.
 
@@ -69,6 +74,8 @@ def render(
         cam2world: (T, 4, 4) cameras (float32, used as stored).
         poses: per object of ``spec.objects``: rotation (T, 3, 3) and centre (T, 3).
         shadows: cast shadows from the primitives.
+        cull: test primitives only inside their screen rectangles (``False``: the plain
+            reference path that tests every pixel; same result, slower).
     """
     T, H, W = spec.frames, spec.height, spec.width
     rgb = np.empty((T, H, W, 3), np.float32)
@@ -89,7 +96,7 @@ def render(
         for f0 in range(0, T, step):
             sl = slice(f0, min(T, f0 + step))
             chunk_poses = [(R[sl], c[sl]) for R, c in poses]
-            out = _render_chunk(spec, Kd, d_cam, cam2world[sl], chunk_poses, shadows)
+            out = _render_chunk(spec, Kd, d_cam, cam2world[sl], chunk_poses, shadows, cull)
             rgb[sl], depth[sl], xyz[sl], ids[sl] = out
     finally:
         torch.set_num_threads(threads)
@@ -114,6 +121,7 @@ def _render_chunk(
     c2w: np.ndarray,
     poses: list[Pose],
     shadows: bool,
+    cull: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     env = spec.environment
     H, W = spec.height, spec.width
@@ -125,7 +133,7 @@ def _render_chunk(
         t_best, face = rc.intersect_outdoor(o, d, env.half_size)
     ids = torch.zeros(t_best.shape, dtype=torch.int32)
     for obj, (R, c) in zip(spec.objects, poses, strict=True):
-        rect = object_rect(obj, c, c2w, K, H, W)
+        rect = object_rect(obj, c, c2w, K, H, W) if cull else (0, H, 0, W)
         if rect is None:
             continue
         r0, r1, c0, c1 = rect
@@ -140,5 +148,5 @@ def _render_chunk(
     depth32 = t_best.to(torch.float32)
     p = rc.add(o, rc.scale(d, depth32.to(torch.float64)))  # world points from stored depth
     xyz = torch.stack(p, dim=-1).to(torch.float32)
-    rgb = shade(spec, xyz, ids, face, poses, c2w, K, shadows)
+    rgb = shade(spec, xyz, ids, face, poses, c2w, K, shadows, cull)
     return rgb.numpy(), depth32.numpy(), xyz.numpy(), ids.numpy()

@@ -48,6 +48,7 @@ def shade(
     c2w: np.ndarray,
     K: np.ndarray,
     shadows: bool,
+    cull: bool = True,
 ) -> Tensor:
     """Colours (F, H, W, 3) in [0, 1] of the hits of one chunk.
 
@@ -56,6 +57,7 @@ def shade(
         face: (F, H, W) environment face codes (see ``raycast.FACE_NORMALS``);
         poses: per object, rotation (F, 3, 3) and centre (F, 3) in this chunk;
         c2w: (F, 4, 4) cameras and K (3, 3) intrinsics of the chunk (for shadow culling).
+        cull: shadow rays only inside the screen rectangle each primitive can shadow.
     """
     env = spec.environment
     F, H, W = ids.shape
@@ -95,7 +97,7 @@ def shade(
     direct = ndotl.clamp_min(0.0).reshape(F, H, W)
     if shadows:
         for obj, (R, c) in zip(spec.objects, poses, strict=True):
-            rect = shadow_rect(obj, c, L_np, c2w, K, H, W)
+            rect = shadow_rect(obj, c, L_np, c2w, K, H, W) if cull else (0, H, 0, W)
             if rect is None:
                 continue
             r0, r1, c0, c1 = rect

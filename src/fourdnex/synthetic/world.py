@@ -67,13 +67,14 @@ def make_scene(
     return render_spec(spec, shadows=shadows)
 
 
-def render_spec(spec: SceneSpec, shadows: bool = True) -> Scene4D:
-    """Render a scene description (see :func:`make_scene`)."""
+def render_spec(spec: SceneSpec, shadows: bool = True, cull: bool = True) -> Scene4D:
+    """Render a scene description (see :func:`make_scene`; ``cull=False`` is the plain
+    reference path of the renderer: the same bits, slower)."""
     T = spec.frames
     K = intrinsics_from_fov(spec.height, spec.width, spec.camera.fov_deg)
     cam2world = camera_path(spec.camera, T)
     poses = [object_poses(o, T) for o in spec.objects]
-    out = render(spec, K, cam2world, poses, shadows=shadows)
+    out = render(spec, K, cam2world, poses, shadows=shadows, cull=cull)
     moving = np.asarray(spec.moving_ids, dtype=np.int32)
     dynamic = np.isin(out.object_id, moving)
     text = caption(spec, cam2world)
