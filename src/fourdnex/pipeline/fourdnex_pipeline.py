@@ -107,30 +107,34 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         prompt: str | Sequence[str] = "",
         settings: GenerationSettings | None = None,
         batch_size: int = 1,
+        seeds: Sequence[int] | None = None,
     ) -> list[Scene4D]:
-        """Generate one scene per image, ``batch_size`` images per denoising run.
+        """Generate one scene per image, up to ``batch_size`` images per denoising run.
 
-        Image ``i`` uses seed ``settings.seed + i`` whatever the batching. Images whose
-        resolutions differ are never batched together.
+        Image ``i`` uses ``seeds[i]`` (default ``settings.seed + i``) whatever the
+        batching. Images whose resolutions differ are never batched together.
         """
         s = settings or GenerationSettings()
+        if batch_size < 1:
+            raise ValidationError(f"batch_size must be >= 1, got {batch_size}")
         prompts = _per_image(prompt, len(images))
+        seeds = [s.seed + i for i in range(len(images))] if seeds is None else list(seeds)
+        if len(seeds) != len(images):
+            raise ValidationError(f"{len(seeds)} seeds for {len(images)} images")
         sizes = [resolve_resolution(as_pil(im)[0].size, s.height, s.width) for im in images]
-        out: list[Scene4D | None] = [None] * len(images)
+        out: dict[int, Scene4D] = {}
         pending = list(range(len(images)))
         while pending:
-            size = sizes[pending[0]]
-            group = [i for i in pending if sizes[i] == size][:batch_size]
+            group = [i for i in pending if sizes[i] == sizes[pending[0]]][:batch_size]
             scenes = self(
                 [images[i] for i in group],
                 [prompts[i] for i in group],
                 settings=s,
-                seeds=[s.seed + i for i in group],
+                seeds=[seeds[i] for i in group],
             )
-            for i, scene in zip(group, scenes, strict=True):
-                out[i] = scene
-            pending = [i for i in pending if i not in group]
-        return [scene for scene in out if scene is not None]
+            out.update(zip(group, scenes, strict=True))
+            pending = [i for i in pending if i not in out]
+        return [out[i] for i in range(len(images))]
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]

@@ -1,0 +1,200 @@
+"""``4dnex generate IMAGE [IMAGE ...] --out DIR``: one 4D scene per image.
+
+Everything a user can get wrong (images, prompt file, output paths, model directory,
+LoRA files, settings) is checked before the model is loaded. Each scene is written
+atomically to ``DIR/<image stem>/`` with ``generation.json`` (every setting, the
+seed, library versions).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+import tyro
+
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.models.presets import WAN_I2V_14B_480P_ID
+from fourdnex.pipeline.settings import (
+    DEFAULT_FRAMES,
+    DEFAULT_GUIDANCE,
+    DEFAULT_SEED,
+    DEFAULT_STEPS,
+    GenerationSettings,
+)
+
+GENERATION_JSON = "generation.json"
+
+
+@dataclass
+class GenerateConfig:
+    """Generate a 4D scene (RGB + XYZ video) from each image with Wan2.1 + a 4DNeX LoRA."""
+
+    images: Annotated[list[Path], tyro.conf.Positional]
+    """Input images (PNG, JPEG, ...). Grayscale, RGBA and 16-bit images are converted to RGB."""
+    out: Path
+    """Output directory; each image gets the scene directory OUT/<image stem>/."""
+    model: str = WAN_I2V_14B_480P_ID
+    """Base model: a local diffusers Wan2.1 I2V directory or a hub id."""
+    lora: Path | None = None
+    """4DNeX LoRA directory (the released one or one trained with `4dnex train`)."""
+    prompt: str = ""
+    """Text prompt for every image (" POINTMAP_STYLE." is appended)."""
+    prompt_file: Path | None = None
+    """Read the prompt from this text file instead of --prompt."""
+    negative_prompt: str = ""
+    """Negative prompt of classifier-free guidance (empty in the official inference)."""
+    seed: int = DEFAULT_SEED
+    """Seed of the first image; image i uses seed + i."""
+    steps: int = DEFAULT_STEPS
+    """Denoising steps (UniPC, flow shift 3)."""
+    guidance: float = DEFAULT_GUIDANCE
+    """Classifier-free guidance scale (<= 1 disables the unconditional branch)."""
+    frames: int = DEFAULT_FRAMES
+    """Frames per modality, 4k + 1 (49 in the paper)."""
+    height: int | None = None
+    """Height of one modality (multiple of 16). Default: the image aspect ratio at 480x720 area."""
+    width: int | None = None
+    """Width of one modality (multiple of 16); give with --height."""
+    memory: str = "none"
+    """Memory mode: none, vae-tiling, model-offload, group-offload, sequential-offload, fp8,
+    fp8-model-offload, fp8-group-offload (see docs/model.md)."""
+    dtype: Literal["auto", "bf16", "fp32"] = "auto"
+    """Compute dtype of the transformer and encoders (auto: bf16 on GPU, fp32 on CPU)."""
+    device: str = "auto"
+    """Device: auto (cuda when available), cuda, cuda:N or cpu."""
+    batch_size: int = 1
+    """Images per denoising run (same resolution only)."""
+    overwrite: bool = False
+    """Replace existing scene directories."""
+    previews: bool = True
+    """Also write rgb.mp4 and xyz.mp4 previews."""
+
+
+def read_prompt(cfg: GenerateConfig) -> str:
+    """The prompt from --prompt or --prompt-file (an empty file is an error)."""
+    if cfg.prompt_file is None:
+        return cfg.prompt
+    if cfg.prompt:
+        raise ValidationError("give --prompt or --prompt-file, not both")
+    try:
+        text = cfg.prompt_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FourDNeXError(f"cannot read prompt file {cfg.prompt_file}: {exc}") from None
+    if not text:
+        raise ValidationError(f"prompt file is empty: {cfg.prompt_file}")
+    return " ".join(text.split())
+
+
+def scene_dirs(cfg: GenerateConfig) -> list[Path]:
+    """OUT/<stem> per image; duplicate stems and existing scenes are errors."""
+    stems = [p.stem for p in cfg.images]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise ValidationError(f"several images share the name {duplicates[0]!r}: rename them")
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise FourDNeXError(f"--out exists and is not a directory: {cfg.out}")
+    dirs = [cfg.out / s for s in stems]
+    if not cfg.overwrite:
+        existing = [d for d in dirs if d.exists() and (not d.is_dir() or any(d.iterdir()))]
+        if existing:
+            raise FourDNeXError(f"scene directory exists: {existing[0]} (pass --overwrite)")
+    return dirs
+
+
+def main(argv: list[str]) -> int:
+    cfg = tyro.cli(GenerateConfig, args=argv, prog="4dnex generate")
+    import torch
+
+    from fourdnex.io.atomic import atomic_directory
+    from fourdnex.models.loading import resolve_model
+    from fourdnex.models.lora import check_lora_compatible, inspect_lora
+    from fourdnex.pipeline import (
+        FourDNeXPipeline,
+        apply_memory,
+        get_memory_mode,
+        load_image,
+        resolve_resolution,
+    )
+    from fourdnex.provenance import provenance, write_json
+
+    # 1. Validate everything that is cheap to validate.
+    settings = GenerationSettings(
+        steps=cfg.steps,
+        guidance=cfg.guidance,
+        frames=cfg.frames,
+        height=cfg.height,
+        width=cfg.width,
+        negative_prompt=cfg.negative_prompt,
+        seed=cfg.seed,
+    )
+    settings.validate()
+    if cfg.batch_size < 1:
+        raise ValidationError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    memory = get_memory_mode(cfg.memory)
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+    )
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise FourDNeXError("--device cuda requested but no CUDA device is available")
+    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
+        cfg.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
+    )
+    prompt = read_prompt(cfg)
+    if not cfg.images:
+        raise ValidationError("no images given")
+    loaded = [load_image(p) for p in cfg.images]
+    for item in loaded:
+        if item.note:
+            print(f"note: {item.path}: converted {item.note}")
+    for item in loaded:
+        resolve_resolution(item.image.size, cfg.height, cfg.width)
+    dirs = scene_dirs(cfg)
+    source = resolve_model(cfg.model)
+    if cfg.lora is not None:
+        from fourdnex.models.loading import read_component_config
+
+        check_lora_compatible(inspect_lora(cfg.lora), read_component_config(source))
+
+    # 2. Load once, place according to the memory mode.
+    started = time.perf_counter()
+    pipe = FourDNeXPipeline.from_model(source.location, lora=cfg.lora, dtype=dtype)
+    apply_memory(pipe, memory, device)
+    load_s = time.perf_counter() - started
+    print(f"loaded {source} ({cfg.lora or 'no LoRA'}) in {load_s:.1f} s on {device}")
+
+    # 3. Generate, writing each scene as soon as it exists.
+    for start in range(0, len(loaded), cfg.batch_size):
+        chunk = list(range(start, min(start + cfg.batch_size, len(loaded))))
+        t0 = time.perf_counter()
+        scenes = pipe.generate(
+            [loaded[i].image for i in chunk],
+            prompt,
+            settings,
+            batch_size=cfg.batch_size,
+            seeds=[cfg.seed + i for i in chunk],
+        )
+        seconds = (time.perf_counter() - t0) / len(chunk)
+        for i, scene in zip(chunk, scenes, strict=True):
+            if loaded[i].note:
+                scene.meta["notes"].insert(0, f"input converted: {loaded[i].note}")
+            scene.meta["image"] = str(cfg.images[i])
+            record = provenance(cfg)
+            record.update(
+                image=str(cfg.images[i]),
+                seed=cfg.seed + i,
+                memory=memory,
+                device=str(device),
+                seconds=round(seconds, 3),
+                scene=scene.meta,
+            )
+            with atomic_directory(dirs[i], overwrite=cfg.overwrite) as tmp:
+                scene.save(tmp, overwrite=True, previews=cfg.previews)
+                write_json(tmp / GENERATION_JSON, record)
+            print(
+                f"wrote {dirs[i]}  ({scene.frames} frames, {scene.height}x{scene.width}, "
+                f"seed {cfg.seed + i}, {seconds:.1f} s)"
+            )
+    return 0
