@@ -212,3 +212,15 @@ def test_cli_presets_and_overrides() -> None:
     assert tiny.preset == "tiny-synthetic" and tiny.resume and tiny.timesteps.kind == "logit-normal"
     with pytest.raises(SystemExit):
         parse(["--preset", "nope", "--data", "d", "--out", "o"])
+
+
+def test_train_command_end_to_end(tmp_path: Path, data2: Path, tiny_wan_dir: Path) -> None:
+    from fourdnex.cli.main import main as cli_main
+
+    args = ["train", "--data", str(data2), "--out", str(tmp_path / "run"), "--model",
+            str(tiny_wan_dir), "--max-steps", "2", "--validate-every", "0"]  # fmt: skip
+    assert cli_main(args) == 0
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")] == [2]
+    assert cli_main(args) == 2  # checkpoints exist and no --resume: a one-line error
+    assert cli_main([*args[:-4], "--max-steps", "3", "--validate-every", "0", "--resume"]) == 0
+    assert [s for s, _ in ckpt.list_checkpoints(tmp_path / "run")] == [2, 3]
