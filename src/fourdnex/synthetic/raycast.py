@@ -69,6 +69,10 @@ def intersect_ellipsoid(o: Vec, d: Vec, size: tuple[float, float, float]) -> Ten
     return _valid(t, disc >= 0)
 
 
+def _f64(x: float) -> Tensor:
+    return torch.tensor(x, dtype=torch.float64)
+
+
 def _safe(d: Tensor) -> Tensor:
     return torch.where(d.abs() < TINY, TINY, d)
 
@@ -122,7 +126,8 @@ FACE_CEILING, FACE_FLOOR, FACE_SKY = 2, 3, 6
 
 
 def intersect_room(o: Vec, d: Vec, half: float, height: float) -> tuple[Tensor, Tensor]:
-    """Inside of the box ``[-half, half] x [0, height] x [-half, half]`` (rays start inside).
+    """Inside of the box ``[-half, half] x [0, height] x [-half, half]`` (rays start
+    strictly inside; direction components must not be -0.0).
 
     Returns ``t`` and the face code (int64, see :data:`FACE_NORMALS`).
     """
@@ -130,9 +135,11 @@ def intersect_room(o: Vec, d: Vec, half: float, height: float) -> tuple[Tensor, 
     t: Tensor | None = None
     face: Tensor | None = None
     for k in range(3):
-        dk = _safe(d[k])
-        pos = dk > 0
-        tk = torch.where(pos, (hi[k] - o[k]) / dk, (lo[k] - o[k]) / dk)
+        # the face ahead along axis k; a zero component (never -0.0 for camera rays, see
+        # render.camera_rays) gives (hi - o) / +0 = +inf: no hit on that axis
+        pos = d[k] >= 0
+        bound = torch.where(pos, _f64(hi[k]), _f64(lo[k]))  # float64: exact wall positions
+        tk = (bound - o[k]) / d[k]
         fk = torch.where(pos, 2 * k, 2 * k + 1)
         if t is None or face is None:
             t, face = tk, fk

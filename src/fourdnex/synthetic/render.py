@@ -78,17 +78,15 @@ def render(
             reference path that tests every pixel; same result, slower).
     """
     T, H, W = spec.frames, spec.height, spec.width
-    rgb = np.empty((T, H, W, 3), np.float32)
-    depth = np.empty((T, H, W), np.float32)
-    xyz = np.empty((T, H, W, 3), np.float32)
-    ids = np.empty((T, H, W), np.int32)
-    Kd = K.astype(np.float64)
-    uv = torch.from_numpy(pixel_centers(H, W).astype(np.float64))[None]  # (1, H, W, 2)
-    d_cam: Vec = (
-        (uv[..., 0] - Kd[0, 2]) / Kd[0, 0],
-        (uv[..., 1] - Kd[1, 2]) / Kd[1, 1],
-        torch.ones_like(uv[..., 0]),
+    out = RenderResult(
+        rgb=np.empty((T, H, W, 3), np.float32),
+        depth=np.empty((T, H, W), np.float32),
+        xyz=np.empty((T, H, W, 3), np.float32),
+        object_id=np.empty((T, H, W), np.int32),
     )
+    Kd = K.astype(np.float64)
+    uv = pixel_centers(H, W).astype(np.float64)
+    u, v = torch.from_numpy(uv[0, :, 0].copy()), torch.from_numpy(uv[:, 0, 1].copy())  # (W,), (H,)
     step = max(1, CHUNK_PIXELS // (H * W))
     threads = torch.get_num_threads()
     torch.set_num_threads(RENDER_THREADS)
@@ -96,11 +94,29 @@ def render(
         for f0 in range(0, T, step):
             sl = slice(f0, min(T, f0 + step))
             chunk_poses = [(R[sl], c[sl]) for R, c in poses]
-            out = _render_chunk(spec, Kd, d_cam, cam2world[sl], chunk_poses, shadows, cull)
-            rgb[sl], depth[sl], xyz[sl], ids[sl] = out
+            views = RenderResult(out.rgb[sl], out.depth[sl], out.xyz[sl], out.object_id[sl])
+            _render_chunk(spec, Kd, u, v, cam2world[sl], chunk_poses, shadows, cull, views)
     finally:
         torch.set_num_threads(threads)
-    return RenderResult(rgb, depth, xyz, ids)
+    return out
+
+
+def camera_rays(c2w: np.ndarray, K: np.ndarray, u: Tensor, v: Tensor) -> Vec:
+    """World directions (F, H, W) x 3 of the rays through pixel centres, float64, scaled so
+    that the ray parameter is the z-depth: ``d = R K^-1 (u, v, 1)``.
+
+    ``R K^-1`` is folded into one 3x3 per frame, so each component is one broadcast sum of
+    a column term ``a * u`` and a row term ``b * v + c``. The row term never is -0.0 (0.0
+    is added), so no component is -0.0 and slab divisions give +inf for zero components.
+    """
+    M = c2w[:, :3, :3].astype(np.float64) @ np.linalg.inv(K)  # (F, 3, 3)
+    Mt = torch.from_numpy(M)
+    comps = []
+    for k in range(3):
+        col = Mt[:, k, 0, None, None] * u[None, None, :]  # (F, 1, W)
+        row = (Mt[:, k, 1, None, None] * v[None, :, None] + Mt[:, k, 2, None, None]) + 0.0
+        comps.append(col + row)  # (F, H, W)
+    return (comps[0], comps[1], comps[2])
 
 
 def _col(v: np.ndarray) -> Vec:
@@ -117,21 +133,25 @@ def _mat(R: np.ndarray) -> Tensor:
 def _render_chunk(
     spec: SceneSpec,
     K: np.ndarray,
-    d_cam: Vec,
+    u: Tensor,
+    v: Tensor,
     c2w: np.ndarray,
     poses: list[Pose],
     shadows: bool,
     cull: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    out: RenderResult,
+) -> None:
+    """Trace one chunk of frames into ``out`` (views of the clip's arrays)."""
     env = spec.environment
     H, W = spec.height, spec.width
     o = _col(c2w[:, :3, 3])  # (F, 1, 1) each
-    d = rc.mat_vec(_mat(c2w[:, :3, :3]), d_cam)  # (F, H, W) each
+    d = camera_rays(c2w, K, u, v)  # (F, H, W) each
     if env.kind == "room":
         t_best, face = rc.intersect_room(o, d, env.half_size, env.height)
     else:
         t_best, face = rc.intersect_outdoor(o, d, env.half_size)
-    ids = torch.zeros(t_best.shape, dtype=torch.int32)
+    ids = torch.from_numpy(out.object_id)
+    ids.zero_()
     for obj, (R, c) in zip(spec.objects, poses, strict=True):
         rect = object_rect(obj, c, c2w, K, H, W) if cull else (0, H, 0, W)
         if rect is None:
@@ -145,8 +165,11 @@ def _render_chunk(
         closer = t < best
         t_best[:, r0:r1, c0:c1] = torch.where(closer, t, best)
         ids[:, r0:r1, c0:c1] = torch.where(closer, obj.id, ids[:, r0:r1, c0:c1])
-    depth32 = t_best.to(torch.float32)
-    p = rc.add(o, rc.scale(d, depth32.to(torch.float64)))  # world points from stored depth
-    xyz = torch.stack(p, dim=-1).to(torch.float32)
+    depth32 = torch.from_numpy(out.depth)
+    depth32.copy_(t_best)  # rounded to float32: the stored depth
+    t64 = depth32.to(torch.float64)
+    xyz = torch.from_numpy(out.xyz)
+    for k in range(3):  # world points from the stored depth
+        xyz[..., k].copy_(o[k] + t64 * d[k])
     rgb = shade(spec, xyz, ids, face, poses, c2w, K, shadows, cull)
-    return rgb.numpy(), depth32.numpy(), xyz.numpy(), ids.numpy()
+    torch.from_numpy(out.rgb).copy_(rgb)
