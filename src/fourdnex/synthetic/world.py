@@ -5,12 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from fourdnex.cameras import intrinsics_from_fov
+from fourdnex.errors import ValidationError
 from fourdnex.scene import Scene4D
 from fourdnex.synthetic.motion import camera_path, object_poses
 from fourdnex.synthetic.render import render
 from fourdnex.synthetic.sample import SceneOptions, sample_spec
 from fourdnex.synthetic.spec import SceneSpec, caption
 
+#: Largest deviation from orthonormality accepted in given cameras (float32 storage).
+RIGID_TOLERANCE = 1e-3
 #: Version of the generator; bumped whenever the same seed would give a different scene.
 GENERATOR_VERSION = 1
 
@@ -67,17 +70,34 @@ def make_scene(
     return render_spec(spec, shadows=shadows)
 
 
-def render_spec(spec: SceneSpec, shadows: bool = True, cull: bool = True) -> Scene4D:
-    """Render a scene description (see :func:`make_scene`; ``cull=False`` is the plain
-    reference path of the renderer: the same bits, slower)."""
+def render_spec(
+    spec: SceneSpec,
+    shadows: bool = True,
+    cull: bool = True,
+    K: np.ndarray | None = None,
+    cam2world: np.ndarray | None = None,
+) -> Scene4D:
+    """Render a scene description (see :func:`make_scene`).
+
+    Args:
+        spec: the scene (its size, objects, motions and camera path).
+        shadows: cast shadows.
+        cull: ``False`` runs the plain reference path of the renderer (same bits, slower).
+        K: (3, 3) intrinsics for ``spec.height x spec.width`` to render with instead of the
+            scene's own (e.g. novel views); float32 values are used as stored.
+        cam2world: (T, 4, 4) cameras to render with instead of the scene's path: frame
+            ``t`` shows the objects at their frame-``t`` poses (exact novel-view ground truth).
+    """
     T = spec.frames
-    K = intrinsics_from_fov(spec.height, spec.width, spec.camera.fov_deg)
-    cam2world = camera_path(spec.camera, T)
+    own_K = intrinsics_from_fov(spec.height, spec.width, spec.camera.fov_deg)
+    own_path = camera_path(spec.camera, T)
+    K = own_K if K is None else _checked(K, (3, 3), "K")
+    path = own_path if cam2world is None else _checked(cam2world, (T, 4, 4), "cam2world")
     poses = [object_poses(o, T) for o in spec.objects]
-    out = render(spec, K, cam2world, poses, shadows=shadows, cull=cull)
+    out = render(spec, K, path, poses, shadows=shadows, cull=cull)
     moving = np.asarray(spec.moving_ids, dtype=np.int32)
     dynamic = np.isin(out.object_id, moving)
-    text = caption(spec, cam2world)
+    text = caption(spec, own_path)
     meta = {
         "source": "fourdnex.synthetic",
         "generator_version": GENERATOR_VERSION,
@@ -87,13 +107,29 @@ def render_spec(spec: SceneSpec, shadows: bool = True, cull: bool = True) -> Sce
         "object_ids": {"0": "environment"} | {str(o.id): o.kind for o in spec.objects},
         "synthetic": spec.to_dict(),
     }
+    if cam2world is not None or K is not own_K:
+        meta["novel_view"] = True  # cameras differ from the scene's own path
     return Scene4D(
         rgb=out.rgb,
         xyz=out.xyz,
         depth=out.depth,
         K=np.broadcast_to(K, (T, 3, 3)).copy(),
-        cam2world=cam2world,
+        cam2world=path,
         dynamic_mask=dynamic,
         object_id=out.object_id,
         meta=meta,
     )
+
+
+def _checked(a: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
+    arr = np.asarray(a, dtype=np.float32)
+    if arr.shape != shape or not np.isfinite(arr).all():
+        raise ValidationError(f"{name} must be finite with shape {shape}, got {arr.shape}")
+    if name == "cam2world":
+        R = arr[:, :3, :3].astype(np.float64)
+        err = np.abs(np.einsum("tji,tjk->tik", R, R) - np.eye(3)).max()
+        if err > RIGID_TOLERANCE or not np.allclose(arr[:, 3], [0, 0, 0, 1]):
+            raise ValidationError("cam2world must be rigid (orthonormal R, last row 0 0 0 1)")
+    elif arr[0, 0] <= 0 or arr[1, 1] <= 0 or not np.allclose(arr[2], [0, 0, 1]):
+        raise ValidationError("K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
+    return arr
