@@ -210,3 +210,16 @@ def test_novel_views_are_exact_ground_truth():
     assert np.array_equal(novel.dynamic_mask, np.isin(novel.object_id, spec.moving_ids))
     with pytest.raises(ValidationError):
         render_spec(spec, cam2world=shifted[:2])
+
+
+@pytest.mark.parametrize("motion", ["pan", "orbit"])
+def test_caption_directions_match_the_cameras(motion):
+    for seed in range(4):
+        s = make_scene(seed, 5, 8, 12, camera_motion=motion)
+        c = s.cam2world.astype(np.float64)
+        if motion == "pan":
+            right = c[-1, :3, 2] @ c[0, :3, 0] > 0  # the view turned to the right
+        else:
+            right = (c[-1, :3, 3] - c[0, :3, 3]) @ c[0, :3, 0] > 0  # the camera moved right
+        word = "right" if right else "left"
+        assert f"the camera {'pans' if motion == 'pan' else 'orbits'} {word}" in s.meta["caption"]
