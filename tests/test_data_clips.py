@@ -125,6 +125,13 @@ def test_dataset_write_open_check(tmp_path, scene):
     assert info["clips"] == 2 and info["provenance"]["settings"] == {"x": 1}
     assert np.array_equal(index.read(1).K, other.K)
     assert check_dataset(tmp_path / "ds") == []
+    # an index line that disagrees with its clip is reported
+    lines = (tmp_path / "ds" / "index.jsonl").read_text().splitlines()
+    edited = [json.loads(line) for line in lines]
+    edited[0]["frames"] = T + 4
+    (tmp_path / "ds" / "index.jsonl").write_text("".join(json.dumps(e) + "\n" for e in edited))
+    assert [p.clip_id for p in check_dataset(tmp_path / "ds", rgb=False)] == ["a"]
+    (tmp_path / "ds" / "index.jsonl").write_text("\n".join(lines) + "\n")
     # break one clip and add an unlisted one: both reported, with reasons
     (tmp_path / "ds" / "clips" / "b" / GEOMETRY).unlink()
     shutil.copytree(tmp_path / "ds" / "clips" / "a", tmp_path / "ds" / "clips" / "stray")

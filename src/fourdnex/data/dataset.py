@@ -165,6 +165,8 @@ def check_dataset(root: str | Path, rgb: bool = True) -> list[Problem]:
         except FourDNeXError as exc:
             problems.append(Problem(entry.id, str(exc)))
             continue
+        if clip.caption != entry.caption:
+            problems.append(Problem(entry.id, "index caption differs from clip.json caption"))
         got = (clip.frames, clip.height, clip.width)
         if got != (entry.frames, entry.height, entry.width):
             problems.append(
