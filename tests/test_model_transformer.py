@@ -81,3 +81,23 @@ def test_adapt_is_idempotent_and_checks_shapes() -> None:
         set_domain_embeddings(model, torch.zeros(2, 7))
     with pytest.raises(ValidationError, match="NaN"):
         set_domain_embeddings(model, torch.full((2, 24), float("nan")))
+
+
+def test_14b_preset_structure_on_meta() -> None:
+    """The real configuration, built without allocating weights: sizes and shared RoPE."""
+    from accelerate import init_empty_weights
+    from diffusers import WanTransformer3DModel
+
+    from fourdnex.models.lora import expected_shapes
+
+    preset = get_preset("wan2.1-i2v-14b-480p")
+    with init_empty_weights(include_buffers=False):
+        model = WanTransformer3DModel(**preset.transformer)
+    assert preset.hidden_size == 5120 and len(model.blocks) == 40
+    adapt_transformer(model)
+    assert domain_embeddings(model).shape == (2, 5120)
+    assert expected_shapes(preset.transformer)["attn2.to_k"] == (5120, 5120)
+    cos, _ = model.rope(torch.empty(1, 36, 13, 60, 180))  # the paper's fused latent
+    assert cos.shape == (1, 13 * 30 * 90, 1, 128)  # 35,100 tokens
+    grid = cos.reshape(13, 30, 90, 128)
+    assert torch.equal(grid[:, :, :45], grid[:, :, 45:])

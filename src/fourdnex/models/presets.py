@@ -66,6 +66,58 @@ _TINY: dict[str, Any] = {
     "added_kv_proj_dim": 24,
 }
 
+# Other components: AutoencoderKLWan kwargs, UMT5Config kwargs, CLIPVisionConfig kwargs.
+_VAE_14B: dict[str, Any] = {}  # diffusers' defaults are Wan2.1's VAE
+_UMT5_XXL: dict[str, Any] = {
+    "vocab_size": 256384,
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+    "tie_word_embeddings": False,
+}
+_CLIP_VIT_H14: dict[str, Any] = {
+    "hidden_size": 1280,
+    "intermediate_size": 5120,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 16,
+    "image_size": 224,
+    "patch_size": 14,
+    "projection_dim": 1024,
+    "hidden_act": "gelu",
+}
+#: Tiny CLIP input size (a real one takes 224) and patch.
+TINY_CLIP_IMAGE_SIZE = 32
+TINY_CLIP_PATCH = 8
+_VAE_TINY: dict[str, Any] = {
+    "base_dim": 4,
+    "dim_mult": [1, 1, 1, 1],
+    "num_res_blocks": 1,
+    "temperal_downsample": [False, True, True],
+}
+_UMT5_TINY: dict[str, Any] = {
+    "vocab_size": 64,  # the builder sets it to its tokenizer's size
+    "d_model": TINY_TEXT_DIM,
+    "d_kv": 8,
+    "d_ff": 32,
+    "num_layers": 1,
+    "num_heads": 2,
+    "relative_attention_num_buckets": 8,
+}
+_CLIP_TINY: dict[str, Any] = {
+    "hidden_size": TINY_IMAGE_DIM,
+    "intermediate_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "image_size": TINY_CLIP_IMAGE_SIZE,
+    "patch_size": TINY_CLIP_PATCH,
+    "projection_dim": TINY_IMAGE_DIM,
+}
+
 
 @dataclass(frozen=True)
 class ModelPreset:
@@ -76,11 +128,16 @@ class ModelPreset:
         transformer: keyword arguments of ``WanTransformer3DModel``.
         base_model: hub id of the full diffusers directory ("" for the tiny preset,
             which is built locally by :mod:`fourdnex.models.tiny`).
+        vae, text_encoder, image_encoder: keyword arguments of ``AutoencoderKLWan``,
+            ``UMT5Config`` and ``CLIPVisionConfig`` (for random-weight builds).
     """
 
     name: str
     transformer: dict[str, Any]
     base_model: str = ""
+    vae: dict[str, Any] = field(default_factory=dict)
+    text_encoder: dict[str, Any] = field(default_factory=dict)
+    image_encoder: dict[str, Any] = field(default_factory=dict)
 
     @property
     def hidden_size(self) -> int:
@@ -92,8 +149,17 @@ class ModelPreset:
 
 
 PRESETS: dict[str, ModelPreset] = {
-    "wan2.1-i2v-14b-480p": ModelPreset("wan2.1-i2v-14b-480p", _WAN_14B, WAN_I2V_14B_480P_ID),
-    "tiny": ModelPreset("tiny", _TINY),
+    "wan2.1-i2v-14b-480p": ModelPreset(
+        "wan2.1-i2v-14b-480p",
+        _WAN_14B,
+        WAN_I2V_14B_480P_ID,
+        vae=_VAE_14B,
+        text_encoder=_UMT5_XXL,
+        image_encoder=_CLIP_VIT_H14,
+    ),
+    "tiny": ModelPreset(
+        "tiny", _TINY, vae=_VAE_TINY, text_encoder=_UMT5_TINY, image_encoder=_CLIP_TINY
+    ),
 }
 
 

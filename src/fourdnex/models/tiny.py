@@ -9,18 +9,17 @@ through exactly the code path users take with the real weights.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from fourdnex.models.presets import TINY_IMAGE_DIM, TINY_TEXT_DIM, get_preset
-from fourdnex.sixd import LATENT_CHANNELS
+from fourdnex.models.presets import TINY_CLIP_IMAGE_SIZE, TINY_CLIP_PATCH, get_preset
+
+__all__ = ["TINY_CLIP_IMAGE_SIZE", "TINY_CLIP_PATCH", "build_tiny_components", "build_tiny_wan_i2v"]
 
 #: Flow-matching sampler of Wan2.1 (method 2): UniPC, flow prediction, shift 3.
 FLOW_SHIFT = 3.0
 NUM_TRAIN_TIMESTEPS = 1000
-#: Size of the tiny CLIP vision tower's input (a real one takes 224).
-TINY_CLIP_IMAGE_SIZE = 32
-TINY_CLIP_PATCH = 8
 #: Words of the tiny tokenizer (everything else maps to <unk>).
 _TINY_WORDS = [
     "a",
@@ -60,7 +59,8 @@ _TINY_WORDS = [
 ]
 
 
-def _tiny_tokenizer():  # -> PreTrainedTokenizerFast
+def tiny_tokenizer() -> Any:
+    """A word-level tokenizer built offline (pad 0, eos 1, unk 2), saved like a T5 one."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -90,41 +90,20 @@ def build_tiny_components(seed: int = 0) -> dict[str, object]:
         UMT5EncoderModel,
     )
 
+    preset = get_preset("tiny")
     torch.manual_seed(seed)
-    transformer = WanTransformer3DModel(**get_preset("tiny").transformer)
-    vae = AutoencoderKLWan(
-        base_dim=4,
-        z_dim=LATENT_CHANNELS,
-        dim_mult=[1, 1, 1, 1],
-        num_res_blocks=1,
-        temperal_downsample=[False, True, True],
-    )
-    tokenizer = _tiny_tokenizer()
+    transformer = WanTransformer3DModel(**preset.transformer)
+    vae = AutoencoderKLWan(**preset.vae)
+    tokenizer = tiny_tokenizer()
     text_encoder = UMT5EncoderModel(
         UMT5Config(
-            vocab_size=len(tokenizer),
-            d_model=TINY_TEXT_DIM,
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            relative_attention_num_buckets=8,
+            **{**preset.text_encoder, "vocab_size": len(tokenizer)},
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id,
         )
     )
-    image_encoder = CLIPVisionModel(
-        CLIPVisionConfig(
-            hidden_size=TINY_IMAGE_DIM,
-            intermediate_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=TINY_CLIP_IMAGE_SIZE,
-            patch_size=TINY_CLIP_PATCH,
-            projection_dim=TINY_IMAGE_DIM,
-        )
-    )
+    image_encoder = CLIPVisionModel(CLIPVisionConfig(**preset.image_encoder))
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": TINY_CLIP_IMAGE_SIZE},
         crop_size={"height": TINY_CLIP_IMAGE_SIZE, "width": TINY_CLIP_IMAGE_SIZE},

@@ -79,9 +79,8 @@ def apply_memory(pipe: Any, settings: MemorySettings, device: str | torch.device
         )
     transformer = pipe.transformer
     if settings.fp8_storage:
-        compute = transformer.dtype if transformer.dtype != torch.float32 else torch.bfloat16
         transformer.enable_layerwise_casting(
-            storage_dtype=torch.float8_e4m3fn, compute_dtype=compute
+            storage_dtype=torch.float8_e4m3fn, compute_dtype=transformer.dtype
         )
     if settings.vae_tiling:
         pipe.vae.enable_tiling()
