@@ -118,6 +118,7 @@ def main(argv: list[str]) -> int:
         load_image,
         resolve_resolution,
     )
+    from fourdnex.pipeline.images import aspect_note
     from fourdnex.provenance import provenance, write_json
 
     # 1. Validate everything that is cheap to validate.
@@ -150,7 +151,10 @@ def main(argv: list[str]) -> int:
         if item.note:
             print(f"note: {item.path}: converted {item.note}")
     for item in loaded:
-        resolve_resolution(item.image.size, cfg.height, cfg.width)
+        height, width = resolve_resolution(item.image.size, cfg.height, cfg.width)
+        note = aspect_note(height, width)
+        if note:
+            print(f"note: {item.path}: {note}")
     dirs = scene_dirs(cfg)
     source = resolve_model(cfg.model)
     if cfg.lora is not None:
