@@ -151,3 +151,41 @@ def test_memory_modes_on_cpu(pipe: FourDNeXPipeline, tiny_wan_dir: Path) -> None
     assert p.vae.use_tiling
     scene = p([_image()], "", FASTEST)[0]
     assert np.isfinite(scene.xyz).all()
+
+
+def test_released_and_own_lora_through_from_model(tiny_wan_dir: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from fourdnex.models import save_lora
+
+    g = torch.Generator().manual_seed(3)
+    tensors = {}
+    for i in range(2):
+        for attn in ("attn1", "attn2"):
+            for proj in ("to_q", "to_k", "to_v", "to_out.0"):
+                key = f"transformer.blocks.{i}.{attn}.{proj}"
+                tensors[f"{key}.lora_A.weight"] = torch.randn(4, 24, generator=g)
+                tensors[f"{key}.lora_B.weight"] = torch.randn(24, 4, generator=g)
+    released = tmp_path / "released"
+    released.mkdir()
+    save_file(tensors, str(released / "pytorch_lora_weights.safetensors"))
+    torch.save(torch.randn(2, 24, generator=g), released / "learnable_domain_embeddings.pt")
+
+    def run(lora: Path | None, fuse: bool = True) -> tuple[FourDNeXPipeline, np.ndarray]:
+        p = FourDNeXPipeline.from_model(
+            tiny_wan_dir, lora=lora, dtype=torch.float32, fuse_lora=fuse
+        )
+        p.set_progress_bar_config(disable=True)
+        return p, p([_image()], "a", FASTEST)[0].xyz
+
+    _, base = run(None)
+    p_rel, with_released = run(released)
+    assert p_rel.lora_info is not None and p_rel.lora_info.scale == 0.5
+    assert not np.allclose(base, with_released, atol=1e-3)
+    # unfused in memory -> saved as ours -> loaded (fused) gives the same scene
+    p_unfused, unfused = run(released, fuse=False)
+    assert np.allclose(unfused, with_released, atol=1e-4)
+    save_lora(p_unfused.transformer, tmp_path / "ours", base_model=str(tiny_wan_dir))
+    p_ours, ours = run(tmp_path / "ours")
+    assert p_ours.lora_info is not None and p_ours.lora_info.format == "fourdnex"
+    assert np.allclose(ours, with_released, atol=1e-4)

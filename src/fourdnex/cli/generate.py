@@ -173,13 +173,19 @@ def main(argv: list[str]) -> int:
     for start in range(0, len(loaded), cfg.batch_size):
         chunk = list(range(start, min(start + cfg.batch_size, len(loaded))))
         t0 = time.perf_counter()
-        scenes = pipe.generate(
-            [loaded[i].image for i in chunk],
-            prompt,
-            settings,
-            batch_size=cfg.batch_size,
-            seeds=[cfg.seed + i for i in chunk],
-        )
+        try:
+            scenes = pipe.generate(
+                [loaded[i].image for i in chunk],
+                prompt,
+                settings,
+                batch_size=cfg.batch_size,
+                seeds=[cfg.seed + i for i in chunk],
+            )
+        except torch.cuda.OutOfMemoryError:
+            raise FourDNeXError(
+                f"out of GPU memory with --memory {cfg.memory}: try model-offload, "
+                "group-offload, fp8-model-offload or sequential-offload (see docs/model.md)"
+            ) from None
         seconds = (time.perf_counter() - t0) / len(chunk)
         for i, scene in zip(chunk, scenes, strict=True):
             if loaded[i].note:
