@@ -17,6 +17,8 @@ def test_random_tiny_pipeline_generates() -> None:
         assert params and not any(p.is_meta for p in params), name
         assert all(torch.isfinite(p).all() for p in params), name
     assert is_adapted(components["transformer"])
+    text = components["text_encoder"]
+    assert text.shared.weight is text.encoder.embed_tokens.weight  # tied stays tied
     rope = components["transformer"].rope.inner
     assert torch.isfinite(rope.freqs_cos).all() and rope.freqs_cos.abs().sum() > 0
     pipe = FourDNeXPipeline(**components)

@@ -31,14 +31,18 @@ def materialize(module: nn.Module, device: str | torch.device, dtype: torch.dtyp
     tables -> N(0, 1/dim), anything else -> N(0, 0.02). Buffers are moved to ``device``.
     """
     device = torch.device(device)
+    done: dict[int, nn.Parameter] = {}  # tied parameters stay tied
     with torch.no_grad():
         for mod in module.modules():
             fresh = []
             for name, param in list(mod._parameters.items()):
                 if param is None or not param.is_meta:
                     continue
+                if id(param) in done:
+                    mod._parameters[name] = done[id(param)]
+                    continue
                 value = torch.empty(param.shape, device=device, dtype=dtype)
-                mod._parameters[name] = nn.Parameter(value, requires_grad=False)
+                mod._parameters[name] = done[id(param)] = nn.Parameter(value, requires_grad=False)
                 fresh.append(name)
             if not fresh:
                 continue
