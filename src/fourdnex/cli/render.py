@@ -73,8 +73,8 @@ def main(argv: list[str]) -> int:
         raise FourDNeXError(
             f"output exists: {next(p for p in paths if p.exists())} (pass --overwrite)"
         )
-    if not cfg.out.parent.is_dir():
-        raise FourDNeXError(f"output directory does not exist: {cfg.out.parent}")
+    if cfg.out.parent.exists() and not cfg.out.parent.is_dir():
+        raise FourDNeXError(f"not a directory: {cfg.out.parent}")
     if cfg.radius < 0 or cfg.fps < 1:
         raise FourDNeXError("--radius must be >= 0 and --fps >= 1")
     is_preset = cfg.trajectory in PRESETS
@@ -103,6 +103,7 @@ def main(argv: list[str]) -> int:
     views = render_trajectory(scene.rgb, scene.xyz, traj, valid=valid, radius=cfg.radius)
     mask_rgb = np.repeat(views.mask[..., None], 3, axis=-1).astype(np.uint8) * 255
     written: list[Path] = []
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
     try:
         written.append(write_video(paths[0], views.rgb, fps=cfg.fps))
         written.append(write_video(paths[1], mask_rgb, fps=cfg.fps, lossless=True))
@@ -115,7 +116,7 @@ def main(argv: list[str]) -> int:
         for p in written:  # never leave a partial set of outputs
             p.unlink(missing_ok=True)
         raise
-    print(f"rendered {len(traj)} frames ({traj.width} x {traj.height}), "
+    print(f"rendered {len(traj)} frames ({traj.height} x {traj.width}, H x W), "
           f"holes {views.hole_fraction:.1%} of pixels")  # fmt: skip
     print(f"wrote {paths[0]}, {paths[1].name} (hole mask), {paths[2].name}")
     return 0
