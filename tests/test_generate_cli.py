@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from safetensors.torch import save_file
 
 from fourdnex import Scene4D
 from fourdnex.cli.main import main
@@ -51,7 +53,9 @@ def test_generate_end_to_end(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None
     assert "exists" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["truncated", "not_image", "empty_prompt", "missing_model"])
+@pytest.mark.parametrize(
+    "case", ["truncated", "not_image", "empty_prompt", "missing_model", "wrong_lora"]
+)
 def test_generate_bad_input(tmp_path: Path, tiny_wan_dir: Path, capsys, case: str) -> None:
     image = _png(tmp_path / "ok.png", "L")
     model = tiny_wan_dir
@@ -68,9 +72,23 @@ def test_generate_bad_input(tmp_path: Path, tiny_wan_dir: Path, capsys, case: st
         extra = ["--prompt-file", str(tmp_path / "prompt.txt")]
     elif case == "missing_model":
         model = tmp_path / "no_model"
+    elif case == "wrong_lora":  # released naming, but for hidden size 40 (the tiny model has 24)
+        lora = tmp_path / "lora"
+        lora.mkdir()
+        save_file(
+            {
+                "transformer.blocks.0.attn1.to_q.lora_A.weight": torch.zeros(4, 40),
+                "transformer.blocks.0.attn1.to_q.lora_B.weight": torch.zeros(40, 4),
+            },
+            str(lora / "pytorch_lora_weights.safetensors"),
+        )
+        torch.save(torch.zeros(2, 40), lora / "learnable_domain_embeddings.pt")
+        extra = ["--lora", str(lora)]
     out = tmp_path / "out"
     status = main(["generate", str(image), "--out", str(out), "--model", str(model), *extra, *FAST])
     err = capsys.readouterr().err.strip()
     assert status == 2
     assert len(err.splitlines()) == 1 and "error" in err
+    if case == "wrong_lora":
+        assert "hidden size 40" in err
     assert not out.exists()
