@@ -20,18 +20,18 @@ from fourdnex.errors import FourDNeXError
 #: Subcommand name -> (module, one-line description). A command is listed here
 #: only once it works.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
+    "generate": ("fourdnex.cli.generate", "Generate a 4D scene from each image (Wan2.1 + 4DNeX)."),
     "synth": (
         "fourdnex.cli.synth",
         "Make procedural 4D scenes with exact ground truth (one scene or a dataset).",
     ),
-    "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
-    "generate": ("fourdnex.cli.generate", "Generate a 4D scene from each image (Wan2.1 + 4DNeX)."),
-    "encode": ("fourdnex.cli.encode", "Encode a training dataset into the latent cache."),
-    "train": ("fourdnex.cli.train", "Fine-tune 4DNeX (LoRA + domain embeddings) on a dataset."),
     "register": ("fourdnex.cli.register", "Recover cameras and depth from a scene's XYZ."),
     "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
     "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),
+    "encode": ("fourdnex.cli.encode", "Encode a training dataset into the latent cache."),
+    "train": ("fourdnex.cli.train", "Fine-tune 4DNeX (LoRA + domain embeddings) on a dataset."),
+    "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
+    "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
 }
 
 #: Exit status for bad input.
