@@ -189,3 +189,19 @@ def test_released_and_own_lora_through_from_model(tiny_wan_dir: Path, tmp_path: 
     p_ours, ours = run(tmp_path / "ours")
     assert p_ours.lora_info is not None and p_ours.lora_info.format == "fourdnex"
     assert np.allclose(ours, with_released, atol=1e-4)
+
+
+def test_step_cache_runs_and_resets(tiny_wan_dir: Path) -> None:
+    from fourdnex.pipeline import enable_step_cache
+
+    p = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
+    p.set_progress_bar_config(disable=True)
+    settings = GenerationSettings(steps=4, frames=1, height=32, width=48, guidance=3.0)
+    plain = p([_image()], "a", settings)[0]
+    enable_step_cache(p, 10.0)  # a huge threshold: blocks are skipped after the first step
+    cached = p([_image()], "a", settings)[0]
+    again = p([_image()], "a", settings)[0]
+    assert not np.allclose(plain.xyz, cached.xyz)
+    assert np.array_equal(cached.xyz, again.xyz)  # state reset between calls
+    with pytest.raises(FourDNeXError, match="> 0"):
+        enable_step_cache(p, 0.0)

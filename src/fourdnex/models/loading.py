@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import warnings
 from collections.abc import Iterator
@@ -34,6 +35,20 @@ REQUIRED_COMPONENTS = (
     "scheduler",
 )
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class _TorchvisionFallbackFilter(logging.Filter):
+    """Drop transformers' notice that CLIPImageProcessor falls back to its PIL backend.
+
+    This project never installs torchvision (there is no CPU build); the PIL backend is
+    the one the released pipeline used, so the notice is noise for every user.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "requires torchvision (not installed)" not in record.getMessage()
+
+
+logging.getLogger("transformers.utils.import_utils").addFilter(_TorchvisionFallbackFilter())
 
 
 @dataclass(frozen=True)

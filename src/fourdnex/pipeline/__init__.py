@@ -6,9 +6,16 @@
 - :func:`load_image` (read and convert input images, stating every conversion)
 """
 
+import fourdnex.models.loading  # noqa: F401  (first: installs the log filter before transformers)
 from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
 from fourdnex.pipeline.images import LoadedImage, load_image, resolve_resolution
-from fourdnex.pipeline.memory import MEMORY_MODES, MemorySettings, apply_memory, get_memory_mode
+from fourdnex.pipeline.memory import (
+    MEMORY_MODES,
+    MemorySettings,
+    apply_memory,
+    enable_step_cache,
+    get_memory_mode,
+)
 from fourdnex.pipeline.settings import GenerationSettings
 
 __all__ = [
@@ -18,6 +25,7 @@ __all__ = [
     "LoadedImage",
     "MemorySettings",
     "apply_memory",
+    "enable_step_cache",
     "get_memory_mode",
     "load_image",
     "resolve_resolution",

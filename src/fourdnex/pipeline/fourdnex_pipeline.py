@@ -223,13 +223,18 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         ).to(device)  # (B, 16, T_lat, h, 2w)
 
         # 9. Denoising loop with classifier-free guidance (both branches share the image).
+        #    Each branch runs in its own cache context, so diffusers' step caches
+        #    (transformer.enable_cache, see enable_step_cache) keep them apart.
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
-            for t in scheduler.timesteps:
+            for i, t in enumerate(scheduler.timesteps):
                 model_input = torch.cat([latents, condition.to(device)], dim=1).to(dtype)
                 timestep = t.expand(B)
-                velocity = self._predict(model_input, timestep, prompt_embeds, image_embeds)
+                context = {"step_index": i, "num_inference_steps": s.steps, "timestep": t}
+                with self.transformer.cache_context("cond", **context):
+                    velocity = self._predict(model_input, timestep, prompt_embeds, image_embeds)
                 if s.do_guidance:
-                    uncond = self._predict(model_input, timestep, negative_embeds, image_embeds)
+                    with self.transformer.cache_context("uncond", **context):
+                        uncond = self._predict(model_input, timestep, negative_embeds, image_embeds)
                     velocity = uncond + s.guidance * (velocity - uncond)
                 latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
                 bar.update()

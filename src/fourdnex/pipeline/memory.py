@@ -56,6 +56,22 @@ MEMORY_MODES: dict[str, MemorySettings] = {
 }
 
 
+def enable_step_cache(pipe: Any, threshold: float) -> None:
+    """Skip most transformer blocks on steps where the first block's output barely changes.
+
+    diffusers' First Block Cache (``transformer.enable_cache``): a speed / quality trade,
+    off by default. When the first block's residual changes by less than ``threshold``
+    (e.g. 0.05; diffusers' measure) from the cached one, the other blocks are skipped.
+    The pipeline runs each guidance branch in its own cache context, and the cache
+    state is reset after every call.
+    """
+    from diffusers import FirstBlockCacheConfig
+
+    if not threshold > 0:
+        raise FourDNeXError(f"step cache threshold must be > 0, got {threshold}")
+    pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+
+
 def get_memory_mode(name: str) -> MemorySettings:
     try:
         return MEMORY_MODES[name]
