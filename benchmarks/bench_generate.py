@@ -34,7 +34,13 @@ import numpy as np
 import torch
 
 from fourdnex.models.random_init import random_components
-from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings, apply_memory, get_memory_mode
+from fourdnex.pipeline import (
+    FourDNeXPipeline,
+    GenerationSettings,
+    apply_memory,
+    enable_step_cache,
+    get_memory_mode,
+)
 
 #: Targets (see the module docstring).
 CPU_TINY_SECONDS = 5.0
@@ -64,6 +70,8 @@ def run_mode(args: argparse.Namespace, mode: str) -> Row:
     pipe.compute_dtype = dtype
     pipe.set_progress_bar_config(disable=not args.progress)
     apply_memory(pipe, memory, device)
+    if args.step_cache:
+        enable_step_cache(pipe, args.step_cache)
 
     stamps: list[float] = []
     calls = [0]
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--dtype", choices=["bf16", "fp32"], default=None)
     parser.add_argument("--progress", action="store_true", help="show the progress bars")
+    parser.add_argument("--step-cache", type=float, default=0.0, help="First Block Cache threshold")
     parser.add_argument(
         "--no-warmup", dest="warmup", action="store_false", help="skip the untimed 1-step run"
     )
