@@ -9,7 +9,6 @@ optimizer state for a resumed run to match an uninterrupted one.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import shutil
@@ -27,11 +26,19 @@ from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
 from fourdnex.train.config import TrainConfig
 from fourdnex.train.dataset import DataOrder, LatentCacheDataset, StepLayout, StepSampler
+from fourdnex.train.distribution import (
+    backend,
+    check_backend,
+    check_backend_available,
+    export_copy,
+)
 from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
 from fourdnex.train.trainable import count_parameters, model_location, trainable_model
 
 CONFIG_JSON = "config.json"
 LOGS_DIR = "logs"
+#: Under DeepSpeed, ``state/`` holds DeepSpeed's own checkpoint in this directory.
+DEEPSPEED_DIR = "deepspeed"
 
 
 @dataclass
@@ -109,9 +116,9 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     follows ``max_steps``. For tests and benchmarks.
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedType
     from tqdm import tqdm
 
+    check_backend_available()
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with="tensorboard",
@@ -124,11 +131,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     )
     cfg.validate(world)
     accumulation = cfg.accumulation_steps(world)
-    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-        raise FourDNeXError(
-            "FSDP / DeepSpeed sharding is not supported by this trainer yet; use DDP "
-            "(multi-GPU or multi-node) with gradient checkpointing"
-        )
+    kind = check_backend(accelerator, cfg, accumulation)
+    accelerator.gradient_accumulation_steps = accumulation
     # ---- 1. check everything cheap first
     latest = check_output_dir(cfg) if main else None
     accelerator.wait_for_everyone()
@@ -144,12 +148,20 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     if main:
         write_json(
             cfg.out / CONFIG_JSON,
-            {**provenance(cfg), "world_size": world, "accumulation_steps": accumulation},
+            {
+                **provenance(cfg),
+                "world_size": world,
+                "accumulation_steps": accumulation,
+                "backend": kind,
+            },
         )
 
     # ---- 2. model, optimizer, data
     torch.manual_seed(cfg.seed)  # LoRA initialization: the same on every process and run
     model = trainable_model(cfg, location)
+    names = ckpt.trainable_names(model)
+    # sharded runs write the LoRA from a copy holding the gathered trainable weights
+    export = export_copy(model) if main and kind != "ddp" else None
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         params,
@@ -160,11 +172,18 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     unwrapped = accelerator.unwrap_model(model)
+    if kind == "fsdp":  # FSDP2 replaced the parameters; accelerate clips all of them
+        params = list(model.parameters())
+    if export is None and main:
+        export = unwrapped
     start = 0
     if latest is not None:
         record = ckpt.read_checkpoint_json(latest[1])
         start = int(record["step"])
-        ckpt.read_state(latest[1] / ckpt.STATE_DIR, unwrapped, optimizer)
+        if kind == "deepspeed":
+            accelerator.load_state(str(latest[1] / ckpt.STATE_DIR / DEEPSPEED_DIR))
+        else:
+            ckpt.read_state(latest[1] / ckpt.STATE_DIR, model, optimizer.optimizer, names)
         changed = _changed_settings(record.get("settings") or {}, cfg)
         if main and changed:
             print(
@@ -190,7 +209,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         trainable, total = count_parameters(unwrapped)
         accelerator.init_trackers("train", config=_tracker_config(cfg))
         print(
-            f"train: {len(dataset)} clips, {world} process(es) x {cfg.micro_batch_size} x "
+            f"train: {len(dataset)} clips, {kind}, {world} process(es) x {cfg.micro_batch_size} x "
             f"{accumulation} accumulation = batch {cfg.batch_size}; trainable "
             f"{trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}"
         )
@@ -215,11 +234,10 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         for micro in range(accumulation):
             batch = next(batches)
             gen = step_generator(cfg.seed, 0 if cfg.overfit_batch else step, micro, rank)
-            sync = micro == accumulation - 1
-            with accelerator.no_sync(model) if not sync else contextlib.nullcontext():
+            with accelerator.accumulate(model):  # no_sync but at the last micro-step
                 with accelerator.autocast():
                     loss = flow_loss(model, batch, null_prompt, objective, gen)
-                accelerator.backward(loss / accumulation)
+                accelerator.backward(loss)  # divides by the accumulation steps
             total_loss += loss.detach() / accumulation
         if cfg.max_grad_norm > 0:
             accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
@@ -235,7 +253,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         if main and (done % cfg.log_every == 0 or done == cfg.max_steps):
             accelerator.log({"loss": global_loss, "lr": lr}, step=done)
         if done == cfg.max_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            path = save_checkpoint(accelerator, unwrapped, optimizer, cfg, done, location)
+            path = save_checkpoint(accelerator, model, optimizer, export, cfg, done, location)
             result.checkpoints.append(path)
         if cfg.validate_every and (done % cfg.validate_every == 0 or done == cfg.max_steps):
             if main:
@@ -258,19 +276,43 @@ def save_checkpoint(
     accelerator: Any,
     model: torch.nn.Module,
     optimizer: Any,
+    export: torch.nn.Module | None,
     cfg: TrainConfig,
     step: int,
     location: str,
 ) -> Path:
-    """Write ``OUT/checkpoints/step-N`` atomically (main process), then prune to keep_last."""
+    """Write ``OUT/checkpoints/step-N`` atomically, then prune to keep_last.
+
+    Every process calls it: the trainable weights and optimizer state are gathered
+    (collective under FSDP / DeepSpeed) and written by the main process; ``export``
+    (main process only) is the unwrapped model, or under sharding a copy into which
+    the gathered weights are loaded before the LoRA is written from it.
+    """
     root = cfg.out / ckpt.CHECKPOINTS_DIR
     final = root / ckpt.checkpoint_name(step)
-    if accelerator.is_main_process:
-        tmp = root / f".{final.name}.tmp"
+    tmp = root / f".{final.name}.tmp"
+    main = accelerator.is_main_process
+    if main:
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        (tmp / ckpt.STATE_DIR).mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    if backend(accelerator) == "deepspeed":
+        accelerator.save_state(str(tmp / ckpt.STATE_DIR / DEEPSPEED_DIR))  # collective
+        full = accelerator.get_state_dict(model)  # collective under ZeRO-3
+        wanted = ckpt.trainable_names(export) if export is not None else set()
+        trainable = {k: v.to("cpu").contiguous() for k, v in full.items() if k in wanted}
+        optim = None
+    else:
+        trainable = ckpt.trainable_state(model)
+        optim = ckpt.optimizer_tensors(model, optimizer.optimizer)
+    if main:
+        assert export is not None
         try:
-            ckpt.write_state(tmp / ckpt.STATE_DIR, model, optimizer)
+            if optim is not None:
+                ckpt.write_state(tmp / ckpt.STATE_DIR, trainable, optim)
+            if export is not accelerator.unwrap_model(model):
+                ckpt.copy_trainable(export, trainable)
+            model = export
             record = {"step": step, "model": cfg.model, "model_location": location}
             if cfg.full_finetune:
                 model.save_pretrained(str(tmp / ckpt.FULL_DIR))  # type: ignore[operator]
