@@ -104,6 +104,13 @@ def test_alpha_metadata_is_not_halved_again(tmp_path: Path) -> None:
     _released(tmp_path / "m", metadata=meta)
     info = inspect_lora(tmp_path / "m")
     assert info.alpha == 2.0 and info.scale == 2.0 / RANK and info.alpha_source == "metadata"
+    # diffusers' pipeline-level files prefix the metadata keys with the component
+    prefixed = {"lora_adapter_metadata": json.dumps({"transformer.lora_alpha": 16})}
+    _released(tmp_path / "p", metadata=prefixed)
+    assert inspect_lora(tmp_path / "p").scale == 16 / RANK
+    # metadata without alpha: the released convention applies
+    _released(tmp_path / "n", metadata={"lora_adapter_metadata": json.dumps({"r": RANK})})
+    assert inspect_lora(tmp_path / "n").scale == 0.5
 
 
 def test_own_lora_round_trips(tmp_path: Path) -> None:

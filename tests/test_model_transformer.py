@@ -101,3 +101,30 @@ def test_14b_preset_structure_on_meta() -> None:
     assert cos.shape == (1, 13 * 30 * 90, 1, 128)  # 35,100 tokens
     grid = cos.reshape(13, 30, 90, 128)
     assert torch.equal(grid[:, :, :45], grid[:, :, 45:])
+
+
+@pytest.mark.parametrize("hooks", ["group-offload", "sequential-offload", "fp32-layerwise"])
+def test_adaptations_survive_diffusers_hooks(hooks: str) -> None:
+    """Offload and casting hooks (run with CPU as the onload device) keep shared RoPE and
+    domain embeddings: the output equals the plain adapted model's."""
+    model = adapt_transformer(_tiny())
+    set_domain_embeddings(model, torch.randn(2, 24, generator=torch.Generator().manual_seed(4)))
+    x = torch.randn(1, 36, 2, 4, 12)
+    text, image = torch.randn(1, 512, 16), torch.randn(1, 17, 16)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return model(x, torch.tensor([300.0]), text, encoder_hidden_states_image=image).sample
+
+    expected = run()
+    if hooks == "group-offload":
+        model.enable_group_offload(
+            onload_device=torch.device("cpu"), offload_type="block_level", num_blocks_per_group=1
+        )
+    elif hooks == "sequential-offload":
+        from accelerate import cpu_offload
+
+        cpu_offload(model, execution_device=torch.device("cpu"))
+    else:
+        model.enable_layerwise_casting(storage_dtype=torch.float32, compute_dtype=torch.float32)
+    assert torch.allclose(run(), expected, atol=1e-6)
