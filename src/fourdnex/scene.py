@@ -27,6 +27,7 @@ from safetensors.numpy import load_file, save_file
 
 from fourdnex.errors import SceneFormatError, ValidationError
 from fourdnex.io.atomic import atomic_directory
+from fourdnex.io.formats import read_versioned_json
 
 FORMAT_NAME = "fourdnex.scene"
 FORMAT_VERSION = 1
@@ -242,22 +243,14 @@ def read_header(directory: str | Path) -> dict[str, Any]:
     path = directory / SCENE_JSON
     if not path.is_file():
         raise SceneFormatError(f"{directory}: not a scene directory (no {SCENE_JSON})")
-    try:
-        header = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SceneFormatError(f"{path}: corrupt JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-        raise SceneFormatError(f"{path}: not a fourdnex scene (format field missing or wrong)")
-    version = header.get("format_version")
-    if version != FORMAT_VERSION:
-        raise SceneFormatError(
-            f"{path}: unsupported scene format version {version!r} "
-            f"(this fourdnex reads version {FORMAT_VERSION})"
-        )
-    for key in ("fields", "arrays_bytes", "frames", "height", "width"):
-        if key not in header:
-            raise SceneFormatError(f"{path}: missing key {key!r}")
-    return header
+    return read_versioned_json(
+        path,
+        FORMAT_NAME,
+        FORMAT_VERSION,
+        "scene",
+        SceneFormatError,
+        required=("fields", "arrays_bytes", "frames", "height", "width"),
+    )
 
 
 def xyz_to_colors(xyz: np.ndarray, percentile: float = 1.0) -> NDArray[np.float32]:

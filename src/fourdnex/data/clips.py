@@ -35,6 +35,7 @@ from safetensors.numpy import load_file, save_file
 
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
+from fourdnex.io.formats import read_versioned_json
 from fourdnex.io.video import read_video, write_video
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import XYZNormalization, normalize_pointmaps
@@ -201,21 +202,14 @@ def read_header(directory: str | Path) -> dict[str, Any]:
     path = directory / CLIP_JSON
     if not path.is_file():
         raise ClipFormatError(f"{directory}: missing {CLIP_JSON}")
-    try:
-        header = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ClipFormatError(f"{path}: corrupt JSON ({exc})") from None
-    if not isinstance(header, dict) or header.get("format") != CLIP_FORMAT:
-        raise ClipFormatError(f"{path}: not a fourdnex clip (format field missing or wrong)")
-    if header.get("format_version") != CLIP_FORMAT_VERSION:
-        raise ClipFormatError(
-            f"{path}: unsupported clip format version {header.get('format_version')!r} "
-            f"(this fourdnex reads version {CLIP_FORMAT_VERSION})"
-        )
-    for key in ("frames", "height", "width", "fps", "caption", "xyz_normalization"):
-        if key not in header:
-            raise ClipFormatError(f"{path}: missing key {key!r}")
-    return header
+    return read_versioned_json(
+        path,
+        CLIP_FORMAT,
+        CLIP_FORMAT_VERSION,
+        "clip",
+        ClipFormatError,
+        required=("frames", "height", "width", "fps", "caption", "xyz_normalization"),
+    )
 
 
 def read_clip(directory: str | Path, rgb: bool = True) -> Clip:

@@ -36,6 +36,7 @@ from fourdnex.data.clips import (
 )
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory, atomic_file
+from fourdnex.io.formats import read_versioned_json
 from fourdnex.io.video import write_video
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import Scene4D
@@ -112,16 +113,9 @@ def open_dataset(root: str | Path) -> DatasetIndex:
     meta_path = root / DATASET_JSON
     if not meta_path.is_file():
         raise DatasetFormatError(f"{root}: not a dataset (no {DATASET_JSON})")
-    try:
-        info = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"{meta_path}: corrupt JSON ({exc})") from None
-    if not isinstance(info, dict) or info.get("format") != DATASET_FORMAT:
-        raise DatasetFormatError(f"{meta_path}: not a fourdnex clip dataset")
-    if info.get("format_version") != DATASET_FORMAT_VERSION:
-        raise DatasetFormatError(
-            f"{meta_path}: unsupported dataset format version {info.get('format_version')!r}"
-        )
+    info = read_versioned_json(
+        meta_path, DATASET_FORMAT, DATASET_FORMAT_VERSION, "clip dataset", DatasetFormatError
+    )
     index_path = root / INDEX_JSONL
     if not index_path.is_file():
         raise DatasetFormatError(f"{root}: missing {INDEX_JSONL}")
