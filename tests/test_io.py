@@ -39,3 +39,20 @@ def test_atomic_file_leaves_nothing_on_error(tmp_path: Path) -> None:
         tmp.write_text("half")
         raise RuntimeError("crash")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_outputs_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    from fourdnex.io import atomic_directory
+
+    old = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_directory(tmp_path / "d") as tmp_dir:
+            (tmp_dir / "a").write_text("y")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

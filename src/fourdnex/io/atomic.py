@@ -17,6 +17,18 @@ from pathlib import Path
 from fourdnex.errors import FourDNeXError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: Path, is_dir: bool) -> None:
+    """Give a temporary file or directory the mode a plain ``open``/``mkdir`` would have
+    (``mkstemp``/``mkdtemp`` create them private: 0600 / 0700)."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``.
@@ -33,6 +45,8 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        if tmp.exists():
+            _publish_mode(tmp, is_dir=False)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -60,6 +74,7 @@ def atomic_directory(path: str | os.PathLike[str], overwrite: bool = False) -> I
         raise FourDNeXError(f"cannot write to {parent}: {exc.strerror}") from None
     try:
         yield tmp
+        _publish_mode(tmp, is_dir=True)
         old: Path | None = None
         if final.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=parent))
