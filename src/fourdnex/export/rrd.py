@@ -9,10 +9,12 @@ Entities: ``world`` (OpenCV view coordinates, RDF), ``world/points`` (Points3D),
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
+from fourdnex.errors import FourDNeXError
 from fourdnex.export.points import FramePoints
 from fourdnex.io.atomic import atomic_file
 from fourdnex.io.video import to_uint8
@@ -21,9 +23,18 @@ from fourdnex.scene import Scene4D
 TIMELINE = "frame"
 
 
+def require_rerun() -> Any:
+    """The ``rerun`` module, or a one-line error naming the extra that installs it."""
+    try:
+        import rerun
+    except ImportError:
+        raise FourDNeXError("rrd export needs rerun-sdk: pip install 'fourdnex[rerun]'") from None
+    return rerun
+
+
 def write_rrd(path: Path, scene: Scene4D, frames: list[FramePoints], progress: bool = True) -> Path:
     """Write a rerun ``.rrd`` recording atomically."""
-    import rerun as rr
+    rr = require_rerun()
 
     rgb = to_uint8(scene.rgb)
     with atomic_file(path) as tmp:

@@ -63,6 +63,10 @@ def export_scene(
     result = ExportResult(path=out)
     if fmt in ("cameras", "transforms"):
         cameras_json(scene)  # fail early when the scene has no cameras
+    if fmt == "rrd":
+        from fourdnex.export.rrd import require_rerun
+
+        require_rerun()  # fail early when the optional rerun-sdk is missing
     if fmt == "ply":
         from fourdnex.export.ply import write_ply
 

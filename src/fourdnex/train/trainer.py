@@ -9,6 +9,7 @@ optimizer state for a resumed run to match an uninterrupted one.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import shutil
@@ -119,6 +120,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     from tqdm import tqdm
 
     check_backend_available()
+    if importlib.util.find_spec("tensorboard") is None:
+        raise FourDNeXError("training logs need tensorboard: pip install 'fourdnex[train]'")
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with="tensorboard",
