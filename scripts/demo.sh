@@ -22,7 +22,8 @@ With real weights:
 TXT
 
 say "1. generation path: bundled image -> Scene4D (random-weight tiny model)"
-$PY -c "from fourdnex.models.tiny import build_tiny_wan_i2v; build_tiny_wan_i2v('$OUT/tiny-wan-random')"
+TRANSFORMERS_VERBOSITY=error $PY -c \
+    "from fourdnex.models.tiny import build_tiny_wan_i2v; build_tiny_wan_i2v('$OUT/tiny-wan-random')"
 $X generate assets/demo.png --model "$OUT/tiny-wan-random" --steps 4 --frames 17 \
     --height 64 --width 96 --out "$OUT/generated"
 $X info "$OUT/generated/demo"
