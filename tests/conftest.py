@@ -3,6 +3,7 @@ built once per test session (per xdist worker) and loaded through the user path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +15,14 @@ def tiny_wan_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from fourdnex.models.tiny import build_tiny_wan_i2v
 
     return build_tiny_wan_i2v(tmp_path_factory.mktemp("tiny_wan") / "wan2.1-i2v-tiny", seed=0)
+
+
+@pytest.fixture()
+def one_torch_thread() -> Iterator[None]:
+    """Run a test on one torch thread (on a busy 2-core machine, two threads contend)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
