@@ -1,44 +1,59 @@
-"""Quality benchmark: metrics of baselines (and optionally a model) on held-out
-synthetic scenes.
+"""Quality benchmark: a model and the baselines on held-out synthetic scenes.
 
-Scenes: ``fourdnex.synthetic.make_scene(seed, 9, 48, 64)`` for seeds 1000-1004
-(held out: never use these seeds for training). Methods:
+Scenes: ``fourdnex.synthetic.make_scene(seed, T, H, W)`` for seeds from
+``HELD_OUT_SEED_START`` (1,000,000; no training recipe uses them). Methods:
 
 - ``oracle``: the ground truth itself (the metric ceiling);
 - ``plane``: the XYZ plane initialization (sixd.plane_init) repeated over time, with
   the true RGB video;
 - ``frozen``: frame 0's RGB and XYZ repeated (a still 4D scene);
-- ``model`` (with ``--model``): a Wan2.1 I2V directory or hub id (+ ``--lora``),
-  generating from each scene's first frame and prompt; ``--tiny-model`` builds a
-  random tiny one (checks the harness; its numbers mean nothing).
+- ``model`` (with ``--model``): ``fourdnex-small`` (the bundled model), a Wan2.1 I2V
+  directory or hub id (+ ``--lora``), generating from each scene's first frame and
+  caption with the official sampler (50 UniPC steps, guidance 5) unless told
+  otherwise. The clip size is then the model's own (fourdnex-small: 17 x 64 x 96).
 
 Generated XYZ is in model space, so everything is compared after the alignments of
 fourdnex.eval (median / scale-shift depth, Sim(3) pointmaps and cameras).
 
-Target (harness sanity): the oracle reaches the ceiling (AbsRel, point error, ATE,
-Chamfer < 1e-4) and both baselines are worse than the oracle on each of them.
+Targets:
+- harness sanity: the oracle reaches the ceiling (AbsRel, point error, ATE, Chamfer
+  < 1e-4) and both baselines are worse than the oracle on each of them;
+- with a model (the fourdnex-small model card): frame-0 depth delta<1.25 >= 0.90 and
+  AbsRel <= 0.10; registration residual median <= 1% of the extent; RGB-XYZ
+  consistency within 2x of the truth's own; the camera travels the true way
+  (positive cosine) in >= 70% of scenes whose camera moves; a caption naming another
+  camera motion changes the generated motion; <= 20 s per scene on 2 CPU cores.
 
-Run: ``.venv/bin/python benchmarks/bench_quality.py [--out DIR] [--model PATH]``.
+Run: ``.venv/bin/python benchmarks/bench_quality.py [--model fourdnex-small]
+[--scenes 100] [--out DIR] [--json FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 from fourdnex.eval.evaluate import EvalSettings, PlotData, SceneResult, evaluate_scene
+from fourdnex.eval.generation import (
+    camera_direction,
+    consistency_ratio,
+    direction_cosine,
+    first_frame_depth,
+)
 from fourdnex.eval.report import aggregate, summary_row, write_report
 from fourdnex.eval.video import VideoModels
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import plane_init
-from fourdnex.synthetic import make_scene
+from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene
 
-SEEDS = (1000, 1001, 1002, 1003, 1004)
+#: Size of the baseline-only harness (T x H x W).
 FRAMES, HEIGHT, WIDTH = 9, 48, 64
 #: Ceiling the oracle must reach on the ground-truth metrics.
 ORACLE_TOLERANCE = 1e-4
@@ -46,18 +61,30 @@ GT_KEYS = ("depth_absrel_med", "point_rel", "ate", "chamfer")
 SHOWN = (
     ("depth_absrel_med", "AbsRel med", ".4f"),
     ("depth_d1_med", "d1 med", ".3f"),
-    ("depth_absrel_ss", "AbsRel s+s", ".4f"),
     ("point_rel", "pt rel", ".4f"),
-    ("point_inlier", "inlier", ".3f"),
     ("ate", "ATE", ".4f"),
-    ("rpe_trans", "RPE t", ".4f"),
-    ("rpe_rot_deg", "RPE r", ".3f"),
     ("chamfer", "Chamfer", ".4f"),
     ("rgbxyz_l1", "RGBXYZ L1", ".4f"),
     ("residual_rel", "resid", ".1e"),
-    ("curvature", "kappa", ".3f"),
     ("dynamic", "dyn %", ".0f"),
 )
+#: The model card's targets.
+TARGET_D1, TARGET_ABSREL = 0.90, 0.10
+TARGET_RESIDUAL = 0.01
+TARGET_CONSISTENCY_RATIO = 2.0
+TARGET_DIRECTION_SHARE = 0.70
+TARGET_SECONDS = 20.0
+#: Camera phrases of the synthetic captions and the phrase naming the opposite motion.
+OPPOSITE_CAMERA = {
+    "orbits right": "orbits left",
+    "orbits left": "orbits right",
+    "pans right": "pans left",
+    "pans left": "pans right",
+    "dollies in": "pulls back",
+    "pulls back": "dollies in",
+    "arcs right": "arcs left",
+    "arcs left": "arcs right",
+}
 
 
 def plane_baseline(gt: Scene4D) -> Scene4D:
@@ -71,55 +98,108 @@ def frozen_baseline(gt: Scene4D) -> Scene4D:
     return Scene4D(rgb=rgb, xyz=xyz, meta={"baseline": "frozen"})
 
 
-def model_method(model: str, lora: str | None, steps: int):
-    import torch
+def swapped_caption(caption: str) -> str | None:
+    """The caption with its camera motion replaced by the opposite one (None if none)."""
+    for phrase, other in OPPOSITE_CAMERA.items():
+        if re.search(rf"\bcamera {phrase}\b", caption):
+            return caption.replace(f"camera {phrase}", f"camera {other}")
+    return None
 
-    from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
 
-    pipe = FourDNeXPipeline.from_model(model, lora, dtype=torch.float32)
-    settings = GenerationSettings(steps=steps, frames=FRAMES, height=HEIGHT, width=WIDTH)
+class ModelRunner:
+    """One loaded pipeline; generates a scene from a ground-truth scene's first frame."""
 
-    def run(gt: Scene4D) -> Scene4D:
-        prompt = str(gt.meta.get("prompt", ""))
-        return pipe.generate([gt.rgb[0]], prompt=prompt, settings=settings)[0]
+    def __init__(self, model: str, lora: str | None, steps: int, guidance: float) -> None:
+        import torch
 
-    return run
+        from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
+
+        t0 = time.perf_counter()
+        self.pipe = FourDNeXPipeline.from_model(model, lora, dtype=torch.float32)
+        self.pipe.set_progress_bar_config(disable=True)
+        self.load_seconds = time.perf_counter() - t0
+        card = self.pipe.model_card
+        frames = card.frames if card and card.frames else FRAMES
+        height = card.height if card and card.height else HEIGHT
+        width = card.width if card and card.width else WIDTH
+        self.size = (frames, height, width)
+        self.settings = GenerationSettings(
+            steps=steps, guidance=guidance, frames=frames, height=height, width=width
+        )
+
+    def __call__(self, gt: Scene4D, caption: str | None = None) -> Scene4D:
+        prompt = str(gt.meta.get("caption", "")) if caption is None else caption
+        return self.pipe.generate([gt.rgb[0]], prompt=prompt, settings=self.settings)[0]
+
+
+def generation_metrics(scene: Scene4D, result: SceneResult, gt: Scene4D, gt_result: SceneResult):
+    """The model-card metrics of one generated scene (see the module docstring)."""
+    from fourdnex.eval.evaluate import scene_cameras
+
+    cams = scene_cameras(scene)
+    assert gt.depth is not None and gt.cam2world is not None
+    d0 = first_frame_depth(cams.depth, gt.depth)
+    extent = float(np.linalg.norm(np.ptp(gt.xyz.reshape(-1, 3), axis=0)))
+    true = camera_direction(gt.cam2world, extent)
+    made = camera_direction(cams.cam2world, cams.extent)
+    return {
+        "d1_frame0": d0.delta1,
+        "absrel_frame0": d0.abs_rel,
+        "residual_rel_median": float(np.median(cams.residual_per_frame) / cams.extent),
+        "consistency_ratio": consistency_ratio(
+            result.consistency.photometric_l1, gt_result.consistency.photometric_l1
+        ),
+        "direction_cosine": direction_cosine(made, true),
+        "travel": made,
+        "true_travel": true,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, help="also write a full report (JSON, Markdown, plots)")
-    ap.add_argument("--model", help="Wan2.1 I2V directory or hub id to evaluate")
+    ap.add_argument("--json", type=Path, help="write the summary figures as JSON")
+    ap.add_argument("--model", help="fourdnex-small, or a Wan2.1 I2V directory or hub id")
     ap.add_argument("--lora", help="4DNeX LoRA directory for --model")
-    ap.add_argument("--tiny-model", action="store_true", help="build and run a random tiny model")
-    ap.add_argument("--steps", type=int, default=4, help="denoising steps of the model")
+    ap.add_argument("--scenes", type=int, help="held-out scenes (default: 5, or 100 with a model)")
+    ap.add_argument("--steps", type=int, default=50, help="denoising steps of the model")
+    ap.add_argument("--guidance", type=float, default=5.0, help="guidance scale of the model")
+    ap.add_argument("--no-prompt-test", action="store_true", help="skip the swapped captions")
     args = ap.parse_args(argv)
 
-    methods = {"oracle": lambda gt: gt, "plane": plane_baseline, "frozen": frozen_baseline}
-    tmp = None
-    if args.tiny_model:
-        from fourdnex.models.tiny import build_tiny_wan_i2v
+    import torch
 
-        tmp = tempfile.TemporaryDirectory()
-        args.model = str(build_tiny_wan_i2v(Path(tmp.name) / "tiny"))
-    if args.model:
-        methods["model"] = model_method(args.model, args.lora, args.steps)
+    torch.set_num_threads(2)
+    count = args.scenes or (100 if args.model else 5)
+    seeds = [HELD_OUT_SEED_START + i for i in range(count)]
+    runner = ModelRunner(args.model, args.lora, args.steps, args.guidance) if args.model else None
+    size = runner.size if runner else (FRAMES, HEIGHT, WIDTH)
+    methods = {"oracle": lambda gt: gt, "plane": plane_baseline, "frozen": frozen_baseline}
+    if runner is not None:
+        methods["model"] = runner
 
     settings = EvalSettings()
     models = VideoModels()  # VBench feature metrics need weights: not run here
-    print(f"scenes: seeds {SEEDS}, {FRAMES} x {HEIGHT} x {WIDTH} (T x H x W)")
+    print(f"scenes: seeds {seeds[0]}..{seeds[-1]} ({count}), {size[0]} x {size[1]} x {size[2]}")
     t0 = time.perf_counter()
-    gts = [make_scene(s, FRAMES, HEIGHT, WIDTH) for s in SEEDS]
+    gts = [make_scene(s, *size) for s in seeds]
     print(f"made {len(gts)} scenes in {time.perf_counter() - t0:.1f} s")
     results: dict[str, list[SceneResult]] = {m: [] for m in methods}
     plots: dict[str, list[PlotData]] = {m: [] for m in methods}
+    scenes: dict[str, list[Scene4D]] = {m: [] for m in methods}
     seconds: dict[str, float] = {}
+    gen_seconds: list[float] = []
     for name, make in methods.items():
         t = time.perf_counter()
-        for seed, gt in zip(SEEDS, gts, strict=True):
-            r, p = evaluate_scene(f"{name}_{seed}", make(gt), models, settings, gt=gt)
+        for seed, gt in zip(seeds, gts, strict=True):
+            g0 = time.perf_counter()
+            scene = make(gt)
+            if name == "model":
+                gen_seconds.append(time.perf_counter() - g0)
+            r, p = evaluate_scene(f"{name}_{seed}", scene, models, settings, gt=gt)
             results[name].append(r)
             plots[name].append(p)
+            scenes[name].append(scene)
         seconds[name] = (time.perf_counter() - t) / len(gts)
     means = {m: aggregate([summary_row(r) for r in rs]) for m, rs in results.items()}
 
@@ -142,15 +222,116 @@ def main(argv: list[str] | None = None) -> int:
     print(f"target: oracle < {ORACLE_TOLERANCE:g} on {', '.join(GT_KEYS)}: "
           f"{'MET' if ceiling else 'NOT MET'}")  # fmt: skip
     print(f"target: plane and frozen worse than oracle on each: {'MET' if worse else 'NOT MET'}")
+    summary: dict = {"seeds": [seeds[0], seeds[-1]], "size": list(size), "methods": {}}
+    for m in methods:
+        summary["methods"][m] = {k: means[m][k]["mean"] for k, _, _ in SHOWN}
+
+    ok = ceiling and worse
+    if runner is not None:
+        ok = report_model(runner, gts, results, scenes, gen_seconds, summary, args) and ok
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        print(f"summary: {args.json}")
     if args.out:
         all_results = [r for rs in results.values() for r in rs]
         all_plots = [p for ps in plots.values() for p in ps]
         write_report(args.out, all_results, all_plots, vars(args), overwrite=True,
                      title="Quality benchmark (held-out synthetic scenes)")  # fmt: skip
         print(f"report: {args.out / 'report.md'}")
-    if tmp is not None:
-        tmp.cleanup()
-    return 0 if ceiling and worse else 1
+    return 0 if ok else 1
+
+
+def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bool:
+    """The model-card figures: model against the plane baseline and the targets."""
+    rows = {"model": [], "plane": []}
+    for i, gt in enumerate(gts):
+        for m in rows:
+            rows[m].append(
+                generation_metrics(scenes[m][i], results[m][i], gt, results["oracle"][i])
+            )
+    print()
+    print(f"{'frame 0 / clip':<16}{'d1<1.25':>10}{'AbsRel':>10}{'resid med':>11}{'RGBXYZ x':>10}")
+    fig: dict = {}
+    for m, rs in rows.items():
+        d1 = float(np.mean([r["d1_frame0"] for r in rs]))
+        ar = float(np.mean([r["absrel_frame0"] for r in rs]))
+        res = float(np.median([r["residual_rel_median"] for r in rs]))
+        cr = float(np.median([r["consistency_ratio"] for r in rs]))
+        fig[m] = {"d1_frame0": d1, "absrel_frame0": ar, "residual_rel": res, "consistency": cr}
+        print(f"{m:<16}{d1:>10.3f}{ar:>10.3f}{res:>11.2%}{cr:>10.2f}")
+    cos = [r["direction_cosine"] for r in rows["model"] if r["direction_cosine"] is not None]
+    share = float(np.mean([c > 0 for c in cos])) if cos else float("nan")
+    print(f"camera direction: positive cosine in {share:.0%} of {len(cos)} scenes whose camera "
+          f"moves (mean cosine {np.mean(cos) if cos else float('nan'):.2f})")  # fmt: skip
+    prompt = None
+    if not args.no_prompt_test:
+        prompt = prompt_test(runner, gts, rows["model"])
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    per_scene = float(np.median(gen_seconds))
+    print(f"speed: {per_scene:.2f} s per scene (median; {runner.settings.steps} steps, guidance "
+          f"{runner.settings.guidance}), load {runner.load_seconds:.1f} s, peak RSS "
+          f"{peak_mib:.0f} MiB")  # fmt: skip
+    m = fig["model"]
+    checks = {
+        f"frame-0 delta<1.25 >= {TARGET_D1}": m["d1_frame0"] >= TARGET_D1,
+        f"frame-0 AbsRel <= {TARGET_ABSREL}": m["absrel_frame0"] <= TARGET_ABSREL,
+        f"residual median <= {TARGET_RESIDUAL:.0%}": m["residual_rel"] <= TARGET_RESIDUAL,
+        f"RGB-XYZ consistency <= {TARGET_CONSISTENCY_RATIO}x truth": m["consistency"]
+        <= TARGET_CONSISTENCY_RATIO,
+        f"camera direction share >= {TARGET_DIRECTION_SHARE:.0%}": share >= TARGET_DIRECTION_SHARE,
+        f"<= {TARGET_SECONDS:g} s per scene": per_scene <= TARGET_SECONDS,
+    }
+    if prompt is not None:
+        checks["the caption changes the motion"] = prompt["changed_share"] > 0.5
+    for name, met in checks.items():
+        print(f"target: {name}: {'MET' if met else 'NOT MET'}")
+    summary["model"] = {
+        **fig,
+        "direction_share": share,
+        "direction_scenes": len(cos),
+        "direction_mean_cosine": float(np.mean(cos)) if cos else None,
+        "prompt_test": prompt,
+        "seconds_per_scene": per_scene,
+        "load_seconds": runner.load_seconds,
+        "peak_rss_mib": peak_mib,
+        "steps": runner.settings.steps,
+        "guidance": runner.settings.guidance,
+        "targets": checks,
+    }
+    return all(checks.values())
+
+
+def prompt_test(runner, gts, model_rows) -> dict | None:
+    """Generate again with the camera phrase of the caption swapped for the opposite one;
+    the motion changed when the cosine between the two generated travels is below 0.5."""
+    cosines, towards = [], []
+    for gt, row in zip(gts, model_rows, strict=True):
+        caption = str(gt.meta.get("caption", ""))
+        other = swapped_caption(caption)
+        if other is None or not row["travel"].moves:
+            continue
+        from fourdnex.eval.evaluate import scene_cameras
+
+        cams = scene_cameras(runner(gt, other))
+        swapped = camera_direction(cams.cam2world, cams.extent)
+        c = direction_cosine(swapped, row["travel"])
+        cosines.append(-1.0 if c is None else c)
+        t = direction_cosine(swapped, row["true_travel"])
+        towards.append(t if t is not None else 0.0)
+    if not cosines:
+        return None
+    changed = float(np.mean([c < 0.5 for c in cosines]))
+    print(f"prompt test: with the opposite camera motion in the caption, the generated motion "
+          f"changed (cosine < 0.5 to the original run) in {changed:.0%} of {len(cosines)} "
+          f"scenes; mean cosine to the original {np.mean(cosines):.2f}, to the true "
+          f"direction {np.mean(towards):.2f}")  # fmt: skip
+    return {
+        "scenes": len(cosines),
+        "changed_share": changed,
+        "mean_cosine_to_original": float(np.mean(cosines)),
+        "mean_cosine_to_true": float(np.mean(towards)),
+    }
 
 
 if __name__ == "__main__":

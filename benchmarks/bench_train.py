@@ -28,6 +28,7 @@ import torch
 
 from fourdnex.flow import TimestepSampling
 from fourdnex.models import adapt_transformer, get_preset
+from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.models.tiny import TINY_CLIP_IMAGE_SIZE, TINY_CLIP_PATCH
 from fourdnex.train.config import preset_config
 from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
@@ -39,7 +40,6 @@ PAPER_GPU_MEMORY_GIB = 80.0
 #: CLIP ViT-H penultimate states: 256 patches + class token.
 CLIP_TOKENS_14B = 257
 TINY_CLIP_TOKENS = (TINY_CLIP_IMAGE_SIZE // TINY_CLIP_PATCH) ** 2 + 1
-TEXT_TOKENS = 512
 
 
 @dataclass
@@ -63,11 +63,16 @@ def _batch(
     def r(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, generator=g).to(device)
 
-    return {
+    latents = {
         "rgb_latent": r(1, 16, t, h, w),
         "xyz_latent": r(1, 16, t, h, w),
         "cond_latent": r(1, 16, t, h, 2 * w),
-        "prompt_embeds": r(1, TEXT_TOKENS, model_cfg["text_dim"]),
+    }
+    stds = {f"{k}_std": torch.full_like(v, 0.1) for k, v in latents.items()}
+    return {
+        **latents,
+        **stds,
+        "prompt_embeds": r(1, TEXT_CONTEXT_LENGTH, model_cfg["text_dim"]),
         "image_embeds": r(1, clip_tokens, model_cfg["image_dim"]),
     }  # fmt: skip
 

@@ -134,12 +134,10 @@ def test_rrd_reads_back(scene, tmp_path):
 
 
 def test_export_errors(scene, tmp_path):
-    bare = scene.replace(K=None, cam2world=None)
-    with pytest.raises(FourDNeXError, match="run `4dnex register"):
-        export_scene(bare, "cameras", tmp_path / "c.json")
-    with pytest.raises(FourDNeXError, match="run `4dnex register"):
-        export_scene(bare, "transforms", tmp_path / "t")
-    assert not (tmp_path / "t").exists() and not (tmp_path / "c.json").exists()
+    bare = scene.replace(K=None, cam2world=None, depth=None)
+    for fmt, name in (("cameras", "c.json"), ("transforms", "t")):
+        res = export_scene(bare, fmt, tmp_path / name)  # registered first: one camera policy
+        assert any("registered from its XYZ" in r for r in res.report)
     with pytest.raises(FourDNeXError, match="unknown export format"):
         export_scene(scene, "obj", tmp_path / "x.obj")
     (tmp_path / "exists.npz").write_bytes(b"x")
@@ -148,4 +146,4 @@ def test_export_errors(scene, tmp_path):
     with pytest.raises(FourDNeXError, match="stride"):
         export_scene(scene, "ply", tmp_path / "p", ExportOptions(stride=0))
     res = export_scene(bare, "glb", tmp_path / "pts.glb")
-    assert any("frustums omitted" in r for r in res.report)
+    assert any("registered from its XYZ" in r for r in res.report)

@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models import (
     LoraSettings,
-    XYZLatentStats,
+    XYZLatentNorm,
     adapt_transformer,
     add_lora,
     domain_embeddings,
@@ -122,7 +122,7 @@ def test_own_lora_round_trips(tmp_path: Path) -> None:
                 p.normal_()
         domain_embeddings(model).normal_()
     out = _run(model)
-    stats = XYZLatentStats(mean=-0.2, std=1.5)
+    stats = XYZLatentNorm(mean=-0.2, std=1.5)
     save_lora(model, tmp_path / "ours", xyz_stats=stats, base_model="tiny", extra={"step": 7})
     record = json.loads((tmp_path / "ours" / "fourdnex_lora.json").read_text())
     assert record["rank"] == 4 and record["alpha"] == 3.0 and record["step"] == 7
@@ -133,6 +133,41 @@ def test_own_lora_round_trips(tmp_path: Path) -> None:
     assert torch.equal(_run(restored), out)
     with pytest.raises(FourDNeXError, match="not empty"):
         save_lora(model, tmp_path / "ours")
+
+
+def test_own_lora_loads_in_diffusers(tmp_path: Path) -> None:
+    """Our file through diffusers' own loader (load_lora_weights + fuse_lora) gives the
+    fused weights that our loader gives."""
+    from diffusers import WanImageToVideoPipeline
+
+    from fourdnex.models.tiny import build_tiny_wan_i2v
+
+    model = _model()
+    add_lora(model, LoraSettings(rank=4, alpha=3.0))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_()
+    save_lora(model, tmp_path / "ours")
+    base_dir = build_tiny_wan_i2v(tmp_path / "tiny")
+    pipe = WanImageToVideoPipeline.from_pretrained(str(base_dir))
+    pipe.load_lora_weights(str(tmp_path / "ours"))
+    pipe.fuse_lora(lora_scale=1.0)
+    pipe.unload_lora_weights()
+    theirs = {k: v for k, v in pipe.transformer.state_dict().items() if "lora" not in k}
+
+    ours, _ = load_transformer(resolve_model(base_dir), tmp_path / "ours", dtype=torch.float32)
+    mine = ours.state_dict()
+    checked = 0
+    for key, value in theirs.items():
+        if ".attn" in key and key.endswith(".weight") and "norm" not in key:
+            torch.testing.assert_close(mine[key], value, rtol=0, atol=1e-6)
+            checked += 1
+    assert checked == LAYERS * 2 * 4 + LAYERS * 2  # + the added_kv k / v projections
+    base = _model().state_dict()
+    assert not torch.allclose(
+        mine["blocks.0.attn1.to_q.weight"], base["blocks.0.attn1.to_q.weight"]
+    )
 
 
 def test_ffn_targets_round_trip(tmp_path: Path) -> None:

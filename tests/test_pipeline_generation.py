@@ -37,7 +37,7 @@ def test_model_input_mask_and_condition_are_exact(pipe: FourDNeXPipeline) -> Non
 
     handle = pipe.transformer.register_forward_pre_hook(grab, with_kwargs=True)
     try:
-        image = _image()
+        image = _image(size=(40, 40))  # square: stretching and cropping differ
         scene = pipe([image], "a dog", FAST, seeds=[7])[0]
     finally:
         handle.remove()
@@ -45,14 +45,13 @@ def test_model_input_mask_and_condition_are_exact(pipe: FourDNeXPipeline) -> Non
     x = seen[0]["hidden_states"]  # (1, 36, T_lat, h, 2w)
     assert x.shape == (1, 36, 2, 4, 12)
     assert torch.equal(x[:, 16:20], guided_mask_latent(5, 32, 48))
-    # condition latent computed independently: [I0 | plane] in [-1, 1], zeros after frame 0
-    rgb = torch.from_numpy(image).permute(2, 0, 1)  # already 40x60 -> resized below
+    # condition latent computed independently: [I0 | plane] in [-1, 1], zeros after frame 0;
+    # the image is STRETCHED to 48 x 32 by a plain PIL resize (the released inference)
     from PIL import Image
 
-    from fourdnex.pipeline.images import resize_cover
-
     pil = Image.fromarray(np.rint(image * 255).astype(np.uint8))
-    rgb = torch.from_numpy(resize_cover(pil, 32, 48)).permute(2, 0, 1) * 2 - 1
+    stretched = np.asarray(pil.resize((48, 32)), dtype=np.float32) / 255.0
+    rgb = torch.from_numpy(stretched).permute(2, 0, 1) * 2 - 1
     xyz = torch.from_numpy(plane_init(32, 48)).permute(2, 0, 1)
     video = torch.zeros(1, 3, 5, 32, 96)
     video[0, :, 0] = torch.cat([rgb, xyz], dim=-1)
@@ -95,6 +94,38 @@ def test_xyz_half_is_denormalized_before_decoding(
     expected = XYZLatentNorm(-0.13, 1.70).denormalize(last[-1])
     assert torch.allclose(decoded_from[0], expected)
     assert torch.equal(decoded_from[0][..., :6], last[-1][..., :6])  # RGB half untouched
+
+
+def test_cover_policy_crops(pipe: FourDNeXPipeline) -> None:
+    from PIL import Image
+
+    from fourdnex.condition import resize_image
+
+    pil = Image.fromarray(np.rint(_image(size=(40, 40)) * 255).astype(np.uint8))
+    stretch, _ = pipe.build_condition([pil], 32, 48, 5, "stretch")
+    cover, _ = pipe.build_condition([pil], 32, 48, 5, "cover")
+    assert not np.allclose(stretch, cover)
+    expected = np.asarray(pil.resize((48, 48)).crop((0, 8, 48, 40)), dtype=np.float32) / 255
+    assert np.array_equal(cover[0], expected) and np.array_equal(
+        cover[0], resize_image(pil, 32, 48, "cover")
+    )
+
+
+def test_xyz_is_not_clamped(pipe: FourDNeXPipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The released decoding clips RGB to [0, 1] and leaves XYZ as decoded."""
+
+    def wide(self, latents):
+        B, _, T_lat, h, w2 = latents.shape
+        out = torch.full((B, 3, (T_lat - 1) * 4 + 1, h * 8, w2 * 8), 1.5)
+        out[..., w2 * 4 :] = torch.linspace(-1.5, 1.5, w2 * 4)
+        return out
+
+    monkeypatch.setattr(FourDNeXPipeline, "_decode", wide)
+    scene = pipe([_image()], "", FASTEST)[0]
+    assert scene.rgb.max() == 1.0
+    assert scene.xyz.min() == pytest.approx(-1.5) and scene.xyz.max() == pytest.approx(1.5)
+    clamped = pipe([_image()], "", GenerationSettings(**{**FASTEST.__dict__, "clamp_xyz": True}))
+    assert clamped[0].xyz.max() == 1.0 and clamped[0].meta["clamp_xyz"] is True
 
 
 def test_scene_output_and_meta(pipe: FourDNeXPipeline) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -157,9 +159,27 @@ def test_prompt_suffix_added_once() -> None:
     assert sixd.with_prompt_suffix("") == " POINTMAP_STYLE."
 
 
-def test_released_resolution_policy() -> None:
-    assert sixd.released_resolution(480, 720) == (480, 720)
-    assert sixd.released_resolution(1080, 1620) == (480, 720)
-    assert sixd.released_resolution(1000, 1000) == (576, 576)
-    h, w = sixd.released_resolution(1080, 1920)
-    assert h % 16 == 0 and w % 16 == 0 and h * w <= 480 * 720
+#: (image width, image height) -> (generation height, width) of the released inference.
+RESOLUTION_TABLE = {
+    (720, 480): (480, 720),
+    (1620, 1080): (480, 720),
+    (1280, 720): (432, 784),
+    (1920, 1080): (432, 784),
+    (1000, 1000): (576, 576),
+    (1024, 768): (496, 672),
+    (768, 1024): (672, 496),
+    (1080, 1920): (784, 432),
+    (4032, 3024): (496, 672),
+    (2048, 858): (368, 896),
+}
+
+
+@pytest.mark.parametrize("size", sorted(RESOLUTION_TABLE))
+def test_released_resolution_policy(size: tuple[int, int]) -> None:
+    w, h = size
+    ar = h / w
+    formula = (
+        round(math.sqrt(480 * 720 * ar)) // 16 * 16,
+        round(math.sqrt(480 * 720 / ar)) // 16 * 16,
+    )
+    assert sixd.released_resolution(h, w) == formula == RESOLUTION_TABLE[size]

@@ -148,3 +148,46 @@ def rotation_angle_deg(R_a: Array, R_b: Array) -> Array:
     )  # fmt: skip
     sin = np.linalg.norm(vee, axis=-1) / 2.0
     return np.rad2deg(np.arctan2(sin, cos))
+
+
+# ------------------------------------------------------------------ checks and extent
+#: Largest ``|R^T R - I|`` accepted in a stored rotation (float32 storage round-off).
+ROTATION_TOLERANCE = 1e-3
+#: Percentiles of the per-axis box whose diagonal is a clip's extent.
+EXTENT_PERCENTILES = (1.0, 99.0)
+#: Points used to estimate the extent (a fixed stride subsample of larger clips).
+EXTENT_SAMPLES = 1_000_000
+
+
+def check_rigid(cam2world: np.ndarray, what: str = "cam2world") -> None:
+    """Raise :class:`ValidationError` unless every (4, 4) pose of ``cam2world`` (T, 4, 4)
+    is rigid: a proper orthonormal rotation and a last row ``[0, 0, 0, 1]``."""
+    T = np.asarray(cam2world, dtype=np.float64)
+    if not np.allclose(T[..., 3, :], [0.0, 0.0, 0.0, 1.0]):
+        raise ValidationError(f"{what} must have last row [0, 0, 0, 1]")
+    R = T[..., :3, :3]
+    err = float(np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max())
+    if err > ROTATION_TOLERANCE or (np.linalg.det(R) <= 0).any():
+        raise ValidationError(f"{what} rotations must be proper and orthonormal (error {err:.2g})")
+
+
+def check_intrinsics(K: np.ndarray, what: str = "K") -> None:
+    """Raise :class:`ValidationError` unless every (3, 3) matrix of ``K`` is
+    ``[[fx, s, cx], [0, fy, cy], [0, 0, 1]]`` with positive focal lengths."""
+    k = np.asarray(K, dtype=np.float64)
+    if not np.allclose(k[..., 2, :], [0.0, 0.0, 1.0]) or not np.allclose(k[..., 1, 0], 0.0):
+        raise ValidationError(f"{what} must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] per frame")
+    if (k[..., 0, 0] <= 0).any() or (k[..., 1, 1] <= 0).any():
+        raise ValidationError(f"{what} must have positive focal lengths")
+
+
+def point_extent(points: np.ndarray) -> float:
+    """Size of a point set (..., 3): the diagonal of its per-axis 1-99 percentile box
+    (finite points only). The one measure of "extent" that errors are relative to."""
+    flat = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    flat = flat[np.isfinite(flat).all(axis=1)]
+    if not len(flat):
+        return 0.0
+    stride = max(1, flat.shape[0] // EXTENT_SAMPLES)
+    lo, hi = np.percentile(flat[::stride], EXTENT_PERCENTILES, axis=0)
+    return float(np.linalg.norm(hi - lo))

@@ -28,7 +28,7 @@ from fourdnex.errors import ValidationError
 #: Training timesteps of Wan2.1's schedulers (method 2): ``timestep = 1000 s``.
 NUM_TRAIN_TIMESTEPS = 1000
 #: Flow shift of the released inference sampler (UniPC, method 2).
-INFERENCE_FLOW_SHIFT = 3.0
+FLOW_SHIFT = 3.0
 #: Flow shift of the released training script (method 10: mismatched with inference).
 RELEASED_TRAIN_SHIFT = 1.0
 #: Logit-normal defaults (Esser et al. 2024, "SD3": m = 0, s = 1).

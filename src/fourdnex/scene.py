@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import SceneFormatError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
@@ -39,7 +40,6 @@ XYZ_PREVIEW = "xyz.mp4"
 PREVIEW_FPS = 16
 #: Tolerances for the value checks (float32 round-off).
 RGB_TOLERANCE = 1e-6
-ROTATION_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -124,6 +124,15 @@ class Scene4D:
         """The array fields that are set, by name."""
         return {n: getattr(self, n) for n in self.fields_present()}
 
+    def digest(self) -> str:
+        """SHA-256 over the array fields (names sorted, raw bytes): equal digests, equal data."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, arr in sorted(self.arrays().items()):
+            h.update(name.encode() + b"\0" + np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
     def replace(self, **changes: Any) -> Scene4D:
         """A copy with some fields replaced (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -158,9 +167,9 @@ class Scene4D:
         if self.depth is not None and float(self.depth.min()) < 0:
             raise ValidationError("depth must be >= 0 (0 marks pixels without depth)")
         if self.K is not None:
-            _check_intrinsics(self.K)
+            check_intrinsics(self.K)
         if self.cam2world is not None:
-            _check_rigid(self.cam2world)
+            check_rigid(self.cam2world)
         try:
             json.dumps(self.meta, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -278,22 +287,6 @@ def _coerce(name: str, value: Any, dtype: type) -> np.ndarray:
             raise ValidationError(f"{name} values do not fit in int32")
         return arr.astype(np.int32)
     raise ValidationError(f"{name} must be {np.dtype(dtype).name}, got {arr.dtype}")
-
-
-def _check_intrinsics(K: np.ndarray) -> None:
-    if not np.allclose(K[:, 2], [0.0, 0.0, 1.0]) or not np.allclose(K[:, 1, 0], 0.0):
-        raise ValidationError("K must be [[fx, s, cx], [0, fy, cy], [0, 0, 1]] per frame")
-    if (K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any():
-        raise ValidationError("K must have positive focal lengths")
-
-
-def _check_rigid(T: np.ndarray) -> None:
-    if not np.allclose(T[:, 3], [0.0, 0.0, 0.0, 1.0]):
-        raise ValidationError("cam2world must have last row [0, 0, 0, 1]")
-    R = T[:, :3, :3].astype(np.float64)
-    err = np.abs(np.einsum("tji,tjk->tik", R, R) - np.eye(3)).max()
-    if err > ROTATION_TOLERANCE or (np.linalg.det(R) <= 0).any():
-        raise ValidationError(f"cam2world rotations must be orthonormal (error {err:.2g})")
 
 
 def scene_summary(directory: str | Path) -> dict[str, Any]:

@@ -331,21 +331,22 @@ def with_prompt_suffix(prompt: str, suffix: str = PROMPT_SUFFIX) -> str:
 
 
 # -------------------------------------------------------------------------- resolution
-def released_resolution(image_height: int, image_width: int) -> tuple[int, int]:
-    """The released resolution policy (method 3.8): keep the aspect ratio at an area of
-    480 x 720, each side rounded down to a multiple of 16.
+def released_resolution(
+    image_height: int, image_width: int, area: int = RESOLUTION_AREA
+) -> tuple[int, int]:
+    """The released resolution policy (method 3.8), exactly: for ``ar = h / w`` and
+    ``A = 480 * 720``, ``H = round(sqrt(A * ar)) // 16 * 16`` and
+    ``W = round(sqrt(A / ar)) // 16 * 16``. Other models use their own training
+    ``area`` (fourdnex-small: 64 x 96).
 
-    A 3:2 image gives (480, 720); a square one (576, 576), off the training
-    distribution; very elongated images give long thin videos.
+    A 3:2 image gives (480, 720); 16:9 gives (432, 784); a square one (576, 576), off
+    the training distribution; very elongated images give long thin videos.
     """
     if image_height < 1 or image_width < 1:
         raise ValidationError(f"image size must be positive, got {image_height} x {image_width}")
     aspect = image_height / image_width
-    h = math.sqrt(RESOLUTION_AREA * aspect)
-    w = math.sqrt(RESOLUTION_AREA / aspect)
-    eps = 1e-6  # so that exact multiples survive float round-off (480.0 -> 480, not 464)
-    h16 = int((h + eps) // RESOLUTION_MULTIPLE) * RESOLUTION_MULTIPLE
-    w16 = int((w + eps) // RESOLUTION_MULTIPLE) * RESOLUTION_MULTIPLE
+    h16 = round(math.sqrt(area * aspect)) // RESOLUTION_MULTIPLE * RESOLUTION_MULTIPLE
+    w16 = round(math.sqrt(area / aspect)) // RESOLUTION_MULTIPLE * RESOLUTION_MULTIPLE
     if h16 < RESOLUTION_MULTIPLE or w16 < RESOLUTION_MULTIPLE:
         raise ValidationError(f"image aspect ratio {image_width}:{image_height} is too extreme")
     return h16, w16

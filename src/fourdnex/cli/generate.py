@@ -9,55 +9,46 @@ seed, library versions).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.models.presets import WAN_I2V_14B_480P_ID
-from fourdnex.pipeline.settings import (
-    DEFAULT_FRAMES,
-    DEFAULT_GUIDANCE,
-    DEFAULT_SEED,
-    DEFAULT_STEPS,
-    GenerationSettings,
-)
+from fourdnex.models.presets import SMALL_NAME
+from fourdnex.pipeline.settings import GenerationSettings
 
 GENERATION_JSON = "generation.json"
 
 
 @dataclass
 class GenerateConfig:
-    """Generate a 4D scene (RGB + XYZ video) from each image with Wan2.1 + a 4DNeX LoRA."""
+    """Generate a 4D scene (RGB + XYZ video) from each image.
+
+    Default model: fourdnex-small, the bundled model trained on the synthetic world
+    (runs on a CPU in seconds). --model takes a Wan2.1 I2V directory or hub id (with
+    --lora, the released 4DNeX LoRA or one trained with `4dnex train`)."""
 
     images: Annotated[list[Path], tyro.conf.Positional]
     """Input images (PNG, JPEG, ...). Grayscale, RGBA and 16-bit images are converted to RGB."""
     out: Path
     """Output directory; each image gets the scene directory OUT/<image stem>/."""
-    model: str = WAN_I2V_14B_480P_ID
-    """Base model: a local diffusers Wan2.1 I2V directory or a hub id."""
+    model: str = SMALL_NAME
+    """Model: fourdnex-small (bundled), a local diffusers Wan2.1 I2V directory, or a hub id
+    (e.g. Wan-AI/Wan2.1-I2V-14B-480P-Diffusers)."""
     lora: Path | None = None
     """4DNeX LoRA directory (the released one or one trained with `4dnex train`)."""
     prompt: str = ""
     """Text prompt for every image (" POINTMAP_STYLE." is appended)."""
     prompt_file: Path | None = None
     """Read the prompt from this text file instead of --prompt."""
-    negative_prompt: str = ""
-    """Negative prompt of classifier-free guidance (empty in the official inference)."""
-    seed: int = DEFAULT_SEED
-    """Seed of the first image; image i uses seed + i."""
-    steps: int = DEFAULT_STEPS
-    """Denoising steps (UniPC, flow shift 3)."""
-    guidance: float = DEFAULT_GUIDANCE
-    """Classifier-free guidance scale (<= 1 disables the unconditional branch)."""
-    frames: int = DEFAULT_FRAMES
-    """Frames per modality, 4k + 1 (49 in the paper)."""
-    height: int | None = None
-    """Height of one modality (multiple of 16). Default: the image aspect ratio at 480x720 area."""
-    width: int | None = None
-    """Width of one modality (multiple of 16); give with --height."""
+    prompt_per_line: bool = False
+    """With --prompt-file: line i is the prompt of image i (as many lines as images)."""
+    settings: Annotated[GenerationSettings, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=GenerationSettings
+    )
+    """Generation settings."""
     memory: str = "none"
     """Memory mode: none, vae-tiling, model-offload, group-offload, sequential-offload, fp8,
     fp8-model-offload, fp8-group-offload (see docs/model.md)."""
@@ -75,8 +66,11 @@ class GenerateConfig:
     """Also write rgb.mp4 and xyz.mp4 previews."""
 
 
-def read_prompt(cfg: GenerateConfig) -> str:
-    """The prompt from --prompt or --prompt-file (an empty file is an error)."""
+def read_prompt(cfg: GenerateConfig) -> str | list[str]:
+    """The prompt from --prompt or --prompt-file (an empty file is an error); one prompt
+    per image with --prompt-per-line."""
+    if cfg.prompt_per_line and cfg.prompt_file is None:
+        raise ValidationError("--prompt-per-line needs --prompt-file")
     if cfg.prompt_file is None:
         return cfg.prompt
     if cfg.prompt:
@@ -87,6 +81,14 @@ def read_prompt(cfg: GenerateConfig) -> str:
         raise FourDNeXError(f"cannot read prompt file {cfg.prompt_file}: {exc}") from None
     if not text:
         raise ValidationError(f"prompt file is empty: {cfg.prompt_file}")
+    if cfg.prompt_per_line:
+        lines = [" ".join(line.split()) for line in text.splitlines()]
+        if len(lines) != len(cfg.images) or not all(lines):
+            raise ValidationError(
+                f"{cfg.prompt_file} has {len(lines)} lines (empty ones included) for "
+                f"{len(cfg.images)} images: --prompt-per-line needs one non-empty line per image"
+            )
+        return lines
     return " ".join(text.split())
 
 
@@ -113,6 +115,7 @@ def main(argv: list[str]) -> int:
     from fourdnex.io.atomic import atomic_directory
     from fourdnex.models.loading import resolve_model
     from fourdnex.models.lora import check_lora_compatible, inspect_lora
+    from fourdnex.models.small import read_model_card, resolve_model_name
     from fourdnex.pipeline import (
         FourDNeXPipeline,
         apply_memory,
@@ -123,17 +126,10 @@ def main(argv: list[str]) -> int:
     )
     from fourdnex.pipeline.images import aspect_note
     from fourdnex.provenance import provenance, write_json
+    from fourdnex.sixd import RESOLUTION_AREA
 
     # 1. Validate everything that is cheap to validate.
-    settings = GenerationSettings(
-        steps=cfg.steps,
-        guidance=cfg.guidance,
-        frames=cfg.frames,
-        height=cfg.height,
-        width=cfg.width,
-        negative_prompt=cfg.negative_prompt,
-        seed=cfg.seed,
-    )
+    settings = cfg.settings
     settings.validate()
     if cfg.batch_size < 1:
         raise ValidationError(f"--batch-size must be >= 1, got {cfg.batch_size}")
@@ -155,13 +151,22 @@ def main(argv: list[str]) -> int:
     for item in loaded:
         if item.note:
             print(f"note: {item.path}: converted {item.note}")
+    source = resolve_model(resolve_model_name(cfg.model))
+    card = read_model_card(source.location) if source.local else None
+    area = card.height * card.width if card and card.height and card.width else RESOLUTION_AREA
     for item in loaded:
-        height, width = resolve_resolution(item.image.size, cfg.height, cfg.width)
+        height, width = resolve_resolution(
+            item.image.size, settings.height, settings.width, area=area
+        )
         note = aspect_note(height, width)
         if note:
             print(f"note: {item.path}: {note}")
     dirs = scene_dirs(cfg)
-    source = resolve_model(cfg.model)
+    if cfg.model == SMALL_NAME and card is not None:
+        print(
+            f"model: {SMALL_NAME} (bundled, trained on the synthetic world; {card.frames} frames "
+            f"at {card.height}x{card.width}). For Wan2.1 + 4DNeX pass --model and --lora."
+        )
     if cfg.lora is not None:
         from fourdnex.models.loading import read_component_config
 
@@ -174,7 +179,8 @@ def main(argv: list[str]) -> int:
     if cfg.step_cache:
         enable_step_cache(pipe, cfg.step_cache)
     load_s = time.perf_counter() - started
-    print(f"loaded {source} ({cfg.lora or 'no LoRA'}) in {load_s:.1f} s on {device}")
+    name = SMALL_NAME if cfg.model == SMALL_NAME else str(source)
+    print(f"loaded {name} ({cfg.lora or 'no LoRA'}) in {load_s:.1f} s on {device}")
 
     # 3. Generate, writing each scene as soon as it exists.
     for start in range(0, len(loaded), cfg.batch_size):
@@ -183,10 +189,10 @@ def main(argv: list[str]) -> int:
         try:
             scenes = pipe.generate(
                 [loaded[i].image for i in chunk],
-                prompt,
+                prompt if isinstance(prompt, str) else [prompt[i] for i in chunk],
                 settings,
                 batch_size=cfg.batch_size,
-                seeds=[cfg.seed + i for i in chunk],
+                seeds=[settings.seed + i for i in chunk],
             )
         except torch.cuda.OutOfMemoryError:
             raise FourDNeXError(
@@ -201,7 +207,7 @@ def main(argv: list[str]) -> int:
             record = provenance(cfg)
             record.update(
                 image=str(cfg.images[i]),
-                seed=cfg.seed + i,
+                seed=settings.seed + i,
                 memory=memory,
                 device=str(device),
                 seconds=round(seconds, 3),
@@ -212,6 +218,6 @@ def main(argv: list[str]) -> int:
                 write_json(tmp / GENERATION_JSON, record)
             print(
                 f"wrote {dirs[i]}  ({scene.frames} frames, {scene.height}x{scene.width}, "
-                f"seed {cfg.seed + i}, {seconds:.1f} s)"
+                f"seed {settings.seed + i}, {seconds:.1f} s)"
             )
     return 0

@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
     "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),
     "encode": ("fourdnex.cli.encode", "Encode a training dataset into the latent cache."),
+    "train-vae": (
+        "fourdnex.cli.train_vae",
+        "Train a small model's VAE from scratch and write its base model directory.",
+    ),
     "train": ("fourdnex.cli.train", "Fine-tune 4DNeX (LoRA + domain embeddings) on a dataset."),
     "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
     "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),

@@ -45,7 +45,7 @@ class RegisterConfig:
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(RegisterConfig, args=argv, prog="4dnex register")
     from fourdnex.export.cameras import cameras_json
-    from fourdnex.geometry import RegisterSettings, register
+    from fourdnex.geometry import RegisterSettings, register_scene
     from fourdnex.io.atomic import atomic_directory
 
     if cfg.samples_per_frame < 16:
@@ -61,8 +61,10 @@ def main(argv: list[str]) -> int:
         min_conf=cfg.min_conf,
     )
     start = time.perf_counter()
-    reg = register(scene.xyz, scene.conf, settings)
+    placed = register_scene(scene, settings)
     seconds = time.perf_counter() - start
+    reg = placed.registration
+    assert reg is not None
     summary = {
         "seconds": round(seconds, 3),
         "extent": reg.extent,
@@ -72,9 +74,7 @@ def main(argv: list[str]) -> int:
         "ill_conditioned": np.flatnonzero(reg.ill_conditioned).tolist(),
         "notes": reg.notes,
     }
-    meta = dict(scene.meta)
-    meta["registration"] = {k: summary[k] for k in ("seconds", "extent", "ill_conditioned")}
-    new = scene.replace(K=reg.K, cam2world=reg.cam2world, depth=reg.depth, meta=meta)
+    new = placed.scene
     keep = [p for p in cfg.scene.iterdir() if p.name not in (SCENE_JSON, SCENE_ARRAYS)]
     with atomic_directory(cfg.scene, overwrite=True) as tmp:
         has_previews = all((cfg.scene / n).is_file() for n in ("rgb.mp4", "xyz.mp4"))

@@ -64,7 +64,7 @@ def output_paths(out: Path) -> tuple[Path, Path, Path]:
 
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(RenderConfig, args=argv, prog="4dnex render")
-    from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, register
+    from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, with_cameras
     from fourdnex.geometry.novel_view import render_trajectory
     from fourdnex.io.video import write_video
 
@@ -85,12 +85,12 @@ def main(argv: list[str]) -> int:
     scene = Scene4D.load(cfg.scene)
     notes: list[str] = []
     if is_preset:
-        K, c2w, depth = scene.K, scene.cam2world, scene.depth
-        if K is None or c2w is None or depth is None:
-            print("scene has no cameras or depth: registering on the fly (not saved)")
-            reg = register(scene.xyz, scene.conf)
-            K, c2w, depth = reg.K, reg.cam2world, reg.depth
-            notes.append("cameras registered on the fly")
+        placed = with_cameras(scene)
+        if placed.source == "registered":
+            print("scene has no cameras or depth: registering them (not saved)")
+            notes.append("cameras registered from the scene's XYZ")
+        K, c2w, depth = placed.scene.K, placed.scene.cam2world, placed.scene.depth
+        assert K is not None and c2w is not None and depth is not None
         traj = make_trajectory(
             cfg.trajectory, K, c2w, depth, frames=cfg.frames, time_mode=cfg.time,
             follow=cfg.follow, angle_deg=cfg.angle, distance=cfg.distance, zoom=cfg.zoom,

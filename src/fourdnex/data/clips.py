@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
+from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
@@ -47,8 +48,6 @@ RGB_VIDEO = "rgb.mp4"
 GEOMETRY = "geometry.safetensors"
 #: Frame rate of clip videos (Wan2.1 generates 16 frames per second).
 CLIP_FPS = 16
-#: Tolerance of the rigid-camera check (float32 storage).
-ROTATION_TOLERANCE = 1e-3
 
 
 class ClipFormatError(ValidationError):
@@ -310,11 +309,8 @@ def _read_rgb(directory: Path, T: int, H: int, W: int) -> NDArray[np.float32]:
 
 
 def _check_cameras(directory: Path, K: np.ndarray, c2w: np.ndarray) -> None:
-    if (K[:, 0, 0] <= 0).any() or (K[:, 1, 1] <= 0).any() or not np.allclose(K[:, 2], [0, 0, 1]):
-        raise ClipFormatError(f"{directory}: K is not a valid intrinsics matrix in every frame")
-    if not np.allclose(c2w[:, 3], [0, 0, 0, 1]):
-        raise ClipFormatError(f"{directory}: cam2world must have last row [0, 0, 0, 1]")
-    R = c2w[:, :3, :3].astype(np.float64)
-    err = float(np.abs(np.einsum("tji,tjk->tik", R, R) - np.eye(3)).max())
-    if err > ROTATION_TOLERANCE:
-        raise ClipFormatError(f"{directory}: cam2world rotations are not orthonormal ({err:.2g})")
+    try:
+        check_intrinsics(K)
+        check_rigid(c2w)
+    except ValidationError as exc:
+        raise ClipFormatError(f"{directory}: {exc}") from None

@@ -23,14 +23,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fourdnex.cameras import PIXEL_CENTER_OFFSET, backproject, project, world_to_camera
+from fourdnex.cameras import (
+    PIXEL_CENTER_OFFSET,
+    backproject,
+    point_extent,
+    project,
+    world_to_camera,
+)
 from fourdnex.errors import ValidationError
 
 #: Relative depth tolerance of the co-visibility (z-buffer) test.
 COVISIBILITY_DEPTH_TOLERANCE = 0.05
-#: Percentiles of the box whose diagonal is a clip's extent, and points sampled for it.
-EXTENT_PERCENTILES = (1.0, 99.0)
-EXTENT_SAMPLES = 1_000_000
 #: Frame offset k of the warp t -> t + k.
 DEFAULT_FRAME_OFFSET = 1
 #: Peak value of the PSNR (colours in [0, 1]).
@@ -190,9 +193,5 @@ def registration_residual(
 
 
 def clip_extent(xyz: np.ndarray) -> float:
-    """Size of a clip (T, H, W, 3): the diagonal of its per-axis percentile box."""
-    flat = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-    flat = flat[np.isfinite(flat).all(axis=1)]
-    stride = max(1, flat.shape[0] // EXTENT_SAMPLES)
-    lo, hi = np.percentile(flat[::stride], EXTENT_PERCENTILES, axis=0)
-    return float(np.linalg.norm(hi - lo))
+    """Size of a clip (T, H, W, 3) (:func:`fourdnex.cameras.point_extent`)."""
+    return point_extent(xyz)

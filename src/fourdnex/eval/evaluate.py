@@ -118,15 +118,19 @@ class PlotData:
 
 
 def scene_cameras(scene: Scene4D) -> SceneCameras:
-    """The scene's own cameras, or those registered from its XYZ."""
-    if scene.K is not None and scene.cam2world is not None:
-        K, c2w = scene.K.astype(np.float64), scene.cam2world.astype(np.float64)
-        depth = scene.depth if scene.depth is not None else camera_depth(scene.xyz, c2w)
+    """The scene's own cameras, or those registered from its XYZ (the library's one
+    camera policy, :func:`fourdnex.geometry.with_cameras`)."""
+    from fourdnex.geometry import with_cameras
+
+    if scene.K is not None and scene.cam2world is not None and scene.depth is None:
+        scene = scene.replace(depth=camera_depth(scene.xyz, scene.cam2world.astype(np.float64)))
+    placed = with_cameras(scene)
+    if placed.registration is None:
+        assert scene.K is not None and scene.cam2world is not None and scene.depth is not None
+        K, c2w, depth = scene.K.astype(np.float64), scene.cam2world.astype(np.float64), scene.depth
         residual = registration_residual(scene.xyz, depth, K, c2w)
         return SceneCameras(K, c2w, depth, "scene", residual, clip_extent(scene.xyz))
-    from fourdnex.geometry import register
-
-    reg = register(scene.xyz, scene.conf)
+    reg = placed.registration
     return SceneCameras(
         reg.K.astype(np.float64),
         reg.cam2world.astype(np.float64),

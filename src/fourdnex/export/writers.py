@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from fourdnex.cameras import point_extent
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.export.cameras import cameras_json, transforms_json, write_images
 from fourdnex.export.points import ExportOptions, select_points
@@ -19,6 +20,8 @@ from fourdnex.scene import Scene4D
 #: Export formats; the folder formats write a directory at ``out``.
 FORMATS = ("ply", "glb", "npz", "cameras", "transforms", "rrd")
 FOLDER_FORMATS = ("ply", "transforms")
+#: Formats that carry cameras (registered first when the scene has none).
+CAMERA_FORMATS = ("cameras", "transforms", "glb", "rrd")
 #: Name of the provenance record inside folder outputs, and suffix of the sidecar of files.
 PROVENANCE_NAME = "export.json"
 PROVENANCE_SUFFIX = ".provenance.json"
@@ -31,12 +34,6 @@ class ExportResult:
     path: Path
     files: list[Path] = field(default_factory=list)
     report: list[str] = field(default_factory=list)
-
-
-def _extent(scene: Scene4D) -> float:
-    flat = scene.xyz.reshape(-1, 3)[:: max(1, scene.xyz[..., 0].size // 100_000)]
-    lo, hi = np.percentile(flat, [1.0, 99.0], axis=0)
-    return float(np.linalg.norm(hi - lo)) or 1.0
 
 
 def export_scene(
@@ -61,8 +58,16 @@ def export_scene(
     if out.exists() and not overwrite and (fmt not in FOLDER_FORMATS or any(out.iterdir())):
         raise FourDNeXError(f"output exists: {out} (pass --overwrite to replace it)")
     result = ExportResult(path=out)
-    if fmt in ("cameras", "transforms"):
-        cameras_json(scene)  # fail early when the scene has no cameras
+    if fmt in CAMERA_FORMATS:  # the library's one camera policy: the scene's, else registered
+        from fourdnex.geometry import with_cameras
+
+        placed = with_cameras(scene)
+        if placed.source == "registered":
+            result.report.append(
+                "the scene has no cameras: registered from its XYZ "
+                "(run 4dnex register to keep them)"
+            )
+        scene = placed.scene
     if fmt == "rrd":
         from fourdnex.export.rrd import require_rerun
 
@@ -79,7 +84,8 @@ def export_scene(
     elif fmt == "transforms":
         from fourdnex.export.ply import write_ply
 
-        frames, result.report = select_points(scene, options)
+        frames, dropped = select_points(scene, options)
+        result.report += dropped
         with atomic_directory(out, overwrite=overwrite) as tmp:
             names = write_images(tmp, scene)
             write_ply(tmp / "points.ply", frames[0].points, frames[0].colors)
@@ -108,16 +114,22 @@ def _export_file(
     elif fmt == "glb":
         from fourdnex.export.glb import write_glb
 
-        frames, result.report = select_points(scene, options)
-        if scene.K is None or scene.cam2world is None:
-            result.report.append("no cameras in the scene: frustums omitted (run 4dnex register)")
-        write_glb(out, frames, scene.K, scene.cam2world, scene.width, scene.height, _extent(scene))
+        frames, dropped = select_points(scene, options)
+        result.report += dropped
+        write_glb(
+            out,
+            frames,
+            scene.K,
+            scene.cam2world,
+            scene.width,
+            scene.height,
+            point_extent(scene.xyz) or 1.0,
+        )
     elif fmt == "rrd":
         from fourdnex.export.rrd import write_rrd
 
-        frames, result.report = select_points(scene, options)
-        if scene.K is None or scene.cam2world is None:
-            result.report.append("no cameras in the scene: pinholes and images omitted")
+        frames, dropped = select_points(scene, options)
+        result.report += dropped
         write_rrd(out, scene, frames, progress=progress)
 
 

@@ -7,6 +7,12 @@ Conventions are those of :mod:`fourdnex.cameras` (OpenCV axes, pixel centres at
 from fourdnex.geometry.novel_view import NovelViews, render_trajectory
 from fourdnex.geometry.register import RegisterSettings, Registration, register
 from fourdnex.geometry.render import Render, render_points
+from fourdnex.geometry.scene_cameras import (
+    SceneWithCameras,
+    has_cameras,
+    register_scene,
+    with_cameras,
+)
 from fourdnex.geometry.trajectories import PRESETS, Trajectory, load_trajectory, make_trajectory
 
 __all__ = [
@@ -15,10 +21,14 @@ __all__ = [
     "Registration",
     "RegisterSettings",
     "Render",
+    "SceneWithCameras",
     "Trajectory",
     "load_trajectory",
     "make_trajectory",
+    "has_cameras",
     "register",
+    "register_scene",
     "render_points",
     "render_trajectory",
+    "with_cameras",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from fourdnex.cameras import backproject, intrinsics, look_at, rotation_angle_deg
+from fourdnex.cameras import backproject, intrinsics, look_at, point_extent, rotation_angle_deg
 
 
 @dataclass
@@ -55,9 +55,8 @@ def similarity_apply(
 
 
 def world_extent(points: np.ndarray) -> float:
-    flat = points.reshape(-1, 3)[:: max(1, points.size // 3 // 200_000)]
-    lo, hi = np.percentile(flat, [1.0, 99.0], axis=0)
-    return float(np.linalg.norm(hi - lo))
+    """The extent of a point set (:func:`fourdnex.cameras.point_extent`)."""
+    return point_extent(points)
 
 
 def known_pointmaps(

@@ -38,14 +38,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from fourdnex.cameras import look_at
+from fourdnex.cameras import check_intrinsics, check_rigid, look_at
 from fourdnex.errors import FourDNeXError, ValidationError
 
 PRESETS = ("original", "static", "orbit", "arc", "dolly-in", "dolly-out", "pan", "spiral", "zoom")
 #: Turns of the spiral preset.
 SPIRAL_TURNS = 2
-#: Tolerance of the rotation check on custom trajectories.
-ROTATION_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -100,16 +98,8 @@ class Trajectory:
             raise ValidationError("trajectory frames need K (3 x 3) and cam2world (4 x 4)")
         if not (np.isfinite(self.K).all() and np.isfinite(self.cam2world).all()):
             raise ValidationError("trajectory has non-finite values")
-        if (self.K[:, 0, 0] <= 0).any() or (self.K[:, 1, 1] <= 0).any():
-            raise ValidationError("trajectory K must have positive focal lengths")
-        if not np.allclose(self.K[:, 2], [0, 0, 1]):
-            raise ValidationError("trajectory K must have last row [0, 0, 1]")
-        R = self.cam2world[:, :3, :3]
-        orth = np.abs(R.swapaxes(-1, -2) @ R - np.eye(3)).max()
-        if orth > ROTATION_TOLERANCE or (np.linalg.det(R) <= 0).any():
-            raise ValidationError("trajectory cam2world rotations must be proper and orthonormal")
-        if not np.allclose(self.cam2world[:, 3], [0, 0, 0, 1]):
-            raise ValidationError("trajectory cam2world must have last row [0, 0, 0, 1]")
+        check_intrinsics(self.K, "trajectory K")
+        check_rigid(self.cam2world, "trajectory cam2world")
         late = scene_frames is not None and bool((self.time >= scene_frames).any())
         if (self.time < 0).any() or late:
             raise ValidationError(f"trajectory times must lie in [0, {scene_frames})")

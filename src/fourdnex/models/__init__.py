@@ -23,7 +23,6 @@ from fourdnex.models.presets import (
     PRESETS,
     LoraSettings,
     ModelPreset,
-    XYZLatentStats,
     get_preset,
 )
 from fourdnex.models.tiny import build_tiny_wan_i2v
@@ -35,6 +34,7 @@ from fourdnex.models.transformer import (
     is_adapted,
     set_domain_embeddings,
 )
+from fourdnex.sixd import XYZLatentNorm
 
 __all__ = [
     "PRESETS",
@@ -44,7 +44,7 @@ __all__ = [
     "ModelPreset",
     "ModelSource",
     "SharedRotaryPosEmbed",
-    "XYZLatentStats",
+    "XYZLatentNorm",
     "adapt_transformer",
     "add_lora",
     "build_tiny_wan_i2v",

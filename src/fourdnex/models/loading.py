@@ -22,7 +22,7 @@ import torch
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.lora import LoraInfo, check_lora_compatible, inspect_lora, load_lora
 from fourdnex.models.presets import INPUT_CHANNELS
-from fourdnex.models.transformer import adapt_transformer
+from fourdnex.models.transformer import DOMAIN_ATTR, adapt_transformer, set_domain_embeddings
 
 #: Subfolders a Wan2.1 I2V diffusers directory must have.
 REQUIRED_COMPONENTS = (
@@ -34,6 +34,8 @@ REQUIRED_COMPONENTS = (
     "image_processor",
     "scheduler",
 )
+#: Key of the domain embeddings inside a fully trained 4DNeX transformer's weights.
+DOMAIN_WEIGHT = f"{DOMAIN_ATTR}.weight"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -145,7 +147,7 @@ def load_transformer(
         info = inspect_lora(lora)
         check_lora_compatible(info, config)
     try:
-        with quiet_dtype_deprecation():
+        with quiet_dtype_deprecation(), quiet_loading():
             transformer = WanTransformer3DModel.from_pretrained(
                 source.location, subfolder="transformer", torch_dtype=dtype
             )
@@ -153,10 +155,59 @@ def load_transformer(
         msg = f"cannot load the transformer of {source}: {_first_line(exc)}"
         raise FourDNeXError(msg) from None
     adapt_transformer(transformer)
+    stored = stored_domain_embeddings(source)
+    if stored is not None:
+        set_domain_embeddings(transformer, stored)
     if lora is not None:
         info = load_lora(transformer, lora, fuse=fuse_lora)
     transformer.eval().requires_grad_(False)
     return transformer, info
+
+
+def stored_domain_embeddings(source: ModelSource) -> torch.Tensor | None:
+    """The domain embeddings saved inside a local transformer (a fully trained 4DNeX
+    transformer such as fourdnex-small stores ``domain_embedding.weight`` with its
+    weights); None for a plain Wan2.1 transformer or a hub model."""
+    from safetensors import SafetensorError, safe_open
+
+    if not source.local:
+        return None
+    for path in sorted((Path(source.location) / "transformer").glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                if DOMAIN_WEIGHT in f.keys():  # noqa: SIM118
+                    return f.get_tensor(DOMAIN_WEIGHT).float()
+        except (OSError, SafetensorError) as exc:
+            raise FourDNeXError(f"cannot read {path}: {exc}") from None
+    return None
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence diffusers' and transformers' loading bars and info/warning logs.
+
+    fourdnex prints its own lines ("loaded ... in 1.2 s"); the libraries' "Loading
+    pipeline components", "Loading weights" bars and notices are noise for users.
+    Errors still propagate as exceptions.
+    """
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    d_level, t_level = dlog.get_verbosity(), tlog.get_verbosity()
+    d_bar, t_bar = dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled()
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(d_level)
+        tlog.set_verbosity(t_level)
+        if d_bar:
+            dlog.enable_progress_bar()
+        if t_bar:
+            tlog.enable_progress_bar()
 
 
 @contextlib.contextmanager

@@ -20,7 +20,6 @@ before any weight is read or any model is allocated.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +44,9 @@ from fourdnex.models.lora_files import (
     inspect_lora,
     read_domain_embeddings,
 )
-from fourdnex.models.presets import LoraSettings, XYZLatentStats
+from fourdnex.models.presets import LoraSettings
 from fourdnex.models.transformer import domain_embeddings, set_domain_embeddings
+from fourdnex.sixd import XYZLatentNorm
 
 __all__ = [
     "ADAPTER_NAME",
@@ -132,7 +132,7 @@ def load_lora(
 def save_lora(
     transformer: nn.Module,
     directory: str | Path,
-    xyz_stats: XYZLatentStats | None = None,
+    xyz_stats: XYZLatentNorm | None = None,
     base_model: str = "",
     adapter_name: str = ADAPTER_NAME,
     overwrite: bool = False,
@@ -144,6 +144,7 @@ def save_lora(
     also loads in diffusers' ``WanImageToVideoPipeline.load_lora_weights``.
     ``extra`` is stored in ``fourdnex_lora.json`` (e.g. training step, provenance).
     """
+    from diffusers import WanImageToVideoPipeline
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
@@ -155,7 +156,7 @@ def save_lora(
     state = get_peft_model_state_dict(transformer, adapter_name=adapter_name)
     tensors = {KEY_PREFIX + k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     targets = sorted({m.group(2) for k in tensors if (m := LORA_KEY_PATTERN.match(k))})
-    stats = xyz_stats or XYZLatentStats()
+    stats = xyz_stats or XYZLatentNorm()
     rank, alpha = int(peft_config.r), float(peft_config.lora_alpha)
     record = {
         "format": "fourdnex.lora",
@@ -163,14 +164,22 @@ def save_lora(
         "rank": rank,
         "alpha": alpha,
         "targets": targets,
-        "xyz_latent": asdict(stats),
+        "xyz_latent": {"mean": stats.mean, "std": stats.std},
         "base_model": base_model,
         **(extra or {}),
     }
-    meta = {"lora_adapter_metadata": json.dumps({"r": rank, "lora_alpha": alpha})}
     domain = domain_embeddings(transformer).detach().to("cpu").contiguous()
     with atomic_directory(Path(directory), overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp / LORA_WEIGHTS), metadata=meta)
+        # diffusers' own writer: the ``transformer.`` prefix and the adapter metadata
+        # (rank, alpha, target modules) that its ``load_lora_weights`` expects.
+        WanImageToVideoPipeline.save_lora_weights(
+            str(tmp),
+            transformer_lora_layers={
+                k: v.detach().to("cpu").contiguous() for k, v in state.items()
+            },
+            weight_name=LORA_WEIGHTS,
+            transformer_lora_adapter_metadata=peft_config.to_dict(),
+        )
         save_file({DOMAIN_KEY: domain}, str(tmp / DOMAIN_FILE))
         (tmp / LORA_JSON).write_text(json.dumps(record, indent=2) + "\n")
     return Path(directory)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.models.presets import XYZLatentStats
+from fourdnex.sixd import XYZLatentNorm
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 DOMAIN_FILE = "domain_embeddings.safetensors"
@@ -65,7 +65,7 @@ class LoraInfo:
     shapes: dict[str, tuple[int, int]]
     hidden_size: int
     domain_file: str
-    xyz_stats: XYZLatentStats = field(default_factory=XYZLatentStats)
+    xyz_stats: XYZLatentNorm = field(default_factory=XYZLatentNorm)
     base_model: str = ""
 
     @property
@@ -145,12 +145,12 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
     if record:
         domain_file = DOMAIN_FILE
         hidden = _domain_width_safetensors(directory / DOMAIN_FILE)
-        stats = XYZLatentStats(**record.get("xyz_latent", {}))
+        stats = XYZLatentNorm(**record.get("xyz_latent", {}))
         base_model = str(record.get("base_model", ""))
         fmt: Literal["fourdnex", "released"] = "fourdnex"
     else:
         domain_file, hidden = _find_domain_file(directory)
-        stats, base_model, fmt = XYZLatentStats(), "", "released"
+        stats, base_model, fmt = XYZLatentNorm(), "", "released"
     return LoraInfo(
         directory=directory,
         format=fmt,

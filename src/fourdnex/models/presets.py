@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fourdnex.errors import FourDNeXError
-from fourdnex.sixd import LATENT_CHANNELS, XYZ_LATENT_MEAN, XYZ_LATENT_STD
+from fourdnex.sixd import LATENT_CHANNELS
 
 #: Hub id of the diffusers port of Wan2.1 I2V 14B 480P (method 2).
 WAN_I2V_14B_480P_ID = "Wan-AI/Wan2.1-I2V-14B-480P-Diffusers"
@@ -119,6 +119,56 @@ _CLIP_TINY: dict[str, Any] = {
 }
 
 
+#: fourdnex-small, the bundled trained model: the Wan2.1 I2V structure (image
+#: cross-attention, 36 input channels, 16-channel 8x / 4x VAE, UMT5, CLIP) sized to train
+#: from scratch on the synthetic world on a CPU. Generation size: 17 x 64 x 96 per modality.
+SMALL_NAME = "fourdnex-small"
+SMALL_FRAMES = 17
+SMALL_HEIGHT = 64
+SMALL_WIDTH = 96
+SMALL_TEXT_DIM = 64
+SMALL_IMAGE_DIM = 64
+SMALL_CLIP_IMAGE_SIZE = 64
+_SMALL: dict[str, Any] = {
+    **_WAN_14B,
+    "num_attention_heads": 4,
+    "attention_head_dim": 64,
+    "text_dim": SMALL_TEXT_DIM,
+    "freq_dim": 64,
+    "ffn_dim": 1024,
+    "num_layers": 8,
+    "image_dim": SMALL_IMAGE_DIM,
+    "added_kv_proj_dim": 256,
+}
+_VAE_SMALL: dict[str, Any] = {
+    "base_dim": 16,
+    "z_dim": LATENT_CHANNELS,
+    "dim_mult": [1, 2, 4, 4],
+    "num_res_blocks": 1,
+    "temperal_downsample": [False, True, True],
+}
+_UMT5_SMALL: dict[str, Any] = {
+    "vocab_size": 256,  # the builder sets it to its tokenizer's size
+    "d_model": SMALL_TEXT_DIM,
+    "d_kv": 16,
+    "d_ff": 128,
+    "num_layers": 2,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 32,
+    "relative_attention_max_distance": 128,
+    "feed_forward_proj": "gated-gelu",
+}
+_CLIP_SMALL: dict[str, Any] = {
+    "hidden_size": SMALL_IMAGE_DIM,
+    "intermediate_size": 128,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "image_size": SMALL_CLIP_IMAGE_SIZE,
+    "patch_size": 8,
+    "projection_dim": SMALL_IMAGE_DIM,
+}
+
+
 @dataclass(frozen=True)
 class ModelPreset:
     """A named transformer configuration.
@@ -159,6 +209,9 @@ PRESETS: dict[str, ModelPreset] = {
     ),
     "tiny": ModelPreset(
         "tiny", _TINY, vae=_VAE_TINY, text_encoder=_UMT5_TINY, image_encoder=_CLIP_TINY
+    ),
+    SMALL_NAME: ModelPreset(
+        SMALL_NAME, _SMALL, vae=_VAE_SMALL, text_encoder=_UMT5_SMALL, image_encoder=_CLIP_SMALL
     ),
 }
 
@@ -201,11 +254,3 @@ class LoraSettings:
         """Attention targets plus the feed-forward layers."""
         base = cls(rank=rank, alpha=alpha)
         return cls(rank=rank, alpha=alpha, targets=base.targets + LORA_FFN_TARGETS)
-
-
-@dataclass(frozen=True)
-class XYZLatentStats:
-    """The XYZ latent normalization of a model (method 3.3), stored with its weights."""
-
-    mean: float = XYZ_LATENT_MEAN
-    std: float = XYZ_LATENT_STD

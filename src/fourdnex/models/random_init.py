@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from fourdnex.flow import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
 from fourdnex.models.presets import get_preset
-from fourdnex.models.tiny import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS, tiny_tokenizer
+from fourdnex.models.tiny import tiny_tokenizer
 from fourdnex.models.transformer import adapt_transformer
 
 #: Std of leftover free parameters (embeddings not covered by a reset_parameters).

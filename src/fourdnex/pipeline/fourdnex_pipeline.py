@@ -15,6 +15,7 @@ Load once, serve many images::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,24 +26,33 @@ from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
 from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
+from fourdnex.condition import (
+    ResizePolicy,
+    condition_video,
+    encode_latents,
+    model_condition,
+    resize_image,
+    to_uint8_image,
+    vae_statistics,
+)
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
     ModelSource,
     load_transformer,
     quiet_dtype_deprecation,
+    quiet_loading,
     resolve_model,
 )
 from fourdnex.models.lora import LoraInfo
-from fourdnex.models.presets import TEXT_CONTEXT_LENGTH, XYZLatentStats
-from fourdnex.pipeline.images import as_pil, aspect_note, resize_cover, resolve_resolution
-from fourdnex.pipeline.settings import GenerationSettings
+from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
+from fourdnex.models.small import ModelCard, read_model_card, resolve_model_name
+from fourdnex.pipeline.images import as_pil, aspect_note, resolve_resolution
+from fourdnex.pipeline.settings import DEFAULT_FRAMES, GenerationSettings
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
+    RESOLUTION_AREA,
     XYZLatentNorm,
-    fuse_width,
-    guided_mask_latent,
-    plane_init,
     split_width,
     with_prompt_suffix,
 )
@@ -54,12 +64,15 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
     """The 4DNeX generation pipeline (same components as ``WanImageToVideoPipeline``).
 
     Extra attributes set by :meth:`from_model`: ``model_source``, ``lora_info``,
-    ``xyz_stats`` (the XYZ latent normalization) and ``compute_dtype``.
+    ``model_card`` (the model directory's ``fourdnex.json``, if any), ``xyz_stats``
+    (the XYZ latent normalization: the LoRA's, else the model card's, else the
+    released one) and ``compute_dtype``.
     """
 
     model_source: ModelSource | None = None
     lora_info: LoraInfo | None = None
-    xyz_stats: XYZLatentStats = XYZLatentStats()
+    model_card: ModelCard | None = None
+    xyz_stats: XYZLatentNorm = XYZLatentNorm()
     compute_dtype: torch.dtype | None = None
 
     # ------------------------------------------------------------------ loading
@@ -72,33 +85,80 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         vae_dtype: torch.dtype = torch.float32,
         fuse_lora: bool = True,
     ) -> FourDNeXPipeline:
-        """Load a Wan2.1 I2V directory or hub id plus an optional 4DNeX LoRA directory.
+        """Load a Wan2.1 I2V directory or hub id (or ``fourdnex-small``, the bundled model)
+        plus an optional 4DNeX LoRA directory.
 
         Configs and LoRA headers are checked before any weight is loaded. The LoRA is
         fused into the weights by default (no per-step cost; required for fp8 storage).
+        The VAE is loaded in ``vae_dtype`` (float32 by default) and the CLIP image
+        encoder in float32, as released (method 5); the rest in ``dtype``.
         Models stay on the CPU: call ``.to(device)`` or :func:`apply_memory` next.
         """
-        source = resolve_model(model)
+        from transformers import CLIPVisionModel
+
+        source = resolve_model(resolve_model_name(str(model)))
+        card = read_model_card(source.location) if source.local else None
         transformer, info = load_transformer(source, lora, dtype=dtype, fuse_lora=fuse_lora)
         try:
-            with quiet_dtype_deprecation():
+            with quiet_dtype_deprecation(), quiet_loading():
                 vae = AutoencoderKLWan.from_pretrained(
                     source.location, subfolder="vae", torch_dtype=vae_dtype
                 )
+                image_encoder = CLIPVisionModel.from_pretrained(
+                    source.location, subfolder="image_encoder", dtype=torch.float32
+                )
                 pipe = cls.from_pretrained(
-                    source.location, transformer=transformer, vae=vae, torch_dtype=dtype
+                    source.location,
+                    transformer=transformer,
+                    vae=vae,
+                    image_encoder=image_encoder,
+                    torch_dtype=dtype,
                 )
         except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FourDNeXError(f"cannot load {source}: {first}") from None
         pipe.model_source = source
         pipe.lora_info = info
-        pipe.xyz_stats = info.xyz_stats if info is not None else XYZLatentStats()
+        pipe.model_card = card
+        if info is not None:
+            pipe.xyz_stats = info.xyz_stats
+        elif card is not None:
+            pipe.xyz_stats = card.xyz_latent
+        else:
+            pipe.xyz_stats = XYZLatentNorm()
         pipe.compute_dtype = dtype
         return pipe
 
     def _dtype(self) -> torch.dtype:
         return self.compute_dtype or self.transformer.dtype
+
+    # ----------------------------------------------------------------- defaults
+    @property
+    def default_frames(self) -> int:
+        """Frames when the settings give none: the model card's, else the paper's 49."""
+        card = self.model_card
+        return card.frames if card is not None and card.frames else DEFAULT_FRAMES
+
+    @property
+    def resolution_area(self) -> int:
+        """Pixel area of the resolution policy: the model's training size (480 x 720)."""
+        card = self.model_card
+        if card is not None and card.height and card.width:
+            return card.height * card.width
+        return RESOLUTION_AREA
+
+    def resolve_settings(self, settings: GenerationSettings) -> GenerationSettings:
+        """Validated settings with the model's default frames filled in."""
+        settings.validate()
+        if settings.frames is None:
+            settings = dataclasses.replace(settings, frames=self.default_frames)
+        return settings
+
+    def resolution(self, image_size: tuple[int, int], settings: GenerationSettings) -> tuple:
+        """Generation size (H, W) of an image of ``image_size`` (W, H as PIL)."""
+        return resolve_resolution(
+            image_size, settings.height, settings.width, area=self.resolution_area
+        )
 
     # --------------------------------------------------------------- generation
     def generate(
@@ -121,7 +181,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         seeds = [s.seed + i for i in range(len(images))] if seeds is None else list(seeds)
         if len(seeds) != len(images):
             raise ValidationError(f"{len(seeds)} seeds for {len(images)} images")
-        sizes = [resolve_resolution(as_pil(im)[0].size, s.height, s.width) for im in images]
+        sizes = [self.resolution(as_pil(im)[0].size, s) for im in images]
         out: dict[int, Scene4D] = {}
         pending = list(range(len(images)))
         while pending:
@@ -156,9 +216,10 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             One :class:`Scene4D` per image: ``rgb`` (T, H, W, 3) in [0, 1] and ``xyz``
             (T, H, W, 3) in the model's [-1, 1] space.
         """
-        # 1. Check inputs and resolve the resolution (method 3.8).
-        s = settings or GenerationSettings()
-        s.validate()
+        # 1. Check inputs and resolve the frames and resolution (method 3.8).
+        s = self.resolve_settings(settings or GenerationSettings())
+        frames = s.frames
+        assert frames is not None
         if len(images) == 0:
             raise ValidationError("no images given")
         pil, notes = zip(*(as_pil(im) for im in images), strict=True)
@@ -167,7 +228,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         seeds = [s.seed + i for i in range(B)] if seeds is None else list(seeds)
         if len(seeds) != B:
             raise ValidationError(f"{len(seeds)} seeds for {B} images")
-        sizes = {resolve_resolution(im.size, s.height, s.width) for im in pil}
+        sizes = {self.resolution(im.size, s) for im in pil}
         if len(sizes) != 1:
             raise ValidationError(f"images of one batch need one resolution, got {sorted(sizes)}")
         H, W = sizes.pop()
@@ -186,25 +247,14 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         if negative_embeds is not None:
             negative_embeds = negative_embeds.to(dtype)
 
-        # 3. The RGB image at the generation size, and its CLIP embedding (penultimate layer).
-        rgb0 = np.stack([resize_cover(im, H, W) for im in pil])  # (B, H, W, 3) in [0, 1]
-        clip_input = [Image.fromarray(np.rint(x * 255).astype(np.uint8)) for x in rgb0]
+        # 3-6. The condition (one builder for training and inference, fourdnex.condition):
+        #    the image at the generation size, [I0 | plane init] then zero frames, its VAE
+        #    latent (mode; the XYZ half NOT XYZ-normalized), the guided mask in front.
+        rgb0, condition = self.build_condition(pil, H, W, frames, s.resize, device)
+        clip_input = [to_uint8_image(x) for x in rgb0]
         image_embeds = self.encode_image(clip_input, device).to(dtype)  # (B, 257, image_dim)
-
-        # 4. Plane init and width fusion: the condition frame [I0 | X_init] in [-1, 1].
-        rgb_t = torch.from_numpy(rgb0).permute(0, 3, 1, 2) * 2.0 - 1.0  # (B, 3, H, W)
-        xyz_t = torch.from_numpy(plane_init(H, W)).permute(2, 0, 1).expand(B, -1, -1, -1)
-        first = fuse_width(rgb_t, xyz_t.to(rgb_t.dtype), LATENT_WIDTH_AXIS)  # (B, 3, H, 2W)
-
-        # 5. Condition video (frames 1.. are zeros), VAE-encoded with the distribution mode,
-        #    normalized per channel by the VAE statistics; its XYZ half is NOT XYZ-normalized.
-        video = torch.zeros(B, 3, s.frames, H, 2 * W, dtype=torch.float32)
-        video[:, :, 0] = first
-        cond_latent = self._encode_condition(video, device)  # (B, 16, T_lat, h, 2w)
-
-        # 6. Guided mask (method 3.4) packed to latent form; model condition = [mask, latent].
-        mask = guided_mask_latent(s.frames, H, W, batch=B).to(device)  # (B, 4, T_lat, h, 2w)
-        condition = torch.cat([mask, cond_latent], dim=1).to(dtype)  # (B, 20, T_lat, h, 2w)
+        condition = condition.to(dtype)  # (B, 20, T_lat, h, 2w)
+        cond_shape = (16, *condition.shape[2:])
 
         # 7. Timesteps: UniPC with the flow shift of the settings (a fresh scheduler per call).
         scheduler = type(self.scheduler).from_config(self.scheduler.config, flow_shift=s.flow_shift)
@@ -214,7 +264,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         latents = torch.stack(
             [
                 torch.randn(
-                    tuple(cond_latent.shape[1:]),
+                    cond_shape,
                     generator=torch.Generator("cpu").manual_seed(seed),
                     dtype=torch.float32,
                 )
@@ -244,9 +294,12 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         decoded = self._decode(latents)  # (B, 3, T, H, 2W) in [-1, 1]
         self.maybe_free_model_hooks()
 
-        # 11. Split the width into RGB and XYZ; XYZ stays in model space [-1, 1].
-        rgb_v, xyz_v = split_width(decoded.clamp(-1.0, 1.0), LATENT_WIDTH_AXIS)
-        rgb_np = ((rgb_v + 1.0) / 2.0).permute(0, 2, 3, 4, 1).cpu().numpy()  # (B, T, H, W, 3)
+        # 11. Split the width into RGB and XYZ. RGB is clipped to [0, 1]; XYZ stays in model
+        #     space, unclamped as released (unless settings.clamp_xyz).
+        rgb_v, xyz_v = split_width(decoded, LATENT_WIDTH_AXIS)
+        if s.clamp_xyz:
+            xyz_v = xyz_v.clamp(-1.0, 1.0)
+        rgb_np = ((rgb_v + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1).cpu().numpy()
         xyz_np = xyz_v.permute(0, 2, 3, 4, 1).cpu().numpy()  # (B, T, H, W, 3)
         return [
             Scene4D(
@@ -258,6 +311,27 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         ]
 
     # ---------------------------------------------------------------- helpers
+    def build_condition(
+        self,
+        images: Sequence[Image.Image],
+        height: int,
+        width: int,
+        frames: int,
+        resize: ResizePolicy = "stretch",
+        device: torch.device | str = "cpu",
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The first frames and the model condition of a batch of RGB images.
+
+        Returns:
+            ``(rgb0 (B, H, W, 3) float32 in [0, 1], condition (B, 20, T', h, 2w) float32)``.
+        """
+        rgb0 = np.stack([resize_image(im, height, width, resize) for im in images])
+        # one image at a time: the latent is then bit-identical whatever the batching,
+        # and to the latent cache's (the VAE's kernels round differently per batch size)
+        latents = [encode_latents(self.vae, condition_video(x, frames)) for x in rgb0]
+        cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
+        return rgb0, model_condition(cond_latent.to(device), frames, height, width)
+
     def _predict(
         self,
         model_input: torch.Tensor,  # (B, 36, T_lat, h, 2w)
@@ -273,22 +347,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             return_dict=False,
         )[0]  # (B, 16, T_lat, h, 2w)
 
-    def _latent_stats(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.vae.config.z_dim
-        mean = torch.tensor(self.vae.config.latents_mean, dtype=torch.float32).view(1, z, 1, 1, 1)
-        std = torch.tensor(self.vae.config.latents_std, dtype=torch.float32).view(1, z, 1, 1, 1)
-        return mean.to(device), std.to(device)
-
-    def _encode_condition(self, video: torch.Tensor, device: torch.device) -> torch.Tensor:
-        """(B, 3, T, H, 2W) in [-1, 1] -> VAE-normalized latent (B, 16, T_lat, h, 2w)."""
-        vae_device = get_module_execution_device(self.vae)
-        latent = self.vae.encode(video.to(vae_device, self.vae.dtype)).latent_dist.mode()
-        mean, std = self._latent_stats(latent.device)
-        return ((latent.float() - mean) / std).to(device)
-
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
         """VAE-normalized latents (B, 16, T_lat, h, 2w) -> video (B, 3, T, H, 2W)."""
-        mean, std = self._latent_stats(latents.device)
+        mean, std = vae_statistics(self.vae, latents.device)
         latents = latents * std + mean
         vae_device = get_module_execution_device(self.vae)
         return self.vae.decode(latents.to(vae_device, self.vae.dtype), return_dict=False)[0].float()
@@ -321,6 +382,8 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             "xyz_latent": {"mean": self.xyz_stats.mean, "std": self.xyz_stats.std},
             "xyz_space": "model",
             "xyz_normalization": None,  # a generated scene has no source frame to map back to
+            "resize": s.resize,
+            "clamp_xyz": s.clamp_xyz,
             "dtype": str(self._dtype()).removeprefix("torch."),
             "notes": notes,
         }

@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from numpy.typing import NDArray
 from PIL import Image, UnidentifiedImageError
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.sixd import RESOLUTION_MULTIPLE, released_resolution
+from fourdnex.sixd import RESOLUTION_AREA, RESOLUTION_MULTIPLE, released_resolution
 
 #: Aspect ratio the released model was trained at (480 x 720, width / height).
 TRAINING_ASPECT = 720 / 480
@@ -99,19 +98,23 @@ def as_pil(image: Image.Image | np.ndarray) -> tuple[Image.Image, str]:
 
 
 def resolve_resolution(
-    image_size: tuple[int, int], height: int | None = None, width: int | None = None
+    image_size: tuple[int, int],
+    height: int | None = None,
+    width: int | None = None,
+    area: int = RESOLUTION_AREA,
 ) -> tuple[int, int]:
     """Per-modality generation size (H, W) for an image of ``image_size`` (W, H as PIL).
 
     Without ``height``/``width`` the released policy applies (method 3.8): the image's
-    aspect ratio at an area of 480 x 720, sides rounded down to a multiple of 16.
+    aspect ratio at ``area`` (480 x 720 for the 14B model; a small model's own training
+    area), sides rounded to a multiple of 16.
     Both must be given together, each a positive multiple of 16.
     """
     if (height is None) != (width is None):
         raise ValidationError("give both height and width, or neither")
     if height is None or width is None:
         w_img, h_img = image_size
-        return released_resolution(h_img, w_img)
+        return released_resolution(h_img, w_img, area)
     for name, value in (("height", height), ("width", width)):
         if value < RESOLUTION_MULTIPLE or value % RESOLUTION_MULTIPLE:
             raise ValidationError(
@@ -129,18 +132,3 @@ def aspect_note(height: int, width: int) -> str:
         f"{width}x{height} is off the 720x480 training aspect ratio by {deviation:.0%}: "
         "expect lower quality"
     )
-
-
-def resize_cover(image: Image.Image, height: int, width: int) -> NDArray[np.float32]:
-    """Resize to cover (height, width) keeping the aspect ratio, then centre-crop.
-
-    Returns:
-        (H, W, 3) float32 in [0, 1].
-    """
-    w0, h0 = image.size
-    scale = max(width / w0, height / h0)
-    new_w, new_h = max(width, round(w0 * scale)), max(height, round(h0 * scale))
-    resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC)
-    left, top = (new_w - width) // 2, (new_h - height) // 2
-    cropped = resized.crop((left, top, left + width, top + height))
-    return np.asarray(cropped, dtype=np.float32) / 255.0

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fourdnex.condition import RESIZE_POLICIES, ResizePolicy
 from fourdnex.errors import ValidationError
-from fourdnex.models.tiny import FLOW_SHIFT
+from fourdnex.flow import FLOW_SHIFT
 from fourdnex.sixd import check_frames
 
 #: Official inference (method 2): 50 UniPC steps, guidance 5, empty negative prompt, seed 42.
@@ -18,29 +19,34 @@ DEFAULT_FRAMES = 49
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """How a scene is generated.
-
-    Attributes:
-        steps: denoising steps (UniPC multistep, flow prediction).
-        guidance: classifier-free guidance scale; <= 1 runs the conditional branch only.
-        frames: frames per modality, ``4 k + 1``.
-        height, width: size of one modality (the fused video is twice as wide); both
-            None: the released policy (image aspect ratio at 480 x 720 area, multiples of 16).
-        flow_shift: sigma shift of the flow schedule.
-        negative_prompt: the unconditional prompt (empty in the official inference).
-        prompt_suffix: append " POINTMAP_STYLE." to every prompt (the released model needs it).
-        seed: base seed; image ``i`` of a call uses ``seed + i`` unless seeds are given.
-    """
+    """How a scene is generated (defaults: the official inference)."""
 
     steps: int = DEFAULT_STEPS
+    """Denoising steps (UniPC multistep, flow prediction)."""
     guidance: float = DEFAULT_GUIDANCE
-    frames: int = DEFAULT_FRAMES
+    """Classifier-free guidance scale; <= 1 runs the conditional branch only."""
+    frames: int | None = None
+    """Frames per modality, 4k + 1. Default: the model's training length (49 for Wan2.1 +
+    4DNeX, 17 for fourdnex-small)."""
     height: int | None = None
+    """Height of one modality (a multiple of 16). Default: the released resolution policy
+    (the image's aspect ratio at the model's training area: 480 x 720 for the 14B model)."""
     width: int | None = None
+    """Width of one modality (a multiple of 16); give it with height."""
     flow_shift: float = FLOW_SHIFT
+    """Sigma shift of the flow schedule."""
     negative_prompt: str = ""
+    """The unconditional prompt of guidance (empty in the official inference)."""
     prompt_suffix: bool = True
+    """Append " POINTMAP_STYLE." to every prompt (the released model needs it)."""
     seed: int = DEFAULT_SEED
+    """Seed of the first image; image i uses seed + i unless seeds are given."""
+    resize: ResizePolicy = "stretch"
+    """How the image reaches the generation size: stretch (the released inference: a plain
+    resize) or cover (resize to cover, then centre-crop, as training clips are made)."""
+    clamp_xyz: bool = False
+    """Clamp the generated XYZ to [-1, 1]. The released decoding does not (diffusers' Wan
+    VAE decoder already bounds its output to [-1, 1]); RGB is always clipped to [0, 1]."""
 
     def validate(self) -> None:
         if self.steps < 1:
@@ -51,7 +57,10 @@ class GenerationSettings:
             raise ValidationError(f"flow_shift must be > 0, got {self.flow_shift}")
         if self.seed < 0:
             raise ValidationError(f"seed must be >= 0, got {self.seed}")
-        check_frames(self.frames)
+        if self.frames is not None:
+            check_frames(self.frames)
+        if self.resize not in RESIZE_POLICIES:
+            raise ValidationError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
 
     @property
     def do_guidance(self) -> bool:

@@ -7,7 +7,7 @@ camera, and returns a :class:`~fourdnex.Scene4D` with ``rgb``, world ``xyz``,
 docs/synthetic.md.
 """
 
-from fourdnex.synthetic.sample import SceneOptions, sample_spec
+from fourdnex.synthetic.sample import HELD_OUT_SEED_START, SceneOptions, sample_spec
 from fourdnex.synthetic.spec import (
     CAMERA_MOTIONS,
     ENVIRONMENTS,
@@ -21,6 +21,7 @@ from fourdnex.synthetic.world import make_scene, render_spec
 __all__ = [
     "CAMERA_MOTIONS",
     "ENVIRONMENTS",
+    "HELD_OUT_SEED_START",
     "OBJECT_KINDS",
     "OBJECT_MOTIONS",
     "TEXTURES",

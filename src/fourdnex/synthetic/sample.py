@@ -22,6 +22,9 @@ from fourdnex.synthetic.spec import (
     SceneSpec,
 )
 
+#: Scene seeds at or above this are held out: no training recipe uses them (benchmarks,
+#: the model card, the demo's example images and tests draw their scenes from here).
+HELD_OUT_SEED_START = 1_000_000
 #: Number of primitives per scene (inclusive range).
 OBJECT_COUNT_RANGE = (2, 6)
 #: Horizontal field of view (degrees).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fourdnex.cameras import intrinsics_from_fov
+from fourdnex.cameras import check_intrinsics, check_rigid, intrinsics_from_fov
 from fourdnex.errors import ValidationError
 from fourdnex.scene import Scene4D
 from fourdnex.synthetic.motion import camera_path, object_poses
@@ -12,8 +12,6 @@ from fourdnex.synthetic.render import render
 from fourdnex.synthetic.sample import SceneOptions, sample_spec
 from fourdnex.synthetic.spec import SceneSpec, caption
 
-#: Largest deviation from orthonormality accepted in given cameras (float32 storage).
-RIGID_TOLERANCE = 1e-3
 #: Version of the generator; bumped whenever the same seed would give a different scene.
 GENERATOR_VERSION = 1
 
@@ -126,10 +124,7 @@ def _checked(a: np.ndarray, shape: tuple[int, ...], name: str) -> np.ndarray:
     if arr.shape != shape or not np.isfinite(arr).all():
         raise ValidationError(f"{name} must be finite with shape {shape}, got {arr.shape}")
     if name == "cam2world":
-        R = arr[:, :3, :3].astype(np.float64)
-        err = np.abs(np.einsum("tji,tjk->tik", R, R) - np.eye(3)).max()
-        if err > RIGID_TOLERANCE or not np.allclose(arr[:, 3], [0, 0, 0, 1]):
-            raise ValidationError("cam2world must be rigid (orthonormal R, last row 0 0 0 1)")
-    elif arr[0, 0] <= 0 or arr[1, 1] <= 0 or not np.allclose(arr[2], [0, 0, 1]):
-        raise ValidationError("K must be [[fx, 0, cx], [0, fy, cy], [0, 0, 1]] with fx, fy > 0")
+        check_rigid(arr)
+    else:
+        check_intrinsics(arr)
     return arr

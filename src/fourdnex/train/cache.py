@@ -11,7 +11,11 @@ An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / 8``, ``w = W / 8``):
 - ``rgb_latent`` (16, T', h, w) and ``xyz_latent`` (16, T', h, w): VAE latents (mode,
   VAE-normalized) of the RGB and model-space XYZ videos. The XYZ *target* is further
   normalized with :class:`fourdnex.sixd.XYZLatentNorm` at training time, not here.
-- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros.
+- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros,
+  built and encoded by :mod:`fourdnex.condition`, the same code generation runs.
+- ``rgb_latent_std``, ``xyz_latent_std``, ``cond_latent_std``: the VAE posterior std of
+  each in the same normalized units, so that training can use posterior samples
+  (``mode + std * noise``, the released recipe) or the mode (a training setting).
 - ``prompt_embeds`` (512, D_text): the caption with the 4DNeX suffix.
 - ``image_embeds`` (N, D_image): CLIP penultimate states of the first RGB frame.
 
@@ -31,21 +35,17 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from fourdnex.condition import condition_video
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_file
+from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.provenance import provenance, write_json
 from fourdnex.sixd import PROMPT_SUFFIX, check_frames, with_prompt_suffix
 from fourdnex.train.clipsource import ClipRef, list_clips, load_clip
-from fourdnex.train.encoder import (
-    TEXT_TOKENS,
-    LatentEncoder,
-    condition_video,
-    prepare_modalities,
-    to_vae_video,
-)
+from fourdnex.train.encoder import LatentEncoder, prepare_modalities, to_vae_video
 
 CACHE_FORMAT = "fourdnex.latent_cache"
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 CACHE_JSON = "cache.json"
 ENTRIES_DIR = "entries"
 NULL_PROMPT_FILE = "null_prompt.safetensors"
@@ -63,7 +63,7 @@ class CacheSettings:
     height: int
     width: int
     prompt_suffix: str = PROMPT_SUFFIX
-    text_tokens: int = TEXT_TOKENS
+    text_tokens: int = TEXT_CONTEXT_LENGTH
     version: int = CACHE_VERSION
 
     def __post_init__(self) -> None:
@@ -129,14 +129,19 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
     rgb, xyz = prepare_modalities(
         clip.rgb, clip.xyz, settings.frames, settings.height, settings.width
     )
-    rgb_latent = encoder.encode_video(to_vae_video(rgb * 2.0 - 1.0))[0]
-    xyz_latent = encoder.encode_video(to_vae_video(xyz))[0]
-    cond_latent = encoder.encode_video(condition_video(rgb[0], settings.frames))[0]
+    # RGB and XYZ in one VAE batch; the condition alone, as generation encodes it.
+    both, both_std = encoder.encode_video(
+        torch.cat([to_vae_video(rgb * 2.0 - 1.0), to_vae_video(xyz)])
+    )
+    cond, cond_std = encoder.encode_video(condition_video(rgb[0], settings.frames))
     prompt = with_prompt_suffix(clip.caption, settings.prompt_suffix)
     tensors = {
-        "rgb_latent": rgb_latent,
-        "xyz_latent": xyz_latent,
-        "cond_latent": cond_latent,
+        "rgb_latent": both[0],
+        "xyz_latent": both[1],
+        "cond_latent": cond[0],
+        "rgb_latent_std": both_std[0],
+        "xyz_latent_std": both_std[1],
+        "cond_latent_std": cond_std[0],
         "prompt_embeds": encoder.encode_prompts([prompt])[0],
         "image_embeds": encoder.encode_images([rgb[0]])[0],
     }

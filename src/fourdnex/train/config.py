@@ -13,8 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.flow import INFERENCE_FLOW_SHIFT, LossWeighting, TimestepSampling
-from fourdnex.models.presets import LORA_ALPHA, LORA_RANK, WAN_I2V_14B_480P_ID
+from fourdnex.flow import FLOW_SHIFT, LossWeighting, TimestepSampling
+from fourdnex.models.presets import (
+    LORA_ALPHA,
+    LORA_RANK,
+    SMALL_FRAMES,
+    SMALL_HEIGHT,
+    SMALL_WIDTH,
+    WAN_I2V_14B_480P_ID,
+)
 
 #: The paper's recipe (method 3.6): batch 32, lr 1e-4, 5k iterations, 49 x 480 x 720.
 PAPER_BATCH_SIZE = 32
@@ -110,6 +117,14 @@ class TrainConfig:
     """Probability of replacing the prompt by the empty prompt (for CFG)."""
     image_dropout: float = IMAGE_DROPOUT
     """Probability of zeroing the CLIP image embedding (the first-frame latent stays)."""
+    vae_latents: Literal["sample", "mode"] = "sample"
+    """VAE latents of the target and condition: posterior samples drawn per step (the
+    released recipe; a little latent noise that the decoder tolerates) or the mode."""
+    xyz_latent_mean: float | None = None
+    """XYZ latent normalization mean (method 3.3); default: the base model's fourdnex.json,
+    else the released -0.13."""
+    xyz_latent_std: float | None = None
+    """XYZ latent normalization std; default: the base model's fourdnex.json, else 1.70."""
 
     # ---- outputs
     checkpoint_every: int = 100
@@ -182,7 +197,7 @@ def _wan14b_lora() -> dict[str, Any]:
         "warmup_steps": PAPER_WARMUP_STEPS,
         "mixed_precision": "bf16",
         # uniform like the release, but with the inference shift (method 10)
-        "timesteps": TimestepSampling("uniform", shift=INFERENCE_FLOW_SHIFT),
+        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
         "checkpoint_every": 500,
         "keep_last": 3,
         "validate_every": 500,
@@ -204,14 +219,40 @@ def _tiny_synthetic() -> dict[str, Any]:
         "batch_size": 2,
         "learning_rate": 1e-3,
         "warmup_steps": 10,
-        "timesteps": TimestepSampling("uniform", shift=INFERENCE_FLOW_SHIFT),
+        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
         "checkpoint_every": 100,
         "validate_every": 100,
     }
 
 
+def _small_synthetic() -> dict[str, Any]:
+    """fourdnex-small: the whole transformer trained from scratch on the synthetic world."""
+    return {
+        "frames": SMALL_FRAMES,
+        "height": SMALL_HEIGHT,
+        "width": SMALL_WIDTH,
+        "full_finetune": True,
+        "max_steps": 3000,
+        "batch_size": 8,
+        "micro_batch_size": 8,
+        "learning_rate": 5e-4,
+        "weight_decay": 0.01,
+        "warmup_steps": 100,
+        "min_lr_ratio": 0.05,
+        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
+        "checkpoint_every": 250,
+        "keep_last": 2,
+        "validate_every": 0,
+        "log_every": 10,
+    }
+
+
 #: Preset name -> field values (everything else keeps the dataclass default).
-PRESETS: dict[str, Any] = {"wan14b-lora": _wan14b_lora, "tiny-synthetic": _tiny_synthetic}
+PRESETS: dict[str, Any] = {
+    "wan14b-lora": _wan14b_lora,
+    "tiny-synthetic": _tiny_synthetic,
+    "small-synthetic": _small_synthetic,
+}
 
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:

@@ -23,7 +23,16 @@ from torch.utils.data import Dataset, Sampler
 from fourdnex.errors import FourDNeXError
 
 #: Tensors of one cache entry (see fourdnex.train.cache for their shapes).
-SAMPLE_KEYS = ("rgb_latent", "xyz_latent", "cond_latent", "prompt_embeds", "image_embeds")
+SAMPLE_KEYS = (
+    "rgb_latent",
+    "xyz_latent",
+    "cond_latent",
+    "rgb_latent_std",
+    "xyz_latent_std",
+    "cond_latent_std",
+    "prompt_embeds",
+    "image_embeds",
+)
 #: Mixes the seed and the epoch into one permutation seed.
 _EPOCH_PRIME = 1_000_003
 

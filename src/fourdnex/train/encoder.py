@@ -16,11 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fourdnex.condition import encode_latents, resize_frames
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.sixd import LATENT_WIDTH_AXIS, fuse_width, plane_init
-
-#: Text context length of Wan2.1 (method 2): prompts are padded to exactly this.
-TEXT_TOKENS = 512
+from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 
 
 class LatentEncoder(Protocol):
@@ -28,8 +26,9 @@ class LatentEncoder(Protocol):
 
     model_id: str
 
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        """(B, 3, T, H, W) in [-1, 1] -> (B, 16, T', H / 8, W / 8) VAE-normalized (mode)."""
+    def encode_video(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, 3, T, H, W) in [-1, 1] -> VAE-normalized posterior mode and std, each
+        (B, 16, T', H / 8, W / 8) (:func:`fourdnex.condition.encode_latents`)."""
         ...
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -76,12 +75,16 @@ def cover_crop(video: np.ndarray, height: int, width: int, mode: str) -> np.ndar
 def prepare_modalities(
     rgb: np.ndarray, xyz: np.ndarray, frames: int, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Clip arrays -> training size: (T, H, W, 3) RGB in [0, 1] and XYZ clipped to [-1, 1]."""
+    """Clip arrays -> training size: (T, H, W, 3) RGB in [0, 1] and XYZ clipped to [-1, 1].
+
+    RGB frames go through the resize of the condition builder (cover policy, as the
+    released training clips); XYZ through nearest-neighbour cover-crop (no blending
+    across depth edges)."""
     if rgb.shape[:3] != xyz.shape[:3]:
         raise ValidationError(f"rgb {rgb.shape} and xyz {xyz.shape} sizes differ")
     if not np.isfinite(xyz).all():
         raise ValidationError("pointmaps contain NaN or inf values")
-    rgb_out = cover_crop(fit_frames(rgb, frames), height, width, "bilinear")
+    rgb_out = resize_frames(fit_frames(rgb, frames), height, width, "cover")
     xyz_out = cover_crop(fit_frames(xyz, frames), height, width, "nearest-exact")
     return np.clip(rgb_out, 0.0, 1.0), np.clip(xyz_out, -1.0, 1.0)
 
@@ -93,22 +96,6 @@ def to_vae_video(frames: np.ndarray) -> torch.Tensor:
     ]
 
 
-def condition_video(first_rgb: np.ndarray, frames: int) -> torch.Tensor:
-    """The I2V condition video (method 3.1): frame 0 is ``[I0 | plane_init]``, the rest 0.
-
-    Args:
-        first_rgb: (H, W, 3) in [0, 1].
-
-    Returns:
-        (1, 3, T, H, 2W) in [-1, 1].
-    """
-    H, W = first_rgb.shape[:2]
-    first = fuse_width(first_rgb.astype(np.float32) * 2.0 - 1.0, plane_init(H, W), -2)
-    video = torch.zeros(1, 3, frames, H, 2 * W)
-    video[0, :, 0] = torch.from_numpy(first).permute(2, 0, 1)
-    return video
-
-
 # --------------------------------------------------------------------- Wan encoder
 class WanEncoder:
     """The frozen encoders of a diffusers Wan2.1 I2V model directory (no transformer)."""
@@ -118,10 +105,10 @@ class WanEncoder:
 
         self.model_id = str(model)
         self.device = torch.device(device)
-        from fourdnex.models.loading import quiet_dtype_deprecation
+        from fourdnex.models.loading import quiet_dtype_deprecation, quiet_loading
 
         try:
-            with quiet_dtype_deprecation():
+            with quiet_dtype_deprecation(), quiet_loading():
                 pipe = WanImageToVideoPipeline.from_pretrained(
                     self.model_id, transformer=None, torch_dtype=torch.float32
                 )
@@ -133,35 +120,25 @@ class WanEncoder:
                 raise FourDNeXError(f"model {self.model_id!r} has no {name}")
             component.to(self.device).requires_grad_(False)
         self.pipe: Any = pipe
-        cfg = pipe.vae.config
-        self._mean = torch.tensor(cfg.latents_mean).view(1, -1, 1, 1, 1).to(self.device)
-        self._std = torch.tensor(cfg.latents_std).view(1, -1, 1, 1, 1).to(self.device)
 
     @torch.no_grad()
-    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
-        dist = self.pipe.vae.encode(video.to(self.device)).latent_dist
-        return ((dist.mode() - self._mean) / self._std).float().cpu()
+    def encode_video(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mode, std = encode_latents(self.pipe.vae, video.to(self.device), with_std=True)
+        return mode.cpu(), std.cpu()
 
     @torch.no_grad()
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         embeds, _ = self.pipe.encode_prompt(
             list(prompts),
             do_classifier_free_guidance=False,
-            max_sequence_length=TEXT_TOKENS,
+            max_sequence_length=TEXT_CONTEXT_LENGTH,
             device=self.device,
         )
         return embeds.float().cpu()
 
     @torch.no_grad()
     def encode_images(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        from PIL import Image
+        from fourdnex.condition import to_uint8_image
 
-        pil = [
-            Image.fromarray(np.clip(np.rint(im * 255), 0, 255).astype(np.uint8)) for im in images
-        ]
+        pil = [to_uint8_image(im) for im in images]
         return self.pipe.encode_image(pil, device=self.device).float().cpu()
-
-
-def latent_width_fuse(rgb_latent: torch.Tensor, xyz_latent: torch.Tensor) -> torch.Tensor:
-    """``[rgb | xyz]`` latents along the latent width axis."""
-    return fuse_width(rgb_latent, xyz_latent, LATENT_WIDTH_AXIS)

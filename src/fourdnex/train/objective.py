@@ -1,22 +1,28 @@
 """The 4DNeX training objective on one batch of cached latents (method 2 and 3).
 
+0. Latents: posterior samples ``mode + std * noise`` of the cached VAE posteriors (the
+   released recipe, ``vae_latents="sample"``) or their modes (``"mode"``), for the target
+   and the condition alike.
 1. Target: ``[rgb | xyz]`` latents fused along the width, the XYZ half normalized with
    the model's :class:`~fourdnex.sixd.XYZLatentNorm` (the condition is not).
 2. Noise level ``s`` per sample and noise from a seeded generator; ``x_s`` on the path.
 3. Condition dropout: the prompt becomes the empty prompt with probability
    ``text_dropout``; the CLIP image embedding becomes zeros with ``image_dropout``
    (the first-frame condition latent is kept: the mask declares frame 0 known).
-4. Model input ``[x_s | guided mask | condition]`` (16 + 4 + 16 channels), timestep
+4. Model input ``[x_s | guided mask | condition]`` (16 + 4 + 16 channels; the mask and
+   condition assembled by :func:`fourdnex.condition.model_condition`, as in generation), timestep
    ``1000 s``; loss: (weighted) MSE to the velocity ``noise - target``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
+from fourdnex.condition import model_condition
 from fourdnex.flow import (
     LossWeighting,
     TimestepSampling,
@@ -27,7 +33,10 @@ from fourdnex.flow import (
     sigma_to_timestep,
     velocity_target,
 )
-from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, fuse_width, guided_mask_latent
+from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, fuse_width
+
+#: Which VAE latents training uses: posterior samples (released) or the mode.
+VAELatents = Literal["sample", "mode"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +51,7 @@ class ObjectiveSettings:
     text_dropout: float = 0.0
     image_dropout: float = 0.0
     xyz_norm: XYZLatentNorm = XYZLatentNorm()
+    vae_latents: VAELatents = "sample"
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -57,6 +67,20 @@ def training_target(
     return xyz_norm.normalize(fuse_width(rgb_latent, xyz_latent, LATENT_WIDTH_AXIS))
 
 
+_LATENTS = ("rgb_latent", "xyz_latent", "cond_latent")
+
+
+def latent(
+    batch: dict[str, torch.Tensor], key: str, mode: VAELatents, generator: torch.Generator
+) -> torch.Tensor:
+    """The cached latent ``key``: its posterior mode, or a sample drawn with ``generator``."""
+    mean = batch[key]
+    if mode == "mode":
+        return mean
+    std = batch[f"{key}_std"]
+    return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+
+
 def flow_loss(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -68,14 +92,15 @@ def flow_loss(
 
     Args:
         batch: ``rgb_latent``, ``xyz_latent`` (B, 16, T', h, w), ``cond_latent``
-            (B, 16, T', h, 2w), ``prompt_embeds`` (B, 512, D), ``image_embeds`` (B, N, D').
+            (B, 16, T', h, 2w), their ``*_std`` (same shapes), ``prompt_embeds``
+            (B, 512, D), ``image_embeds`` (B, N, D').
         null_prompt: (512, D) embedding of the empty prompt.
         generator: CPU generator for noise, noise levels and dropout (reproducible).
     """
     param = next(p for p in model.parameters())
     device, dtype = param.device, torch.float32
-    target = training_target(batch["rgb_latent"], batch["xyz_latent"], settings.xyz_norm)
-    target = target.to(device, dtype)
+    rgb, xyz, cond = (latent(batch, k, settings.vae_latents, generator) for k in _LATENTS)
+    target = training_target(rgb, xyz, settings.xyz_norm).to(device, dtype)
     B = target.shape[0]
     noise = torch.randn(target.shape, generator=generator, dtype=dtype).to(device)
     sigma = sample_sigmas(B, settings.timesteps, generator, device=device)
@@ -88,9 +113,11 @@ def flow_loss(
     image = batch["image_embeds"].to(device, dtype)
     image = image * (~drop_image).to(device, dtype)[:, None, None]
 
-    mask = guided_mask_latent(settings.frames, settings.height, settings.width, batch=B)
+    condition = model_condition(
+        cond.to(device, dtype), settings.frames, settings.height, settings.width
+    )
     x_s = interpolate(target, noise, sigma)
-    inputs = torch.cat([x_s, mask.to(device, dtype), batch["cond_latent"].to(device, dtype)], 1)
+    inputs = torch.cat([x_s, condition], 1)
     prediction = model(
         hidden_states=inputs,
         timestep=sigma_to_timestep(sigma),

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from fourdnex.errors import FourDNeXError
 from fourdnex.models import save_lora
 from fourdnex.provenance import provenance, to_jsonable, write_json
+from fourdnex.sixd import XYZLatentNorm
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
 from fourdnex.train.config import TrainConfig
@@ -65,6 +66,20 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     ratio = cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.learning_rate * ratio
+
+
+def xyz_latent_norm(cfg: TrainConfig, location: str) -> XYZLatentNorm:
+    """The XYZ latent normalization of a run: the settings, else the base model's
+    ``fourdnex.json``, else the released statistics (method 3.3)."""
+    from fourdnex.models.small import read_model_card
+
+    card = read_model_card(location) if Path(location).is_dir() else None
+    base = card.xyz_latent if card is not None else XYZLatentNorm()
+    mean = base.mean if cfg.xyz_latent_mean is None else cfg.xyz_latent_mean
+    std = base.std if cfg.xyz_latent_std is None else cfg.xyz_latent_std
+    if not std > 0:
+        raise FourDNeXError(f"xyz_latent_std must be > 0, got {std}")
+    return XYZLatentNorm(mean, std)
 
 
 def check_output_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
@@ -207,6 +222,8 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         cfg.loss_weighting,
         cfg.text_dropout,
         cfg.image_dropout,
+        xyz_latent_norm(cfg, location),
+        cfg.vae_latents,
     )
     if main:
         trainable, total = count_parameters(unwrapped)

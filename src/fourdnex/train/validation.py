@@ -41,6 +41,8 @@ class Validator:
         self.clip_id = first.clip_id
 
     def _pipeline(self, model: nn.Module) -> Any:
+        from fourdnex.train.trainer import xyz_latent_norm
+
         if self._pipe is None:
             with quiet_dtype_deprecation():
                 self._pipe = FourDNeXPipeline.from_pretrained(
@@ -51,6 +53,7 @@ class Validator:
                 getattr(self._pipe, name).to(self.device)
         self._pipe.transformer = model
         self._pipe.compute_dtype = torch.float32
+        self._pipe.xyz_stats = xyz_latent_norm(self.cfg, self.location)
         return self._pipe
 
     def __call__(self, model: nn.Module, step: int, autocast: Any = None) -> Path:

@@ -1,0 +1,82 @@
+"""Metrics of a generated scene against the scene whose first frame it was given.
+
+These measure what an image-to-4D model must get right, on held-out synthetic
+scenes with exact ground truth (``benchmarks/bench_quality.py``, the model card):
+
+- :func:`first_frame_depth`: the depth of frame 0 (registered from the generated
+  XYZ) against the true depth, median-scale aligned (delta < 1.25 and AbsRel);
+- :func:`camera_direction`: the direction the camera travels over the clip, in the
+  first camera's axes, for generated and true cameras; their cosine says whether the
+  model moves the camera the way the input scene does;
+- :func:`consistency_ratio`: the generated clip's RGB-XYZ consistency relative to the
+  ground truth's own score.
+
+Generated XYZ lives in the model's space (first-camera axes, unknown scale), so only
+scale-free quantities are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fourdnex.errors import ValidationError
+from fourdnex.eval.depth import DepthMetrics, depth_metrics
+
+#: Camera translations shorter than this fraction of the scene extent have no direction.
+MIN_TRAVEL_FRACTION = 0.01
+
+
+def first_frame_depth(pred_depth: np.ndarray, gt_depth: np.ndarray) -> DepthMetrics:
+    """Frame-0 depth metrics after median scaling: (T, H, W) or (H, W) inputs."""
+    p = np.asarray(pred_depth)
+    g = np.asarray(gt_depth)
+    if p.ndim == 3:
+        p, g = p[:1], g[:1]
+    else:
+        p, g = p[None], g[None]
+    return depth_metrics(p, g, alignment="median")
+
+
+@dataclass(frozen=True)
+class Travel:
+    """Where the camera goes over a clip, in the first camera's axes.
+
+    Attributes:
+        direction: (3,) unit vector from the first to the last camera centre (zeros
+            when the camera barely moves).
+        length: that distance relative to the scene extent.
+    """
+
+    direction: np.ndarray
+    length: float
+
+    @property
+    def moves(self) -> bool:
+        return self.length >= MIN_TRAVEL_FRACTION
+
+
+def camera_direction(cam2world: np.ndarray, extent: float) -> Travel:
+    """The travel of a camera path (T, 4, 4) in the axes of its first camera."""
+    c2w = np.asarray(cam2world, dtype=np.float64)
+    if c2w.ndim != 3 or c2w.shape[1:] != (4, 4) or len(c2w) < 2:
+        raise ValidationError(f"cam2world must be (T >= 2, 4, 4), got {c2w.shape}")
+    if not extent > 0:
+        raise ValidationError(f"extent must be > 0, got {extent}")
+    move = c2w[0, :3, :3].T @ (c2w[-1, :3, 3] - c2w[0, :3, 3])
+    norm = float(np.linalg.norm(move))
+    direction = move / norm if norm > 0 else np.zeros(3)
+    return Travel(direction, norm / extent)
+
+
+def direction_cosine(a: Travel, b: Travel) -> float | None:
+    """Cosine between two travels; None when either camera does not move."""
+    if not (a.moves and b.moves):
+        return None
+    return float(np.clip(a.direction @ b.direction, -1.0, 1.0))
+
+
+def consistency_ratio(generated: float, ground_truth: float) -> float:
+    """Generated RGB-XYZ consistency error over the truth's own (1 = as consistent)."""
+    return float(generated / ground_truth) if ground_truth > 0 else float("inf")

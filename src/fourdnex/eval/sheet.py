@@ -1,0 +1,101 @@
+"""A picture of a generated 4D scene: one PNG sheet people would rather look at than read.
+
+Rows: the input image; generated RGB frames; generated XYZ frames (as colours);
+depth from registration; novel views (an orbit and bullet time) rendered from the
+point cloud. One sheet can hold several scenes, one block of rows each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fourdnex.io.atomic import atomic_file  # noqa: E402
+from fourdnex.scene import Scene4D, xyz_to_colors  # noqa: E402
+
+#: Frames shown per row.
+SHEET_COLUMNS = 5
+SHEET_DPI = 110
+
+
+@dataclass(frozen=True)
+class SheetEntry:
+    """One scene of the sheet.
+
+    Attributes:
+        title: shown above the block (e.g. the example's name and caption).
+        image: (H, W, 3) input image in [0, 1].
+        scene: the generated scene with registered ``depth``.
+        views: named novel-view videos, each (N, H, W, 3) in [0, 1].
+    """
+
+    title: str
+    image: np.ndarray
+    scene: Scene4D
+    views: dict[str, np.ndarray]
+
+
+def _frames(video: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
+    idx = np.unique(np.linspace(0, len(video) - 1, count).round().astype(int))
+    return [(int(i), video[i]) for i in idx]
+
+
+def _depth_colors(depth: np.ndarray) -> np.ndarray:
+    valid = depth > 0
+    lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
+    norm = np.clip((depth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+    colors = plt.get_cmap("turbo")(1.0 - norm)[..., :3]
+    colors[~valid] = 0.5
+    return colors.astype(np.float32)
+
+
+def write_sheet(path: str | Path, entries: list[SheetEntry], columns: int = SHEET_COLUMNS) -> Path:
+    """Write the sheet of ``entries`` to ``path`` (PNG, atomically)."""
+    rows: list[tuple[str, list[tuple[str, np.ndarray]]]] = []
+    for e in entries:
+        rows.append((e.title, [("input", e.image)]))
+        rows.append(("RGB", [(f"t={i}", f) for i, f in _frames(e.scene.rgb, columns)]))
+        xyz = xyz_to_colors(e.scene.xyz)
+        rows.append(("XYZ", [(f"t={i}", f) for i, f in _frames(xyz, columns)]))
+        if e.scene.depth is not None:
+            depth = _depth_colors(e.scene.depth)
+            rows.append(("depth", [(f"t={i}", f) for i, f in _frames(depth, columns)]))
+        for name, video in e.views.items():
+            rows.append((name, [(f"view {i}", f) for i, f in _frames(video, columns)]))
+    h, w = entries[0].image.shape[:2]
+    cell = 1.6
+    fig, axes = plt.subplots(
+        len(rows), columns, figsize=(cell * columns * w / h * 0.75 + 1.0, cell * len(rows) * 0.8),
+        squeeze=False,
+    )  # fmt: skip
+    for r, (label, cells) in enumerate(rows):
+        for c in range(columns):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(cells):
+                ax.axis("off")
+                continue
+            name, img = cells[c]
+            ax.imshow(np.clip(img, 0.0, 1.0), interpolation="nearest")
+            ax.set_title(name, fontsize=6, pad=2)
+            if c == 0:
+                ax.set_ylabel(label if len(label) < 12 else "", fontsize=7)
+        if len(label) >= 12:  # a block title: the caption of the example
+            axes[r][1].text(
+                0.0, 0.5, label, fontsize=6, wrap=True, va="center", transform=axes[r][1].transAxes
+            )
+            for c in range(1, columns):
+                axes[r][c].axis("off")
+    fig.tight_layout(pad=0.3)
+    out = Path(path)
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=SHEET_DPI, format="png")
+    plt.close(fig)
+    return out
