@@ -48,7 +48,7 @@ from fourdnex.eval.generation import (
     first_frame_depth,
 )
 from fourdnex.eval.report import aggregate, summary_row, write_report
-from fourdnex.eval.video import VideoModels
+from fourdnex.eval.video_metrics import VideoModels
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import plane_init
 from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene

@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fourdnex.geometry import register  # noqa: E402
-from fourdnex.geometry.known import (  # noqa: E402
+from fourdnex.testing.geometry import (  # noqa: E402
     KnownPointmaps,
     known_pointmaps,
     random_rotation,

@@ -1,7 +1,7 @@
 """Benchmark of the point renderer: frames per second at 480 x 720 with 345,600 points.
 
-Measures the tensor core (:func:`fourdnex.geometry.render.splat`) along a 30-frame orbit,
-with freed memory retained as ``4dnex render`` does (fourdnex.geometry.memory).
+Measures the tensor core (:func:`fourdnex.geometry.splat.splat`) along a 30-frame orbit,
+with freed memory retained as ``4dnex render`` does (fourdnex.geometry.heap).
 
 Run: .venv/bin/python benchmarks/bench_render.py   (target >= 30 frames/s on 2 CPU cores)
 """
@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from fourdnex.cameras import invert_rigid
-from fourdnex.geometry.known import known_pointmaps
-from fourdnex.geometry.memory import retain_freed_memory
-from fourdnex.geometry.render import splat
+from fourdnex.geometry.heap import retain_freed_memory
+from fourdnex.geometry.splat import splat
 from fourdnex.geometry.trajectories import make_trajectory
+from fourdnex.testing.geometry import known_pointmaps
 
 TARGET_FPS = 30.0
 H, W = 480, 720

@@ -4,7 +4,7 @@ Targets (2 CPU cores): 49 frames at 480 x 720 in <= 10 s; 17 frames at 64 x 96 i
 
     .venv/bin/python benchmarks/bench_synthetic.py [--repeats R] [--quick]
 
-The renderer runs on ``RENDER_THREADS`` torch threads (one: see fourdnex.synthetic.render).
+The renderer runs on ``RENDER_THREADS`` torch threads (one: see fourdnex.synthetic.frames).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import statistics
 import time
 
 from fourdnex.synthetic import make_scene
-from fourdnex.synthetic.render import RENDER_THREADS
+from fourdnex.synthetic.frames import RENDER_THREADS
 
 #: (frames, height, width, target seconds)
 CASES = ((17, 64, 96, 0.2), (49, 480, 720, 10.0))

@@ -11,15 +11,22 @@ X=".venv/bin/4dnex"
 mkdir -p "$RUN"
 step() { printf '\n== %s (%s) ==\n' "$*" "$(date +%T)"; }
 
-step "1. synthetic data: training seeds 0-1199, held-out seeds 1000000-1000099"
-[ -d "$RUN/train-data" ] || $X synth --count 1200 --seed 0 --frames 17 --height 64 --width 96 \
+step "1. synthetic data: training seeds 0-599, held-out seeds 1000000-1000099"
+[ -d "$RUN/train-data" ] || $X synth --count 600 --seed 0 --frames 17 --height 64 --width 96 \
     --out "$RUN/train-data"
 [ -d "$RUN/eval-data" ] || $X synth --count 100 --seed 1000000 --frames 17 --height 64 \
     --width 96 --out "$RUN/eval-data"
 
-step "2. the VAE, from scratch, and the base model directory"
+step "2a. the VAE from scratch on 5-frame crops (the first frame, then one group of 4)"
+[ -d "$RUN/vae-stage1/model" ] || $X train-vae --data "$RUN/train-data" \
+    --eval-data "$RUN/eval-data" --out "$RUN/vae-stage1" --steps 2000 --max-clips 400 \
+    --stats-clips 200 --eval-clips 20 --seed 0
+
+step "2b. the VAE on 9-frame crops (a group after a group: what later chunks see), base model"
 [ -d "$RUN/vae/model" ] || $X train-vae --data "$RUN/train-data" --eval-data "$RUN/eval-data" \
-    --out "$RUN/vae" --steps 2000 --max-clips 400 --stats-clips 200 --eval-clips 20 --seed 0
+    --out "$RUN/vae" --init "$RUN/vae-stage1/vae" --steps 1000 --batch-size 6 \
+    --crop-frames 9 --learning-rate 5e-4 --warmup-steps 50 --max-clips 400 --stats-clips 200 \
+    --eval-clips 20 --seed 1
 
 step "3. the latent cache (resumable)"
 $X encode --data "$RUN/train-data" --preset small-synthetic --model "$RUN/vae/model" \

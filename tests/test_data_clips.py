@@ -23,7 +23,7 @@ from fourdnex.data import (
 )
 from fourdnex.data.clips import CLIP_JSON, GEOMETRY, RGB_VIDEO
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.io.video import read_video, write_video
+from fourdnex.io.video_files import read_video, write_video
 from fourdnex.synthetic import make_scene
 
 T, H, W = 5, 16, 24

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from fourdnex.cli.main import main as cli_main
 from fourdnex.data import write_dataset
 from fourdnex.errors import FourDNeXError
-from fourdnex.io.video import write_video
+from fourdnex.io.video_files import write_video
 from fourdnex.synthetic import make_scene
 from fourdnex.train.cache import (
     CacheSettings,

@@ -12,7 +12,7 @@ from fourdnex.errors import ValidationError
 from fourdnex.eval.alignment import Similarity, least_squares_scale_shift, umeyama
 from fourdnex.eval.consistency import registration_residual, rgb_xyz_consistency
 from fourdnex.eval.depth import depth_metrics
-from fourdnex.eval.points import chamfer_distance, pointmap_metrics
+from fourdnex.eval.pointmaps import chamfer_distance, pointmap_metrics
 from fourdnex.eval.trajectory import CURVATURE_EPS, camera_smoothness, trajectory_metrics
 
 

@@ -14,7 +14,12 @@ from fourdnex.errors import FourDNeXError
 from fourdnex.eval.aesthetic import AestheticLinear, AestheticMLP, load_aesthetic_head
 from fourdnex.eval.features import load_clip, load_dino
 from fourdnex.eval.optical_flow import dynamic_degree, lucas_kanade_flow, top_magnitude
-from fourdnex.eval.video import SKIP_REASONS, VideoModels, temporal_consistency, video_metrics
+from fourdnex.eval.video_metrics import (
+    SKIP_REASONS,
+    VideoModels,
+    temporal_consistency,
+    video_metrics,
+)
 
 TINY = 32  # image size of the tiny models
 

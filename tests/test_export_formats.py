@@ -9,11 +9,11 @@ import pytest
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.export import ExportOptions, export_scene, select_points
-from fourdnex.export.cameras import OPENCV_TO_OPENGL
+from fourdnex.export.camera_files import OPENCV_TO_OPENGL
 from fourdnex.export.glb import WORLD_TO_GLTF
 from fourdnex.export.ply import read_ply, write_ply
 from fourdnex.geometry import Trajectory
-from fourdnex.io.video import to_uint8
+from fourdnex.io.video_files import to_uint8
 from fourdnex.scene import Scene4D
 
 

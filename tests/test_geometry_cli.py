@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fourdnex.cli.main import main
-from fourdnex.io.video import read_video
+from fourdnex.io.video_files import read_video
 from fourdnex.scene import Scene4D
 
 
@@ -39,7 +39,7 @@ def test_register_stores_cameras_and_keeps_other_files(scene_dir, capsys):
     # cameras are not replaced silently
     assert main(["register", str(path)]) == 2
     assert "already has cameras" in capsys.readouterr().err
-    assert main(["register", str(path), "--overwrite", "--per-frame-intrinsics"]) == 0
+    assert main(["register", str(path), "--overwrite", "--no-shared-intrinsics"]) == 0
 
 
 def test_register_bad_input(tmp_path, capsys):
@@ -70,7 +70,7 @@ def test_render_preset_and_custom_trajectory(scene_dir, tmp_path, capsys):
     video = tmp_path / "orbit.mp4"
     # no cameras yet: registered on the fly
     assert main(["render", str(path), "--trajectory", "orbit", "--out", str(video)]) == 0
-    assert "registering on the fly" in capsys.readouterr().out
+    assert "registering them (not saved)" in capsys.readouterr().out
     frames = read_video(video)
     mask = read_video(tmp_path / "orbit.mask.mkv")
     assert frames.shape[0] == 4 and mask.shape == (4, 24, 36, 3)

@@ -8,9 +8,9 @@ import pytest
 from fourdnex.cameras import backproject, rotation_angle_deg
 from fourdnex.errors import ValidationError
 from fourdnex.geometry import RegisterSettings, register
-from fourdnex.geometry.known import known_pointmaps, random_rotation, registration_errors
 from fourdnex.geometry.register import DEFAULT_FOCAL_FACTOR
 from fourdnex.sixd import plane_init
+from fourdnex.testing.geometry import known_pointmaps, random_rotation, registration_errors
 
 # Targets of the issue: exact input, and 1% noise with 5% outliers.
 EXACT = dict(rot_deg=0.1, focal=0.005, center=0.005, depth=0.005)

@@ -17,8 +17,8 @@ from fourdnex.geometry import (
     render_points,
     render_trajectory,
 )
-from fourdnex.geometry.known import known_pointmaps
-from fourdnex.geometry.render import disc_offsets
+from fourdnex.geometry.splat import disc_offsets
+from fourdnex.testing.geometry import known_pointmaps
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -52,7 +52,7 @@ def test_save_load_is_lossless(tmp_path: Path) -> None:
 
 
 def test_previews_are_videos_of_the_right_size(tmp_path: Path) -> None:
-    from fourdnex.io.video import read_video
+    from fourdnex.io.video_files import read_video
 
     make(T=4, H=6, W=8).save(tmp_path / "s")
     frames = read_video(tmp_path / "s" / "xyz.mp4")
@@ -143,7 +143,7 @@ def test_directory_that_is_not_a_scene(tmp_path: Path) -> None:
 
 
 def test_failed_save_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import fourdnex.io.video as video
+    import fourdnex.io.video_files as video
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
@@ -157,7 +157,7 @@ def test_failed_save_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_failed_overwrite_keeps_the_old_scene(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import fourdnex.io.video as video
+    import fourdnex.io.video_files as video
 
     old = make(seed=1)
     old.save(tmp_path / "s")

@@ -10,7 +10,7 @@ import pytest
 from fourdnex import Scene4D
 from fourdnex.cli.main import main
 from fourdnex.data import check_dataset, open_dataset
-from fourdnex.io.video import read_video
+from fourdnex.io.video_files import read_video
 from fourdnex.synthetic import make_scene
 
 SIZE = ["--frames", "3", "--height", "12", "--width", "16"]

@@ -18,9 +18,9 @@ from fourdnex.models import save_lora
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
 from fourdnex.train.config import preset_config
-from fourdnex.train.dataset import LatentCacheDataset
 from fourdnex.train.distribution import export_copy
 from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.samples import LatentCacheDataset
 from fourdnex.train.trainable import trainable_model
 
 

@@ -17,8 +17,8 @@ from fourdnex.synthetic import make_scene
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, encode_dataset
 from fourdnex.train.config import TrainConfig, preset_config
-from fourdnex.train.dataset import DataOrder, StepLayout, StepSampler
 from fourdnex.train.encoder import WanEncoder
+from fourdnex.train.samples import DataOrder, StepLayout, StepSampler
 from fourdnex.train.trainer import learning_rate, train
 
 FRAMES, HEIGHT, WIDTH = 5, 32, 48

@@ -206,7 +206,7 @@ class Scene4D:
             }
             (tmp / SCENE_JSON).write_text(json.dumps(header, indent=2) + "\n")
             if previews:
-                from fourdnex.io.video import write_video
+                from fourdnex.io.video_files import write_video
 
                 write_video(tmp / RGB_PREVIEW, self.rgb, fps=PREVIEW_FPS)
                 write_video(tmp / XYZ_PREVIEW, xyz_to_colors(self.xyz), fps=PREVIEW_FPS)

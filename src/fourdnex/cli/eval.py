@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.eval.evaluate import EvalSettings, evaluate_scene
-from fourdnex.eval.points import PointAlignment
+from fourdnex.eval.pointmaps import PointAlignment
 from fourdnex.scene import SCENE_JSON, Scene4D, read_header
 
 
@@ -91,7 +91,7 @@ def main(argv: list[str]) -> int:
     from fourdnex.eval.aesthetic import load_aesthetic_head
     from fourdnex.eval.features import load_clip, load_dino
     from fourdnex.eval.report import write_report
-    from fourdnex.eval.video import VideoModels
+    from fourdnex.eval.video_metrics import VideoModels
 
     pairs = resolve_pairs(cfg.scenes, cfg.gt)
     if cfg.out.exists() and (not cfg.out.is_dir() or any(cfg.out.iterdir())) and not cfg.overwrite:

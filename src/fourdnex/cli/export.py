@@ -7,12 +7,13 @@ file). Conventions are in docs/geometry.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
 
 import tyro
 
+from fourdnex.export.selection import ExportOptions
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
 
@@ -29,21 +30,19 @@ class ExportConfig:
     """Output format (ply and transforms write a folder, the others one file)."""
     out: Path
     """Output path (a folder for ply and transforms)."""
-    conf_threshold: float = 0.0
-    """Drop points with confidence below this (point formats, scenes with confidence)."""
-    stride: int = 1
-    """Keep every stride-th pixel in both directions (point formats)."""
-    crop_percentile: float = 0.0
-    """Drop points outside the [p, 100 - p] percentile box of the clip (point formats)."""
+    options: Annotated[ExportOptions, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=ExportOptions
+    )
+    """Which points are exported (point formats)."""
     overwrite: bool = False
     """Replace an existing output."""
 
 
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(ExportConfig, args=argv, prog="4dnex export")
-    from fourdnex.export import ExportOptions, export_scene
+    from fourdnex.export import export_scene
 
-    options = ExportOptions(cfg.conf_threshold, cfg.stride, cfg.crop_percentile)
+    options = cfg.options
     options.validate()
     scene = Scene4D.load(cfg.scene)
     result = export_scene(scene, cfg.format, cfg.out, options, provenance(cfg), cfg.overwrite)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -18,7 +18,7 @@ import numpy as np
 import tyro
 
 from fourdnex.errors import FourDNeXError
-from fourdnex.geometry.register import Registration
+from fourdnex.geometry.register import RegisterSettings, Registration
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import SCENE_ARRAYS, SCENE_JSON, Scene4D
 
@@ -32,34 +32,28 @@ class RegisterConfig:
 
     scene: Annotated[Path, tyro.conf.Positional]
     """The scene directory (holds scene.json and scene.safetensors)."""
-    per_frame_intrinsics: bool = False
-    """Fit one K per frame instead of one K shared by the clip."""
-    samples_per_frame: int = 4096
-    """Pixels per frame used by the solvers (depth is computed for every pixel)."""
-    min_conf: float = 0.0
-    """Ignore pixels whose confidence is <= this (scenes with a confidence map)."""
+    settings: Annotated[RegisterSettings, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=RegisterSettings
+    )
+    """Registration settings (the library's defaults)."""
     overwrite: bool = False
     """Replace cameras the scene already has (for example ground truth)."""
 
 
 def main(argv: list[str]) -> int:
     cfg = tyro.cli(RegisterConfig, args=argv, prog="4dnex register")
-    from fourdnex.export.cameras import cameras_json
-    from fourdnex.geometry import RegisterSettings, register_scene
+    from fourdnex.export.camera_files import cameras_json
+    from fourdnex.geometry import register_scene
     from fourdnex.io.atomic import atomic_directory
 
-    if cfg.samples_per_frame < 16:
-        raise FourDNeXError(f"--samples-per-frame must be >= 16, got {cfg.samples_per_frame}")
+    settings = cfg.settings
+    if settings.samples_per_frame < 16:
+        raise FourDNeXError(f"--samples-per-frame must be >= 16, got {settings.samples_per_frame}")
     scene = Scene4D.load(cfg.scene)
     if scene.K is not None and scene.cam2world is not None and not cfg.overwrite:
         raise FourDNeXError(
             f"{cfg.scene}: the scene already has cameras (pass --overwrite to replace them)"
         )
-    settings = RegisterSettings(
-        shared_intrinsics=not cfg.per_frame_intrinsics,
-        samples_per_frame=cfg.samples_per_frame,
-        min_conf=cfg.min_conf,
-    )
     start = time.perf_counter()
     placed = register_scene(scene, settings)
     seconds = time.perf_counter() - start

@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     cfg = tyro.cli(RenderConfig, args=argv, prog="4dnex render")
     from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, with_cameras
     from fourdnex.geometry.novel_view import render_trajectory
-    from fourdnex.io.video import write_video
+    from fourdnex.io.video_files import write_video
 
     paths = output_paths(cfg.out)
     if not cfg.overwrite and any(p.exists() for p in paths):

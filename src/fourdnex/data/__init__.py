@@ -2,21 +2,12 @@
 
 - :mod:`fourdnex.data.clips`: one clip (``rgb.mp4``, ``geometry.safetensors``,
   ``clip.json``): :func:`write_clip`, :func:`read_clip`, :func:`validate_clip`.
-- :mod:`fourdnex.data.dataset`: a dataset of clips (``dataset.json``, ``index.jsonl``,
+- :mod:`fourdnex.data.clip_dataset`: a dataset of clips (``dataset.json``, ``index.jsonl``,
   ``clips/<id>/``): :func:`write_dataset`, :func:`open_dataset`, :func:`check_dataset`,
   :func:`export_rgb_mp4`.
 """
 
-from fourdnex.data.clips import (
-    CLIP_FPS,
-    Clip,
-    ClipFormatError,
-    read_clip,
-    validate_clip,
-    write_clip,
-    write_scene_clip,
-)
-from fourdnex.data.dataset import (
+from fourdnex.data.clip_dataset import (
     ClipEntry,
     DatasetFormatError,
     DatasetIndex,
@@ -26,6 +17,15 @@ from fourdnex.data.dataset import (
     export_rgb_mp4,
     open_dataset,
     write_dataset,
+)
+from fourdnex.data.clips import (
+    CLIP_FPS,
+    Clip,
+    ClipFormatError,
+    read_clip,
+    validate_clip,
+    write_clip,
+    write_scene_clip,
 )
 
 __all__ = [

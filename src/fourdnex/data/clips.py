@@ -18,7 +18,7 @@ A clip directory ``clips/<id>/`` holds:
 
 A clip is written atomically (a temporary directory renamed into place) and every
 read checks it fully: a broken clip raises :class:`ClipFormatError` naming the clip
-and the reason, never a silent skip. Datasets of clips: :mod:`fourdnex.data.dataset`.
+and the reason, never a silent skip. Datasets of clips: :mod:`fourdnex.data.clip_dataset`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
-from fourdnex.io.video import read_video, write_video
+from fourdnex.io.video_files import read_video, write_video
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import XYZNormalization, normalize_pointmaps
 

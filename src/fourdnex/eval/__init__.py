@@ -5,7 +5,7 @@ Submodules (import what you need; the video metrics import transformers lazily):
 
 - :mod:`~fourdnex.eval.alignment`: Umeyama Sim(3), median and scale-shift fits.
 - :mod:`~fourdnex.eval.depth`: AbsRel, delta < 1.25.
-- :mod:`~fourdnex.eval.points`: relative point error, inlier ratio, Chamfer.
+- :mod:`~fourdnex.eval.pointmaps`: relative point error, inlier ratio, Chamfer.
 - :mod:`~fourdnex.eval.trajectory`: ATE, RPE, camera smoothness (paper eq. 1).
 - :mod:`~fourdnex.eval.consistency`: RGB-XYZ cross-modal consistency, residual.
 """
@@ -15,7 +15,12 @@ from __future__ import annotations
 from fourdnex.eval.alignment import Similarity, umeyama
 from fourdnex.eval.consistency import ConsistencyMetrics, registration_residual, rgb_xyz_consistency
 from fourdnex.eval.depth import DepthMetrics, depth_metrics
-from fourdnex.eval.points import ChamferMetrics, PointmapMetrics, chamfer_distance, pointmap_metrics
+from fourdnex.eval.pointmaps import (
+    ChamferMetrics,
+    PointmapMetrics,
+    chamfer_distance,
+    pointmap_metrics,
+)
 from fourdnex.eval.trajectory import (
     SmoothnessMetrics,
     TrajectoryMetrics,

@@ -3,7 +3,7 @@
 Cameras of the evaluated scene come from the scene itself (``K``, ``cam2world``
 and ``depth`` when present) or, for a generated scene that has none, from
 :func:`fourdnex.geometry.register` on its XYZ. Ground truth is compared after the
-alignments of :mod:`~fourdnex.eval.depth`, :mod:`~fourdnex.eval.points` and
+alignments of :mod:`~fourdnex.eval.depth`, :mod:`~fourdnex.eval.pointmaps` and
 :mod:`~fourdnex.eval.trajectory`, since generated XYZ lives in model space.
 """
 
@@ -25,7 +25,7 @@ from fourdnex.eval.consistency import (
     rgb_xyz_consistency,
 )
 from fourdnex.eval.depth import DepthMetrics, abs_rel_map, depth_metrics
-from fourdnex.eval.points import (
+from fourdnex.eval.pointmaps import (
     CHAMFER_MAX_POINTS,
     POINTMAP_INLIER_THRESHOLD,
     PointAlignment,
@@ -40,7 +40,7 @@ from fourdnex.eval.trajectory import (
     camera_smoothness,
     trajectory_metrics,
 )
-from fourdnex.eval.video import VideoMetrics, VideoModels, video_metrics
+from fourdnex.eval.video_metrics import VideoMetrics, VideoModels, video_metrics
 from fourdnex.scene import PREVIEW_FPS, Scene4D
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from fourdnex.errors import FourDNeXError
-from fourdnex.io.video import to_uint8
+from fourdnex.io.video_files import to_uint8
 
 FeatureKind = Literal["dino", "clip"]
 #: Frames per forward pass.

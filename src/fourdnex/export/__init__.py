@@ -7,7 +7,7 @@ point clouds and camera frustums), ``npz`` (every scene array, no object arrays)
 folder: transforms.json + images), ``rrd`` (a rerun recording).
 """
 
-from fourdnex.export.points import ExportOptions, FramePoints, select_points
+from fourdnex.export.selection import ExportOptions, FramePoints, select_points
 from fourdnex.export.writers import FORMATS, export_scene
 
 __all__ = ["FORMATS", "ExportOptions", "FramePoints", "export_scene", "select_points"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fourdnex.export.points import FramePoints
+from fourdnex.export.selection import FramePoints
 from fourdnex.io.atomic import atomic_file
 
 #: Applied to world points (on the left) to get glTF coordinates.

@@ -15,9 +15,9 @@ import numpy as np
 from tqdm import tqdm
 
 from fourdnex.errors import FourDNeXError
-from fourdnex.export.points import FramePoints
+from fourdnex.export.selection import FramePoints
 from fourdnex.io.atomic import atomic_file
-from fourdnex.io.video import to_uint8
+from fourdnex.io.video_files import to_uint8
 from fourdnex.scene import Scene4D
 
 TIMELINE = "frame"

@@ -6,13 +6,13 @@ Conventions are those of :mod:`fourdnex.cameras` (OpenCV axes, pixel centres at
 
 from fourdnex.geometry.novel_view import NovelViews, render_trajectory
 from fourdnex.geometry.register import RegisterSettings, Registration, register
-from fourdnex.geometry.render import Render, render_points
 from fourdnex.geometry.scene_cameras import (
     SceneWithCameras,
     has_cameras,
     register_scene,
     with_cameras,
 )
+from fourdnex.geometry.splat import Render, render_points
 from fourdnex.geometry.trajectories import PRESETS, Trajectory, load_trajectory, make_trajectory
 
 __all__ = [

@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from fourdnex.cameras import invert_rigid
 from fourdnex.errors import ValidationError
-from fourdnex.geometry.memory import retain_freed_memory
-from fourdnex.geometry.render import splat
+from fourdnex.geometry.heap import retain_freed_memory
+from fourdnex.geometry.splat import splat
 from fourdnex.geometry.trajectories import Trajectory
 
 

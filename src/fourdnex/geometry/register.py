@@ -35,9 +35,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fourdnex.cameras import intrinsics, invert_rigid, pixel_centers
+from fourdnex.geometry.heap import retain_freed_memory
 from fourdnex.geometry.inputs import Samples, check_pointmaps, sample_pixels, spread
 from fourdnex.geometry.linear import calibrated_pose, lmeds_weights, planar_pose, resect
-from fourdnex.geometry.memory import retain_freed_memory
 from fourdnex.geometry.refine import Cameras, planes, refine, residuals, robust_weights
 
 #: Focal length of the fallback intrinsics, times the image width (released init 1.2 W).

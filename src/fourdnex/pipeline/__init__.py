@@ -9,7 +9,7 @@
 import fourdnex.models.loading  # noqa: F401  (first: installs the log filter before transformers)
 from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
 from fourdnex.pipeline.images import LoadedImage, load_image, resolve_resolution
-from fourdnex.pipeline.memory import (
+from fourdnex.pipeline.memory_modes import (
     MEMORY_MODES,
     MemorySettings,
     apply_memory,

@@ -7,8 +7,8 @@ import numpy as np
 from fourdnex.cameras import check_intrinsics, check_rigid, intrinsics_from_fov
 from fourdnex.errors import ValidationError
 from fourdnex.scene import Scene4D
+from fourdnex.synthetic.frames import render
 from fourdnex.synthetic.motion import camera_path, object_poses
-from fourdnex.synthetic.render import render
 from fourdnex.synthetic.sample import SceneOptions, sample_spec
 from fourdnex.synthetic.spec import SceneSpec, caption
 

@@ -232,7 +232,7 @@ def _small_synthetic() -> dict[str, Any]:
         "height": SMALL_HEIGHT,
         "width": SMALL_WIDTH,
         "full_finetune": True,
-        "max_steps": 3000,
+        "max_steps": 950,
         "batch_size": 8,
         "micro_batch_size": 8,
         "learning_rate": 5e-4,

@@ -27,7 +27,6 @@ from fourdnex.sixd import XYZLatentNorm
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
 from fourdnex.train.config import TrainConfig
-from fourdnex.train.dataset import DataOrder, LatentCacheDataset, StepLayout, StepSampler
 from fourdnex.train.distribution import (
     backend,
     check_backend,
@@ -35,6 +34,7 @@ from fourdnex.train.distribution import (
     export_copy,
 )
 from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.samples import DataOrder, LatentCacheDataset, StepLayout, StepSampler
 from fourdnex.train.trainable import count_parameters, model_location, trainable_model
 
 CONFIG_JSON = "config.json"

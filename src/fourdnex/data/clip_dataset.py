@@ -37,7 +37,7 @@ from fourdnex.data.clips import (
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory, atomic_file
 from fourdnex.io.formats import read_versioned_json
-from fourdnex.io.video import write_video
+from fourdnex.io.video_files import write_video
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import Scene4D
 

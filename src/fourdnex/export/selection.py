@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fourdnex.errors import ValidationError
-from fourdnex.io.video import to_uint8
+from fourdnex.io.video_files import to_uint8
 from fourdnex.scene import Scene4D
 
 

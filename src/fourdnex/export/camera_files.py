@@ -80,7 +80,7 @@ def write_images(directory: Path, scene: Scene4D) -> list[str]:
     """RGB frames as PNG under ``directory/images``; returns their relative paths."""
     from PIL import Image
 
-    from fourdnex.io.video import to_uint8
+    from fourdnex.io.video_files import to_uint8
 
     (directory / "images").mkdir(parents=True, exist_ok=True)
     names = []

@@ -1,0 +1,5 @@
+"""Fixtures for tests and benchmarks: scenes with known answers (not used by the library).
+
+- :mod:`fourdnex.testing.geometry`: pointmaps seen by known cameras, with noise and
+  outliers, for registration and rendering checks.
+"""
