@@ -45,12 +45,28 @@ def test_generate_end_to_end(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None
         assert (out / stem / "rgb.mp4").is_file() and (out / stem / "xyz.mp4").is_file()
         record = json.loads((out / stem / "generation.json").read_text())
         assert record["seed"] == 3 + i and record["scene"]["seed"] == 3 + i
-        assert record["settings"]["steps"] == 2 and "diffusers" in record["versions"]
+        assert record["settings"]["settings"]["steps"] == 2 and "diffusers" in record["versions"]
         assert record["scene"]["prompt_used"] == "a cat POINTMAP_STYLE."
     assert Scene4D.load(out / "g16").meta["notes"][0].startswith("input converted")
     # existing scenes are refused without --overwrite, before loading anything
     assert main([*args, *FAST]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_prompt_per_line(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None:
+    images = [_png(tmp_path / "a.png"), _png(tmp_path / "b.png")]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\na dog  running\n")
+    base = ["generate", *map(str, images), "--model", str(tiny_wan_dir), *FAST]
+    out = tmp_path / "out"
+    assert main([*base, "--out", str(out), "--prompt-file", str(prompts), "--prompt-per-line"]) == 0
+    used = [Scene4D.load(out / s).meta["prompt"] for s in ("a", "b")]
+    assert used == ["a cat", "a dog running"]
+    prompts.write_text("only one line\n")
+    bad = [*base, "--out", str(tmp_path / "o2"), "--prompt-file", str(prompts), "--prompt-per-line"]
+    assert main(bad) == 2
+    assert "one non-empty line per image" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()
 
 
 @pytest.mark.parametrize(

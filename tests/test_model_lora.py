@@ -135,6 +135,7 @@ def test_own_lora_round_trips(tmp_path: Path) -> None:
         save_lora(model, tmp_path / "ours")
 
 
+@pytest.mark.filterwarnings("ignore:While injecting the PEFT adapters")
 def test_own_lora_loads_in_diffusers(tmp_path: Path) -> None:
     """Our file through diffusers' own loader (load_lora_weights + fuse_lora) gives the
     fused weights that our loader gives."""

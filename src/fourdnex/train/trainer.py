@@ -124,15 +124,34 @@ def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
     return flat
 
 
-def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> TrainResult:
-    """Run (or resume) a training run as configured; every process calls this.
+@dataclass
+class Run:
+    """Everything a running training job holds (built by :func:`setup`)."""
 
-    ``stop_after``: return after this optimizer step (its checkpoint, if due, is
-    written) as if the run were killed there; the learning-rate schedule still
-    follows ``max_steps``. For tests and benchmarks.
-    """
+    cfg: TrainConfig
+    accelerator: Any
+    kind: str  # "ddp", "fsdp" or "deepspeed"
+    accumulation: int
+    location: str  # the base model's directory or hub id
+    model: Any  # prepared by accelerate
+    optimizer: Any
+    unwrapped: torch.nn.Module
+    export: torch.nn.Module | None  # what the LoRA / weights are written from (main only)
+    params: list[torch.nn.Parameter]  # clipped parameters
+    names: set[str]  # trainable parameter names
+    entries: list[Path]  # the latent cache entries, in dataset order
+    null_prompt: torch.Tensor
+    objective: ObjectiveSettings
+    latest: tuple[int, Path] | None  # the checkpoint to resume from
+
+    @property
+    def main(self) -> bool:
+        return bool(self.accelerator.is_main_process)
+
+
+def setup(cfg: TrainConfig) -> Run:
+    """Check everything cheap, then build the model, optimizer and objective."""
     from accelerate import Accelerator
-    from tqdm import tqdm
 
     check_backend_available()
     if importlib.util.find_spec("tensorboard") is None:
@@ -142,11 +161,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         log_with="tensorboard",
         project_dir=str(cfg.out / LOGS_DIR),
     )
-    world, rank, main = (
-        accelerator.num_processes,
-        accelerator.process_index,
-        accelerator.is_main_process,
-    )
+    world, main = accelerator.num_processes, accelerator.is_main_process
     cfg.validate(world)
     accumulation = cfg.accumulation_steps(world)
     kind = check_backend(accelerator, cfg, accumulation)
@@ -157,7 +172,7 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     if not main:
         latest = ckpt.latest_checkpoint(cfg.out) if cfg.resume else None
     if main:
-        location = model_location(cfg.model)
+        model_location(cfg.model)  # builds the tiny model once, on the main process
     accelerator.wait_for_everyone()
     location = model_location(cfg.model, build=False)
     settings = CacheSettings(model=cfg.model, frames=cfg.frames, height=cfg.height, width=cfg.width)
@@ -166,15 +181,11 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     if main:
         write_json(
             cfg.out / CONFIG_JSON,
-            {
-                **provenance(cfg),
-                "world_size": world,
-                "accumulation_steps": accumulation,
-                "backend": kind,
-            },
-        )
+            {**provenance(cfg), "world_size": world, "accumulation_steps": accumulation,
+             "backend": kind},
+        )  # fmt: skip
 
-    # ---- 2. model, optimizer, data
+    # ---- 2. model and optimizer
     torch.manual_seed(cfg.seed)  # LoRA initialization: the same on every process and run
     model = trainable_model(cfg, location)
     names = ckpt.trainable_names(model)
@@ -194,26 +205,6 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         params = list(model.parameters())
     if export is None and main:
         export = unwrapped
-    start = 0
-    if latest is not None:
-        record = ckpt.read_checkpoint_json(latest[1])
-        start = int(record["step"])
-        if kind == "deepspeed":
-            accelerator.load_state(str(latest[1] / ckpt.STATE_DIR / DEEPSPEED_DIR))
-        else:
-            ckpt.read_state(latest[1] / ckpt.STATE_DIR, model, optimizer.optimizer, names)
-        changed = _changed_settings(record.get("settings") or {}, cfg)
-        if main and changed:
-            print(
-                f"train: resuming step {start} with changed settings (not an exact "
-                f"continuation): {'; '.join(changed)}"
-            )
-    dataset = LatentCacheDataset(entries)
-    layout = StepLayout(cfg.micro_batch_size, accumulation, world)
-    sampler = StepSampler(DataOrder(cfg.seed, len(dataset)), layout, rank, start, cfg.max_steps)
-    loader = DataLoader(
-        dataset, batch_size=cfg.micro_batch_size, sampler=sampler, num_workers=cfg.num_workers
-    )
     objective = ObjectiveSettings(
         cfg.frames,
         cfg.height,
@@ -225,70 +216,118 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
         xyz_latent_norm(cfg, location),
         cfg.vae_latents,
     )
-    if main:
-        trainable, total = count_parameters(unwrapped)
-        accelerator.init_trackers("train", config=_tracker_config(cfg))
-        print(
-            f"train: {len(dataset)} clips, {kind}, {world} process(es) x {cfg.micro_batch_size} x "
-            f"{accumulation} accumulation = batch {cfg.batch_size}; trainable "
-            f"{trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}"
-        )
+    return Run(cfg, accelerator, kind, accumulation, location, model, optimizer, unwrapped,
+               export, params, names, entries, null_prompt, objective, latest)  # fmt: skip
 
-    # ---- 3. the loop
-    result = TrainResult(cfg.out, start, start, main_process=main)
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=start,
-        desc="train",
-        unit="step",
-        disable=not (progress and main),
-        dynamic_ncols=True,
+
+def resume(run: Run) -> int:
+    """Load the latest checkpoint (if any) into the model and optimizer; the step to start at."""
+    if run.latest is None:
+        return 0
+    cfg, path = run.cfg, run.latest[1]
+    record = ckpt.read_checkpoint_json(path)
+    if run.kind == "deepspeed":
+        run.accelerator.load_state(str(path / ckpt.STATE_DIR / DEEPSPEED_DIR))
+    else:
+        ckpt.read_state(path / ckpt.STATE_DIR, run.model, run.optimizer.optimizer, run.names)
+    changed = _changed_settings(record.get("settings") or {}, cfg)
+    if run.main and changed:
+        print(
+            f"train: resuming step {record['step']} with changed settings (not an exact "
+            f"continuation): {'; '.join(changed)}"
+        )
+    return int(record["step"])
+
+
+def data_loader(run: Run, start: int) -> DataLoader:
+    """The samples of steps ``start`` .. ``max_steps`` of this process, in run order."""
+    cfg, acc = run.cfg, run.accelerator
+    dataset = LatentCacheDataset(run.entries)
+    layout = StepLayout(cfg.micro_batch_size, run.accumulation, acc.num_processes)
+    order = DataOrder(cfg.seed, len(dataset))
+    sampler = StepSampler(order, layout, acc.process_index, start, cfg.max_steps)
+    return DataLoader(
+        dataset, batch_size=cfg.micro_batch_size, sampler=sampler, num_workers=cfg.num_workers
     )
+
+
+def train_step(run: Run, step: int, batches: Any) -> tuple[float, float]:
+    """One optimizer step (with its accumulation micro-steps); ``(global loss, lr)``."""
+    cfg, acc = run.cfg, run.accelerator
+    lr = learning_rate(cfg, step)
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    total_loss = torch.zeros((), device=acc.device)
+    for micro in range(run.accumulation):
+        batch = next(batches)
+        gen = step_generator(cfg.seed, 0 if cfg.overfit_batch else step, micro, acc.process_index)
+        with acc.accumulate(run.model):  # no_sync but at the last micro-step
+            with acc.autocast():
+                loss = flow_loss(run.model, batch, run.null_prompt, run.objective, gen)
+            acc.backward(loss)  # divides by the accumulation steps
+        total_loss += loss.detach() / run.accumulation
+    if cfg.max_grad_norm > 0:
+        acc.clip_grad_norm_(run.params, cfg.max_grad_norm)
+    run.optimizer.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    global_loss = acc.reduce(total_loss, reduction="mean").item()
+    if not math.isfinite(global_loss):
+        raise FourDNeXError(f"training diverged: loss is {global_loss} at step {step + 1}")
+    return global_loss, lr
+
+
+def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None) -> TrainResult:
+    """Run (or resume) a training run as configured; every process calls this.
+
+    ``stop_after``: return after this optimizer step (its checkpoint, if due, is
+    written) as if the run were killed there; the learning-rate schedule still
+    follows ``max_steps``. For tests and benchmarks.
+    """
+    from tqdm import tqdm
+
+    run = setup(cfg)
+    start = resume(run)
+    loader = data_loader(run, start)
+    acc, main = run.accelerator, run.main
+    if main:
+        trainable, total = count_parameters(run.unwrapped)
+        acc.init_trackers("train", config=_tracker_config(cfg))
+        print(
+            f"train: {len(loader.dataset)} clips, {run.kind}, {acc.num_processes} process(es) x "  # type: ignore[arg-type]
+            f"{cfg.micro_batch_size} x {run.accumulation} accumulation = batch {cfg.batch_size}; "
+            f"trainable {trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}"
+        )
+    result = TrainResult(cfg.out, start, start, main_process=main)
+    bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step",
+               disable=not (progress and main), dynamic_ncols=True)  # fmt: skip
     batches = iter(loader)
     validator: Any = None
     for step in range(start, cfg.max_steps):
-        lr = learning_rate(cfg, step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        total_loss = torch.zeros((), device=accelerator.device)
-        for micro in range(accumulation):
-            batch = next(batches)
-            gen = step_generator(cfg.seed, 0 if cfg.overfit_batch else step, micro, rank)
-            with accelerator.accumulate(model):  # no_sync but at the last micro-step
-                with accelerator.autocast():
-                    loss = flow_loss(model, batch, null_prompt, objective, gen)
-                accelerator.backward(loss)  # divides by the accumulation steps
-            total_loss += loss.detach() / accumulation
-        if cfg.max_grad_norm > 0:
-            accelerator.clip_grad_norm_(params, cfg.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        global_loss = accelerator.reduce(total_loss, reduction="mean").item()
-        if not math.isfinite(global_loss):
-            raise FourDNeXError(f"training diverged: loss is {global_loss} at step {step + 1}")
-        result.losses.append(global_loss)
+        loss, lr = train_step(run, step, batches)
+        result.losses.append(loss)
         result.step = done = step + 1
-        bar.set_postfix(loss=f"{global_loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         bar.update(1)
         if main and (done % cfg.log_every == 0 or done == cfg.max_steps):
-            accelerator.log({"loss": global_loss, "lr": lr}, step=done)
+            acc.log({"loss": loss, "lr": lr}, step=done)
         if done == cfg.max_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
-            path = save_checkpoint(accelerator, model, optimizer, export, cfg, done, location)
+            path = save_checkpoint(acc, run.model, run.optimizer, run.export, cfg, done,
+                                   run.location)  # fmt: skip
             result.checkpoints.append(path)
         if cfg.validate_every and (done % cfg.validate_every == 0 or done == cfg.max_steps):
             if main:
                 if validator is None:
                     from fourdnex.train.validation import Validator
 
-                    validator = Validator(cfg, location, accelerator.device)
-                scene_dir = validator(unwrapped, done, accelerator.autocast())
+                    validator = Validator(cfg, run.location, acc.device)
+                scene_dir = validator(run.unwrapped, done, acc.autocast())
                 result.validations.append(scene_dir)
                 bar.write(f"train: validation scene at step {done}: {scene_dir}")
-            accelerator.wait_for_everyone()
+            acc.wait_for_everyone()
         if stop_after is not None and done >= stop_after:
             break
     bar.close()
-    accelerator.end_training()
+    acc.end_training()
     return result
 
 
