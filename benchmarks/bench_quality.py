@@ -143,8 +143,10 @@ def generation_metrics(scene: Scene4D, result: SceneResult, gt: Scene4D, gt_resu
     true = camera_direction(gt.cam2world, extent)
     made = camera_direction(cams.cam2world, cams.extent)
     return {
-        "d1_frame0": d0.delta1,
-        "absrel_frame0": d0.abs_rel,
+        # a frame 0 without valid depth counts as the worst result, not as a skipped scene
+        "d1_frame0": d0.delta1 if d0 is not None else 0.0,
+        "absrel_frame0": d0.abs_rel if d0 is not None else 1.0,
+        "frame0_failed": d0 is None,
         "residual_rel_median": float(np.median(cams.residual_per_frame) / cams.extent),
         "consistency_ratio": consistency_ratio(
             result.consistency.photometric_l1, gt_result.consistency.photometric_l1
@@ -165,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50, help="denoising steps of the model")
     ap.add_argument("--guidance", type=float, default=5.0, help="guidance scale of the model")
     ap.add_argument("--no-prompt-test", action="store_true", help="skip the swapped captions")
+    ap.add_argument(
+        "--prompt-scenes",
+        type=int,
+        default=30,
+        help="scenes of the prompt test at most (the first whose camera travels)",
+    )
     args = ap.parse_args(argv)
 
     import torch
@@ -258,15 +266,22 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
         ar = float(np.mean([r["absrel_frame0"] for r in rs]))
         res = float(np.median([r["residual_rel_median"] for r in rs]))
         cr = float(np.median([r["consistency_ratio"] for r in rs]))
-        fig[m] = {"d1_frame0": d1, "absrel_frame0": ar, "residual_rel": res, "consistency": cr}
-        print(f"{m:<16}{d1:>10.3f}{ar:>10.3f}{res:>11.2%}{cr:>10.2f}")
+        failed = int(sum(r["frame0_failed"] for r in rs))
+        fig[m] = {"d1_frame0": d1, "absrel_frame0": ar, "residual_rel": res, "consistency": cr,
+                  "frame0_failed": failed}  # fmt: skip
+        note = (
+            f"  ({failed} scenes without frame-0 depth, counted as d1 0, AbsRel 1)"
+            if failed
+            else ""
+        )
+        print(f"{m:<16}{d1:>10.3f}{ar:>10.3f}{res:>11.2%}{cr:>10.2f}{note}")
     cos = [r["direction_cosine"] for r in rows["model"] if r["direction_cosine"] is not None]
     share = float(np.mean([c > 0 for c in cos])) if cos else float("nan")
     print(f"camera direction: positive cosine in {share:.0%} of {len(cos)} scenes whose camera "
           f"moves (mean cosine {np.mean(cos) if cos else float('nan'):.2f})")  # fmt: skip
     prompt = None
     if not args.no_prompt_test:
-        prompt = prompt_test(runner, gts, rows["model"])
+        prompt = prompt_test(runner, gts, rows["model"], args.prompt_scenes)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_scene = float(np.median(gen_seconds))
     print(f"speed: {per_scene:.2f} s per scene (median; {runner.settings.steps} steps, guidance "
@@ -302,7 +317,7 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
     return all(checks.values())
 
 
-def prompt_test(runner, gts, model_rows) -> dict | None:
+def prompt_test(runner, gts, model_rows, limit: int) -> dict | None:
     """Generate again with the camera phrase of the caption swapped for the opposite one;
     the motion changed when the cosine between the two generated travels is below 0.5."""
     cosines, towards = [], []
@@ -311,6 +326,8 @@ def prompt_test(runner, gts, model_rows) -> dict | None:
         other = swapped_caption(caption)
         if other is None or not row["travel"].moves:
             continue
+        if len(cosines) >= limit:
+            break
         from fourdnex.eval.evaluate import scene_cameras
 
         cams = scene_cameras(runner(gt, other))

@@ -66,6 +66,7 @@ def test_generates_a_held_out_scene_above_the_plane_baseline(pipe: FourDNeXPipel
     model = first_frame_depth(register(scene.xyz).depth, gt.depth)
     plane = first_frame_depth(register(np.broadcast_to(plane_init(64, 96), gt.xyz.shape)).depth,
                               gt.depth)  # fmt: skip
+    assert model is not None and plane is not None
     assert model.delta1 >= plane.delta1 + 0.2, (model, plane)
     assert model.abs_rel <= 0.5 * plane.abs_rel, (model, plane)
 

@@ -28,14 +28,20 @@ from fourdnex.eval.depth import DepthMetrics, depth_metrics
 MIN_TRAVEL_FRACTION = 0.01
 
 
-def first_frame_depth(pred_depth: np.ndarray, gt_depth: np.ndarray) -> DepthMetrics:
-    """Frame-0 depth metrics after median scaling: (T, H, W) or (H, W) inputs."""
+def first_frame_depth(pred_depth: np.ndarray, gt_depth: np.ndarray) -> DepthMetrics | None:
+    """Frame-0 depth metrics after median scaling: (T, H, W) or (H, W) inputs.
+
+    None when the prediction has no valid depth in frame 0 (registration put every
+    point behind the camera): callers count it as a failure, never skip it silently.
+    """
     p = np.asarray(pred_depth)
     g = np.asarray(gt_depth)
     if p.ndim == 3:
         p, g = p[:1], g[:1]
     else:
         p, g = p[None], g[None]
+    if not ((p > 0) & (g > 0) & np.isfinite(p)).any():
+        return None
     return depth_metrics(p, g, alignment="median")
 
 

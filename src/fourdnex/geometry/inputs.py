@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from fourdnex.cameras import pixel_centers
+from fourdnex.cameras import EXTENT_PERCENTILES, pixel_centers
 from fourdnex.errors import ValidationError
 
 #: Fewest valid pixels a frame must have (a 3x4 projection has 11 unknowns).
@@ -22,8 +22,6 @@ MIN_POINTS_PER_FRAME = 16
 MIN_SPREAD_FRACTION = 1e-9
 #: Second/first singular value of centred points below which a frame is a line.
 COLLINEAR_RATIO = 1e-6
-#: Percentiles bounding the clip when measuring its extent.
-EXTENT_PERCENTILES = (1.0, 99.0)
 
 
 @dataclass
