@@ -25,7 +25,8 @@ TXT
 say "1. generate: each example image (+ its caption) -> a 4D scene"
 IMAGES=()
 for n in $NAMES; do IMAGES+=("$EX/$n.png"); done
-$X generate "${IMAGES[@]}" --prompt-file "$EX/prompts.txt" --prompt-per-line --out "$OUT/generated"
+$X generate "${IMAGES[@]}" --prompt-file "$EX/prompts.txt" --prompt-per-line --batch-size 3 \
+    --out "$OUT/generated"
 $X info "$OUT/generated/$FIRST"
 
 say "2. the ground truth of the examples, regenerated exactly from their seeds"

@@ -7,6 +7,7 @@ point cloud. One sheet can hold several scenes, one block of rows each.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,7 +94,9 @@ def write_sheet(path: str | Path, entries: list[SheetEntry], columns: int = SHEE
             )
             for c in range(1, columns):
                 axes[r][c].axis("off")
-    fig.tight_layout(pad=0.3)
+    with warnings.catch_warnings():  # long captions: matplotlib says it cannot fit them
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout(pad=0.3)
     out = Path(path)
     with atomic_file(out) as tmp:
         fig.savefig(tmp, dpi=SHEET_DPI, format="png")
