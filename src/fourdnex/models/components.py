@@ -54,14 +54,35 @@ def words_of(texts: Iterable[str]) -> list[str]:
     return list(seen)
 
 
+def clip_image_processor(image_encoder: dict[str, Any]) -> Any:
+    """The CLIP image processor for a vision tower configuration (its input size)."""
+    from transformers import CLIPImageProcessor
+
+    size = int(image_encoder.get("image_size", 224))
+    return CLIPImageProcessor(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
+    )
+
+
+def flow_scheduler() -> Any:
+    """Wan2.1's sampler (method 2): UniPC, flow prediction, flow shift 3, 1000 steps."""
+    from diffusers import UniPCMultistepScheduler
+
+    return UniPCMultistepScheduler(
+        prediction_type="flow_prediction",
+        use_flow_sigmas=True,
+        flow_shift=FLOW_SHIFT,
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+    )
+
+
 def build_components(
     preset: str, tokenizer: Any, seed: int = 0, vae: torch.nn.Module | None = None
 ) -> dict[str, Any]:
     """The components of ``preset`` in memory: random weights (deterministic for ``seed``)
     except a given ``vae``; the UMT5 vocabulary is sized to ``tokenizer``."""
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         CLIPVisionModel,
         UMT5Config,
@@ -82,16 +103,8 @@ def build_components(
         )
     )
     image_encoder = CLIPVisionModel(CLIPVisionConfig(**p.image_encoder))
-    size = int(p.image_encoder.get("image_size", 224))
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    )
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=FLOW_SHIFT,
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
-    )
+    image_processor = clip_image_processor(p.image_encoder)
+    scheduler = flow_scheduler()
     return {
         "transformer": transformer.eval(),
         "vae": vae.eval(),

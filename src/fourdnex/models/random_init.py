@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fourdnex.flow import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
+from fourdnex.models.components import clip_image_processor, flow_scheduler
 from fourdnex.models.presets import get_preset
 from fourdnex.models.tiny import tiny_tokenizer
 from fourdnex.models.transformer import adapt_transformer
@@ -85,9 +85,8 @@ def random_components(
     tokenizer is the tiny word-level one (token ids only matter by count here).
     Pass the result to ``FourDNeXPipeline(**components)``.
     """
-    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanTransformer3DModel
+    from diffusers import AutoencoderKLWan, WanTransformer3DModel
     from transformers import (
-        CLIPImageProcessor,
         CLIPVisionConfig,
         CLIPVisionModel,
         UMT5Config,
@@ -112,16 +111,8 @@ def random_components(
     text_encoder = materialize(text_meta, device, dtype)
     image_config = CLIPVisionConfig(**p.image_encoder)
     image_encoder = materialize(_on_meta(lambda: CLIPVisionModel(image_config)), device, dtype)
-    size = int(p.image_encoder.get("image_size", 224))
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": size}, crop_size={"height": size, "width": size}
-    )
-    scheduler = UniPCMultistepScheduler(
-        prediction_type="flow_prediction",
-        use_flow_sigmas=True,
-        flow_shift=FLOW_SHIFT,
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
-    )
+    image_processor = clip_image_processor(p.image_encoder)
+    scheduler = flow_scheduler()
     adapt_transformer(transformer)
     for model in (transformer, vae, text_encoder, image_encoder):
         model.eval().requires_grad_(False)
