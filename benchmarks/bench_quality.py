@@ -89,13 +89,13 @@ OPPOSITE_CAMERA = {
 
 def plane_baseline(gt: Scene4D) -> Scene4D:
     xyz = np.broadcast_to(plane_init(gt.height, gt.width), gt.xyz.shape).copy()
-    return Scene4D(rgb=gt.rgb, xyz=xyz, meta={"baseline": "plane"})
+    return Scene4D(rgb=gt.rgb, xyz=xyz, meta={"generator": "baseline.plane"})
 
 
 def frozen_baseline(gt: Scene4D) -> Scene4D:
     rgb = np.broadcast_to(gt.rgb[:1], gt.rgb.shape).copy()
     xyz = np.broadcast_to(gt.xyz[:1], gt.xyz.shape).copy()
-    return Scene4D(rgb=rgb, xyz=xyz, meta={"baseline": "frozen"})
+    return Scene4D(rgb=rgb, xyz=xyz, meta={"generator": "baseline.frozen"})
 
 
 def swapped_caption(caption: str) -> str | None:
@@ -128,7 +128,7 @@ class ModelRunner:
         )
 
     def __call__(self, gt: Scene4D, caption: str | None = None) -> Scene4D:
-        prompt = str(gt.meta.get("caption", "")) if caption is None else caption
+        prompt = str(gt.meta.caption) if caption is None else caption
         return self.pipe.generate([gt.rgb[0]], prompt=prompt, settings=self.settings)[0]
 
 
@@ -322,7 +322,7 @@ def prompt_test(runner, gts, model_rows, limit: int) -> dict | None:
     the motion changed when the cosine between the two generated travels is below 0.5."""
     cosines, towards = [], []
     for gt, row in zip(gts, model_rows, strict=True):
-        caption = str(gt.meta.get("caption", ""))
+        caption = str(gt.meta.caption)
         other = swapped_caption(caption)
         if other is None or not row["travel"].moves:
             continue

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     items, seed = [], HELD_OUT_SEED_START
     while len(items) < args.count:
         scene = make_scene(seed, SMALL_FRAMES, SMALL_HEIGHT, SMALL_WIDTH)
-        motion = scene.meta["synthetic"]["camera"]["motion"]
+        motion = scene.meta.settings["camera"]["motion"]
         if motion in TRAVELLING:
             name = f"scene{len(items) + 1}"
             rgb = np.rint(scene.rgb[0] * 255).astype(np.uint8)
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                 "height": SMALL_HEIGHT,
                 "width": SMALL_WIDTH,
                 "camera_motion": motion,
-                "caption": scene.meta["caption"],
+                "caption": scene.meta.caption,
                 "truth_sha256": scene.digest(),
             })  # fmt: skip
         seed += 1

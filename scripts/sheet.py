@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         traj = make_trajectory(preset, scene.K, scene.cam2world, scene.depth, time_mode=time)
         views[name] = render_trajectory(scene.rgb, scene.xyz, traj).rgb
     image = np.asarray(load_image(args.image).image, dtype=np.float32) / 255
-    title = args.title or f"{args.image.name}: {scene.meta.get('prompt', '')}"
+    title = args.title or f"{args.image.name}: {scene.meta.caption}"
     print(f"wrote {write_sheet(args.out, [SheetEntry(title, image, scene, views)])}")
     return 0
 

@@ -60,7 +60,7 @@ def test_generates_a_held_out_scene_above_the_plane_baseline(pipe: FourDNeXPipel
     torch.set_num_threads(2)
     gt = make_scene(SEED, 17, 64, 96)
     settings = GenerationSettings(steps=STEPS)
-    scene = pipe.generate([gt.rgb[0]], str(gt.meta["caption"]), settings)[0]
+    scene = pipe.generate([gt.rgb[0]], str(gt.meta.caption), settings)[0]
     assert scene.rgb.shape == (17, 64, 96, 3) and np.isfinite(scene.xyz).all()
     assert gt.depth is not None
     model = first_frame_depth(register(scene.xyz).depth, gt.depth)

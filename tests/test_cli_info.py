@@ -22,7 +22,7 @@ def scene_dir(tmp_path: Path) -> Path:
         xyz=np.stack(np.meshgrid(np.arange(2), np.arange(4), np.arange(6), indexing="ij"), -1)
         .astype(np.float32)[..., ::-1]
         .copy(),
-        meta={"prompt": "a red ball", "seed": 7},
+        meta={"caption": "a red ball", "seed": 7},
     ).save(tmp_path / "scene", previews=False)
     return tmp_path / "scene"
 
@@ -61,10 +61,10 @@ def test_errors_are_one_line_exit_2(scene_dir: Path, tmp_path: Path) -> None:
 
 def test_wrong_version_message(scene_dir: Path) -> None:
     header = json.loads((scene_dir / "scene.json").read_text())
-    header["format_version"] = 2
+    header["format_version"] = 9
     (scene_dir / "scene.json").write_text(json.dumps(header))
     proc = _run("info", str(scene_dir))
-    assert proc.returncode == 2 and "unsupported scene format version 2" in proc.stderr
+    assert proc.returncode == 2 and "unsupported scene format version 9" in proc.stderr
 
 
 def test_unknown_command_and_help() -> None:

@@ -81,6 +81,6 @@ def test_one_camera_policy() -> None:
     placed = with_cameras(bare)
     assert placed.source == "registered" and placed.registration is not None
     assert placed.scene.K is not None and placed.scene.depth is not None
-    assert placed.scene.meta["registration"]["relative_residual_median"] < 1e-4
+    assert placed.scene.meta.registration["relative_residual_median"] < 1e-4
     again = register_scene(scene)  # replaces the cameras a scene has
     assert again.source == "registered" and np.allclose(again.scene.depth, placed.scene.depth)

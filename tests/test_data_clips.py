@@ -41,7 +41,7 @@ def clip_dir(tmp_path, scene):
 
 def test_clip_round_trip(clip_dir, scene):
     clip = read_clip(clip_dir)
-    assert clip.caption == scene.meta["caption"]
+    assert clip.caption == scene.meta.caption
     assert clip.rgb.shape == (T, H, W, 3) and clip.rgb.dtype == np.float32
     assert np.abs(clip.rgb - scene.rgb).mean() < 0.08  # H.264 4:2:0 on a tiny image: lossy
     assert np.array_equal(clip.K, scene.K) and np.array_equal(clip.cam2world, scene.cam2world)
@@ -55,7 +55,7 @@ def test_clip_round_trip(clip_dir, scene):
     assert np.allclose(c2w[0, :3, :3], np.eye(3), atol=1e-5)
     assert read_clip(clip_dir, rgb=False).rgb.shape == (0, H, W, 3)
     src = json.loads((clip_dir / CLIP_JSON).read_text())["source"]
-    assert src["synthetic"]["seed"] == 3
+    assert src["settings"]["seed"] == 3
 
 
 def test_odd_size_video_cropped(tmp_path):
@@ -119,7 +119,7 @@ def test_dataset_write_open_check(tmp_path, scene):
     other = make_scene(8, T, H, W)
     index = write_dataset(tmp_path / "ds", [("a", scene), ("b", other)], settings={"x": 1})
     assert [e.id for e in index] == ["a", "b"]
-    assert index[1].caption == other.meta["caption"]
+    assert index[1].caption == other.meta.caption
     assert (index[0].frames, index[0].height, index[0].width) == (T, H, W)
     info = json.loads((tmp_path / "ds" / "dataset.json").read_text())
     assert info["clips"] == 2 and info["provenance"]["settings"] == {"x": 1}

@@ -23,7 +23,7 @@ def scene() -> Scene4D:
 
     s = make_scene(0, frames=3, height=24, width=32)
     conf = np.random.default_rng(0).random(s.xyz.shape[:3]).astype(np.float32)
-    return s.replace(conf=conf, meta={"prompt": "a cat"})
+    return s.replace(conf=conf, meta={"caption": "a cat"})
 
 
 def test_ply_round_trip_with_options(scene, tmp_path):
@@ -82,7 +82,8 @@ def test_npz_has_no_object_arrays(scene, tmp_path):
     with np.load(out, allow_pickle=False) as data:
         for name, value in scene.arrays().items():
             assert np.array_equal(data[name], value), name
-        assert json.loads(str(data["meta_json"])) == {"prompt": "a cat"}
+        assert json.loads(str(data["meta_json"])) == scene.meta.to_dict()
+        assert scene.meta.caption == "a cat"
         assert all(data[k].dtype != object for k in data.files)
 
 

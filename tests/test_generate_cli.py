@@ -46,8 +46,8 @@ def test_generate_end_to_end(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None
         record = json.loads((out / stem / "generation.json").read_text())
         assert record["seed"] == 3 + i and record["scene"]["seed"] == 3 + i
         assert record["settings"]["settings"]["steps"] == 2 and "diffusers" in record["versions"]
-        assert record["scene"]["prompt_used"] == "a cat POINTMAP_STYLE."
-    assert Scene4D.load(out / "g16").meta["notes"][0].startswith("input converted")
+        assert record["scene"]["settings"]["prompt_used"] == "a cat POINTMAP_STYLE."
+    assert Scene4D.load(out / "g16").meta.notes[0].startswith("input converted")
     # existing scenes are refused without --overwrite, before loading anything
     assert main([*args, *FAST]) == 2
     assert "exists" in capsys.readouterr().err
@@ -60,7 +60,7 @@ def test_prompt_per_line(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None:
     base = ["generate", *map(str, images), "--model", str(tiny_wan_dir), *FAST]
     out = tmp_path / "out"
     assert main([*base, "--out", str(out), "--prompt-file", str(prompts), "--prompt-per-line"]) == 0
-    used = [Scene4D.load(out / s).meta["prompt"] for s in ("a", "b")]
+    used = [Scene4D.load(out / s).meta.caption for s in ("a", "b")]
     assert used == ["a cat", "a dog running"]
     prompts.write_text("only one line\n")
     bad = [*base, "--out", str(tmp_path / "o2"), "--prompt-file", str(prompts), "--prompt-per-line"]

@@ -66,7 +66,7 @@ def test_model_input_mask_and_condition_are_exact(pipe: FourDNeXPipeline) -> Non
     assert seen[0]["encoder_hidden_states"].shape == (1, 512, 16)
     assert seen[0]["encoder_hidden_states_image"].shape == (1, 17, 16)
     assert not torch.equal(seen[0]["encoder_hidden_states"], seen[1]["encoder_hidden_states"])
-    assert scene.meta["prompt_used"] == "a dog POINTMAP_STYLE."
+    assert scene.meta.settings["prompt_used"] == "a dog POINTMAP_STYLE."
 
 
 def test_xyz_half_is_denormalized_before_decoding(
@@ -125,7 +125,7 @@ def test_xyz_is_not_clamped(pipe: FourDNeXPipeline, monkeypatch: pytest.MonkeyPa
     assert scene.rgb.max() == 1.0
     assert scene.xyz.min() == pytest.approx(-1.5) and scene.xyz.max() == pytest.approx(1.5)
     clamped = pipe([_image()], "", GenerationSettings(**{**FASTEST.__dict__, "clamp_xyz": True}))
-    assert clamped[0].xyz.max() == 1.0 and clamped[0].meta["clamp_xyz"] is True
+    assert clamped[0].xyz.max() == 1.0 and clamped[0].meta.settings["clamp_xyz"] is True
 
 
 def test_scene_output_and_meta(pipe: FourDNeXPipeline) -> None:
@@ -133,15 +133,15 @@ def test_scene_output_and_meta(pipe: FourDNeXPipeline) -> None:
     assert scene.rgb.shape == scene.xyz.shape == (5, 32, 48, 3)
     assert scene.rgb.min() >= 0.0 and scene.rgb.max() <= 1.0
     assert scene.xyz.min() >= -1.0 and scene.xyz.max() <= 1.0
-    assert scene.meta["xyz_space"] == "model" and scene.meta["xyz_normalization"] is None
-    assert scene.meta["steps"] == 2 and scene.meta["seed"] == FAST.seed
+    assert scene.meta.xyz_space == "model" and scene.meta.xyz_normalization is None
+    assert scene.meta.settings["steps"] == 2 and scene.meta.seed == FAST.seed
 
 
 def test_seeded_determinism_and_batching(pipe: FourDNeXPipeline) -> None:
     a, b = _image(0), _image(1)
     one = pipe.generate([a, b], ["x", "y"], FASTEST, batch_size=1)
     both = pipe.generate([a, b], ["x", "y"], FASTEST, batch_size=2)
-    assert [s.meta["seed"] for s in both] == [FASTEST.seed, FASTEST.seed + 1]
+    assert [s.meta.seed for s in both] == [FASTEST.seed, FASTEST.seed + 1]
     for s1, s2 in zip(one, both, strict=True):
         assert np.allclose(s1.rgb, s2.rgb, atol=1e-4) and np.allclose(s1.xyz, s2.xyz, atol=1e-4)
     again = pipe([a], "x", FASTEST)[0]

@@ -28,7 +28,7 @@ def make(T: int = 3, H: int = 6, W: int = 8, full: bool = False, seed: int = 0) 
     return Scene4D(
         rgb=rng.random((T, H, W, 3), dtype=np.float32),
         xyz=rng.normal(size=(T, H, W, 3)).astype(np.float32),
-        meta={"prompt": "a test", "seed": seed},
+        meta={"caption": "a test", "seed": seed},
         **kw,
     )
 
@@ -79,7 +79,7 @@ def test_float64_inputs_become_float32() -> None:
         ),
         ({"cam2world": np.tile(2 * np.eye(4, dtype=np.float32), (3, 1, 1))}, "last row"),
         ({"K": np.zeros((3, 3, 3), np.float32)}, "K must"),
-        ({"meta": {"x": object()}}, "JSON"),
+        ({"meta": {"extra": {"x": object()}}}, "JSON"),
     ],
 )
 def test_invalid_scenes_are_rejected(change: dict, message: str) -> None:
@@ -174,3 +174,64 @@ def test_save_refuses_a_non_empty_directory(tmp_path: Path) -> None:
         make().save(tmp_path / "s")
     make(seed=3).save(tmp_path / "s", overwrite=True, previews=False)
     np.testing.assert_array_equal(Scene4D.load(tmp_path / "s").rgb, make(seed=3).rgb)
+
+
+def test_meta_is_typed_and_checked(tmp_path):
+    from fourdnex.scene_meta import SceneMeta
+
+    scene = make()
+    assert isinstance(scene.meta, SceneMeta) and scene.meta.caption == "a test"
+    for bad, match in [
+        ({"prompt": "x"}, "unknown keys"),
+        ({"seed": "7"}, "seed"),
+        ({"notes": "one"}, "notes"),
+        ({"settings": []}, "settings"),
+        ({"xyz_space": "camera"}, "xyz_space"),
+        ({"extra": {"x": float("nan")}}, "JSON"),
+        ([1, 2], "JSON object"),
+    ]:
+        with pytest.raises(ValidationError, match=match):
+            scene.replace(meta=bad)
+    # a wrong type in a stored scene.json is one SceneFormatError, not a traceback
+    path = scene.save(tmp_path / "s", previews=False)
+    header = json.loads((path / "scene.json").read_text())
+    header["meta"]["notes"] = [1]
+    (path / "scene.json").write_text(json.dumps(header))
+    with pytest.raises(SceneFormatError, match="notes"):
+        Scene4D.load(path)
+
+
+def test_replace_copies_meta():
+    scene = make()
+    other = scene.replace()
+    other.meta.notes.append("changed")
+    assert scene.meta.notes == []
+
+
+def test_format_1_meta_is_mapped_on_load(tmp_path):
+    scene = make()
+    path = scene.save(tmp_path / "s", previews=False)
+    header = json.loads((path / "scene.json").read_text())
+    header["format_version"] = 1
+    header["meta"] = {
+        "generator": "fourdnex.pipeline.FourDNeXPipeline",
+        "prompt": "a cat",
+        "seed": 3,
+        "steps": 20,
+        "xyz_space": "model",
+        "notes": ["n"],
+        "image": "cat.png",
+    }
+    (path / "scene.json").write_text(json.dumps(header))
+    meta = Scene4D.load(path).meta
+    assert (meta.generator, meta.caption, meta.seed, meta.xyz_space) == (
+        "fourdnex.pipeline",
+        "a cat",
+        3,
+        "model",
+    )
+    assert meta.settings == {"steps": 20, "image": "cat.png"} and meta.notes == ["n"]
+    header["format_version"] = 3
+    (path / "scene.json").write_text(json.dumps(header))
+    with pytest.raises(SceneFormatError, match="version 3"):
+        Scene4D.load(path)

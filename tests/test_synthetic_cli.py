@@ -22,8 +22,8 @@ def test_single_scene(tmp_path, capsys):
     scene = Scene4D.load(out)
     ref = make_scene(4, 3, 12, 16, camera_motion="orbit")
     assert np.array_equal(scene.xyz, ref.xyz) and np.array_equal(scene.rgb, ref.rgb)
-    assert scene.meta["caption"] == ref.meta["caption"]
-    assert scene.meta["provenance"]["settings"]["seed"] == 4
+    assert scene.meta.caption == ref.meta.caption
+    assert scene.meta.provenance["settings"]["seed"] == 4
     assert (out / "rgb.mp4").is_file()
     assert "caption:" in capsys.readouterr().out
     # a second run refuses to overwrite, before any work
@@ -38,7 +38,7 @@ def test_dataset(tmp_path):
     assert main(["synth", "--count", "2", "--seed", "10", *SIZE, "--out", str(out)]) == 0
     index = open_dataset(out)
     assert [e.id for e in index] == ["synth_000010", "synth_000011"]
-    assert index[0].caption == make_scene(10, 3, 12, 16).meta["caption"]
+    assert index[0].caption == make_scene(10, 3, 12, 16).meta.caption
     assert check_dataset(out) == []
     info = json.loads((out / "dataset.json").read_text())
     assert info["provenance"]["settings"]["count"] == 2

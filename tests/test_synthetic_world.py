@@ -38,8 +38,8 @@ def test_fields_present_and_finite(scenes):
         assert set(s.fields_present()) == expected
         assert np.isfinite(s.depth).all() and (s.depth > 0).all()
         assert s.object_id.dtype == np.int32
-        json.dumps(s.meta)
-        assert isinstance(s.meta["caption"], str) and s.meta["caption"].endswith(".")
+        json.dumps(s.meta.to_dict())
+        assert isinstance(s.meta.caption, str) and s.meta.caption.endswith(".")
 
 
 def test_backprojection_reproduces_xyz(scenes):
@@ -133,13 +133,13 @@ def test_static_scene_and_camera_options():
     assert not s.dynamic_mask.any()
     assert np.array_equal(s.cam2world, np.broadcast_to(s.cam2world[0], s.cam2world.shape))
     assert np.array_equal(s.rgb[0], s.rgb[-1])
-    assert s.meta["synthetic"]["camera"]["motion"] == "static"
+    assert s.meta.settings["camera"]["motion"] == "static"
 
 
 @pytest.mark.parametrize("motion", CAMERA_MOTIONS)
 def test_every_camera_motion(motion):
     s = make_scene(11, 3, 12, 16, camera_motion=motion, num_objects=2)
-    assert s.meta["synthetic"]["camera"]["motion"] == motion
+    assert s.meta.settings["camera"]["motion"] == motion
     moved = not np.allclose(s.cam2world[0], s.cam2world[-1])
     assert moved == (motion != "static")
 
@@ -147,7 +147,7 @@ def test_every_camera_motion(motion):
 @pytest.mark.parametrize("motion", OBJECT_MOTIONS)
 def test_every_object_motion(motion):
     s = make_scene(12, 3, 12, 16, object_motion=motion, static_camera=True)
-    kinds = {o["motion"]["kind"] for o in s.meta["synthetic"]["objects"]}
+    kinds = {o["motion"]["kind"] for o in s.meta.settings["objects"]}
     expected = {"translate", "roll"} if motion == "roll" else {motion}
     assert kinds <= expected
 
@@ -204,7 +204,7 @@ def test_novel_views_are_exact_ground_truth():
     shifted = own.cam2world.copy()
     shifted[:, :3, 3] += np.array([0.4, 0.3, 0.0], np.float32)  # a nearby novel path
     novel = render_spec(spec, cam2world=shifted)
-    assert novel.meta["novel_view"] and not np.array_equal(novel.xyz, own.xyz)
+    assert novel.meta.extra["novel_view"] and not np.array_equal(novel.xyz, own.xyz)
     xyz = backproject(novel.depth.astype(np.float64), novel.K.astype(np.float64), shifted)
     assert np.abs(xyz - novel.xyz).max() <= 1e-6 * _extent(novel)
     assert np.array_equal(novel.dynamic_mask, np.isin(novel.object_id, spec.moving_ids))
@@ -222,4 +222,4 @@ def test_caption_directions_match_the_cameras(motion):
         else:
             right = (c[-1, :3, 3] - c[0, :3, 3]) @ c[0, :3, 0] > 0  # the camera moved right
         word = "right" if right else "left"
-        assert f"the camera {'pans' if motion == 'pan' else 'orbits'} {word}" in s.meta["caption"]
+        assert f"the camera {'pans' if motion == 'pan' else 'orbits'} {word}" in s.meta.caption

@@ -6,7 +6,15 @@ Heavy parts (models, renderer, exporters) are imported from their subpackages on
 
 from fourdnex.errors import FourDNeXError, SceneFormatError, ValidationError
 from fourdnex.scene import Scene4D
+from fourdnex.scene_meta import SceneMeta
 
 __version__ = "0.1.0"
 
-__all__ = ["FourDNeXError", "Scene4D", "SceneFormatError", "ValidationError", "__version__"]
+__all__ = [
+    "FourDNeXError",
+    "Scene4D",
+    "SceneFormatError",
+    "SceneMeta",
+    "ValidationError",
+    "__version__",
+]

@@ -4,7 +4,7 @@ A scene is T paired frames of colour and 3D points, optionally with confidence,
 cameras, depth, a dynamic mask and object ids. On disk a scene is a directory:
 
 - ``scene.json``: format name and version, the fields with their shapes and
-  dtypes, the size in bytes of the array file, and ``meta``.
+  dtypes, the size in bytes of the array file, and ``meta`` (a :class:`SceneMeta`).
 - ``scene.safetensors``: the arrays, one tensor per field.
 - ``rgb.mp4`` and ``xyz.mp4``: previews (XYZ shown as colours). Not the data of record.
 
@@ -29,9 +29,12 @@ from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import SceneFormatError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
+from fourdnex.scene_meta import SceneMeta
 
 FORMAT_NAME = "fourdnex.scene"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions :meth:`Scene4D.load` reads (1: meta was a flat dictionary, mapped on load).
+READABLE_VERSIONS = (1, 2)
 SCENE_JSON = "scene.json"
 SCENE_ARRAYS = "scene.safetensors"
 RGB_PREVIEW = "rgb.mp4"
@@ -78,7 +81,9 @@ class Scene4D:
         cam2world: (T, 4, 4) float32 OpenCV camera-to-world, optional.
         dynamic_mask: (T, H, W) bool, True on moving things, optional.
         object_id: (T, H, W) int32 per-pixel object index (0 = background), optional.
-        meta: JSON-serializable dict (prompt, seed, model, settings, normalization).
+        meta: :class:`SceneMeta`: generator, caption, seed, settings, provenance,
+            XYZ space, registration summary, notes (a dict is read with
+            :meth:`SceneMeta.from_dict`).
     """
 
     rgb: NDArray[np.float32]
@@ -89,7 +94,7 @@ class Scene4D:
     cam2world: NDArray[np.float32] | None = None
     dynamic_mask: NDArray[np.bool_] | None = None
     object_id: NDArray[np.int32] | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: SceneMeta = field(default_factory=SceneMeta)
 
     ARRAY_FIELDS: ClassVar[tuple[str, ...]] = tuple(_FIELDS)
 
@@ -101,6 +106,8 @@ class Scene4D:
                     raise ValidationError(f"Scene4D.{name} is required")
                 continue
             object.__setattr__(self, name, _coerce(name, value, spec.dtype))
+        if not isinstance(self.meta, SceneMeta):
+            self.meta = SceneMeta.from_dict(self.meta)
         self.validate()
 
     # ------------------------------------------------------------------ shape
@@ -134,7 +141,8 @@ class Scene4D:
         return h.hexdigest()
 
     def replace(self, **changes: Any) -> Scene4D:
-        """A copy with some fields replaced (validated again)."""
+        """A copy with some fields replaced (validated again); ``meta`` is copied, not shared."""
+        changes.setdefault("meta", self.meta.copy())
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------- validation
@@ -170,10 +178,7 @@ class Scene4D:
             check_intrinsics(self.K)
         if self.cam2world is not None:
             check_rigid(self.cam2world)
-        try:
-            json.dumps(self.meta, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"meta must be JSON-serializable: {exc}") from None
+        self.meta.validate()
 
     # -------------------------------------------------------------------- I/O
     def save(self, directory: str | Path, overwrite: bool = False, previews: bool = True) -> Path:
@@ -202,7 +207,7 @@ class Scene4D:
                     k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()
                 },
                 "arrays_bytes": (tmp / SCENE_ARRAYS).stat().st_size,
-                "meta": self.meta,
+                "meta": self.meta.to_dict(),
             }
             (tmp / SCENE_JSON).write_text(json.dumps(header, indent=2) + "\n")
             if previews:
@@ -237,7 +242,13 @@ class Scene4D:
         if unknown:
             raise SceneFormatError(f"{path}: unknown fields {unknown}")
         try:
-            return cls(**arrays, meta=header.get("meta", {}))  # type: ignore[arg-type]
+            raw = header.get("meta")
+            meta = (
+                SceneMeta.from_v1(raw)
+                if header["format_version"] == 1
+                else SceneMeta.from_dict(raw)
+            )
+            return cls(**arrays, meta=meta)  # type: ignore[arg-type]
         except ValidationError as exc:
             raise SceneFormatError(f"{directory}: invalid scene: {exc}") from None
 
@@ -255,7 +266,7 @@ def read_header(directory: str | Path) -> dict[str, Any]:
     return read_versioned_json(
         path,
         FORMAT_NAME,
-        FORMAT_VERSION,
+        READABLE_VERSIONS,
         "scene",
         SceneFormatError,
         required=("fields", "arrays_bytes", "frames", "height", "width"),
@@ -301,7 +312,7 @@ def scene_summary(directory: str | Path) -> dict[str, Any]:
         "fields": scene.fields_present(),
         "xyz_min": [float(x) for x in flat.min(axis=0)],
         "xyz_max": [float(x) for x in flat.max(axis=0)],
-        "meta": scene.meta,
+        "meta": scene.meta.to_dict(),
     }
     if scene.K is not None:
         summary["focal_px"] = [float(scene.K[0, 0, 0]), float(scene.K[0, 1, 1])]

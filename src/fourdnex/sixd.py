@@ -98,7 +98,7 @@ class XYZNormalization:
     percentiles: tuple[float, float] = NORMALIZATION_PERCENTILES
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (stored in ``Scene4D.meta["xyz_normalization"]``)."""
+        """A JSON-ready dict (stored as ``Scene4D.meta.xyz_normalization``)."""
         return {
             "mode": self.mode,
             "world_to_first": self.world_to_first.tolist(),

@@ -202,8 +202,8 @@ def main(argv: list[str]) -> int:
         seconds = (time.perf_counter() - t0) / len(chunk)
         for i, scene in zip(chunk, scenes, strict=True):
             if loaded[i].note:
-                scene.meta["notes"].insert(0, f"input converted: {loaded[i].note}")
-            scene.meta["image"] = str(cfg.images[i])
+                scene.meta.notes.insert(0, f"input converted: {loaded[i].note}")
+            scene.meta.extra["image"] = str(cfg.images[i])
             record = provenance(cfg)
             record.update(
                 image=str(cfg.images[i]),
@@ -211,7 +211,7 @@ def main(argv: list[str]) -> int:
                 memory=memory,
                 device=str(device),
                 seconds=round(seconds, 3),
-                scene=scene.meta,
+                scene=scene.meta.to_dict(),
             )
             with atomic_directory(dirs[i], overwrite=cfg.overwrite) as tmp:
                 scene.save(tmp, overwrite=True, previews=cfg.previews)

@@ -38,7 +38,7 @@ def format_summary(s: dict) -> str:
     if "fov_x_deg" in s:
         fx, fy = s["focal_px"]
         lines.append(f"camera      fx {fx:.2f} px, fy {fy:.2f} px, fov_x {s['fov_x_deg']:.1f} deg")
-    meta = s["meta"]
+    meta = {k: v for k, v in s["meta"].items() if v not in ("", None, [], {})}
     if meta:
         lines.append("meta")
         for key, value in meta.items():

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
 
         def videos() -> Iterator[tuple[str, object]]:
             for name, scene in _scenes(cfg, cfg.count or 1):
-                captions[name] = scene.meta["caption"]
+                captions[name] = scene.meta.caption
                 yield name, scene.rgb
 
         record = {"provenance": provenance(cfg), "captions": captions}
@@ -147,9 +147,9 @@ def main(argv: list[str]) -> int:
         )
         return 0
     scene = _scene(cfg, cfg.seed)
-    scene.meta["provenance"] = provenance(cfg)
+    scene.meta.provenance.update(provenance(cfg))
     scene.save(cfg.out, overwrite=cfg.overwrite, previews=cfg.previews)
     print(f"wrote scene {cfg.seed} ({cfg.frames} x {cfg.height} x {cfg.width}) to {cfg.out}")
-    print(f"caption: {scene.meta['caption']}")
+    print(f"caption: {scene.meta.caption}")
     print(f"time: {time.perf_counter() - start:.1f} s")
     return 0

@@ -174,21 +174,20 @@ def write_clip(
 def write_scene_clip(directory: str | Path, scene: Scene4D, overwrite: bool = False) -> Path:
     """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip.
 
-    The caption is ``scene.meta["caption"]`` (or ``"prompt"``); the source record holds
-    the rest of the scene's meta.
+    The caption is ``scene.meta.caption``; the source record holds the rest of the
+    scene's meta.
     """
     if scene.K is None or scene.cam2world is None:
         raise ValidationError("a training clip needs cameras: the scene has no K or cam2world")
-    text = scene.meta.get("caption") or scene.meta.get("prompt") or ""
     return write_clip(
         directory,
         scene.rgb,
         scene.xyz,
         scene.K,
         scene.cam2world,
-        str(text),
+        scene.meta.caption,
         dynamic_mask=scene.dynamic_mask,
-        source={k: v for k, v in scene.meta.items() if k not in ("caption", "prompt")},
+        source={k: v for k, v in scene.meta.to_dict().items() if k != "caption"},
         overwrite=overwrite,
     )
 

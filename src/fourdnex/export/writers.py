@@ -104,7 +104,9 @@ def _cameras(job: ExportJob, result: ExportResult) -> list[Path]:
 
 def _npz(job: ExportJob, result: ExportResult) -> list[Path]:
     arrays = job.scene.arrays()
-    arrays["meta_json"] = np.array(json.dumps(job.scene.meta))  # a unicode scalar, not an object
+    arrays["meta_json"] = np.array(
+        json.dumps(job.scene.meta.to_dict())
+    )  # a unicode scalar, not an object
     with atomic_file(job.out) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     return [job.out]

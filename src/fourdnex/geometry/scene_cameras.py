@@ -31,15 +31,16 @@ class SceneWithCameras:
 
 def register_scene(scene: Scene4D, settings: RegisterSettings | None = None) -> SceneWithCameras:
     """``scene`` with cameras and depth recovered from its XYZ (replacing any it has);
-    ``meta["registration"]`` records the time-free summary (extent, residuals)."""
+    ``meta.registration`` records the time-free summary (extent, residuals)."""
     reg = register(scene.xyz, scene.conf, settings)
-    meta = dict(scene.meta)
-    meta["registration"] = {
-        "extent": float(reg.extent),
-        "relative_residual_median": float(np.median(reg.relative_residual)),
-        "ill_conditioned": [int(i) for i in reg.ill_conditioned.nonzero()[0]],
-        "notes": list(reg.notes),
-    }
+    meta = scene.meta.replace(
+        registration={
+            "extent": float(reg.extent),
+            "relative_residual_median": float(np.median(reg.relative_residual)),
+            "ill_conditioned": [int(i) for i in reg.ill_conditioned.nonzero()[0]],
+            "notes": list(reg.notes),
+        }
+    )
     new = scene.replace(K=reg.K, cam2world=reg.cam2world, depth=reg.depth, meta=meta)
     return SceneWithCameras(new, "registered", reg)
 

@@ -16,12 +16,13 @@ from fourdnex.errors import FourDNeXError
 def read_versioned_json(
     path: Path,
     fmt: str,
-    version: int,
+    version: int | tuple[int, ...],
     what: str,
     error: type[FourDNeXError] = FourDNeXError,
     required: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """Read a JSON object whose ``format`` is ``fmt`` and ``format_version`` is ``version``.
+    """Read a JSON object whose ``format`` is ``fmt`` and ``format_version`` is ``version``
+    (or one of ``version`` when a tuple: the versions this fourdnex still reads).
 
     Every problem (unreadable JSON, wrong format, unknown version, a missing required
     key) raises ``error`` with a one-line message naming ``path`` and ``what`` it is.
@@ -35,10 +36,12 @@ def read_versioned_json(
     if not isinstance(header, dict) or header.get("format") != fmt:
         raise error(f"{path}: not a fourdnex {what} (format field missing or wrong)")
     found = header.get("format_version")
-    if found != version:
+    readable = version if isinstance(version, tuple) else (version,)
+    if isinstance(found, bool) or found not in readable:
+        listed = ", ".join(str(v) for v in readable)
         raise error(
             f"{path}: unsupported {what} format version {found!r} "
-            f"(this fourdnex reads version {version})"
+            f"(this fourdnex reads version {listed})"
         )
     for key in required:
         if key not in header:

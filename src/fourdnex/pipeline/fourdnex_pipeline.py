@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +47,9 @@ from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.models.small import ModelCard, read_model_card, resolve_model_name
 from fourdnex.pipeline.images import as_pil, aspect_note, resolve_resolution
 from fourdnex.pipeline.settings import DEFAULT_FRAMES, GenerationSettings
+from fourdnex.provenance import library_versions
 from fourdnex.scene import Scene4D
+from fourdnex.scene_meta import PIPELINE_GENERATOR, SceneMeta
 from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
     RESOLUTION_AREA,
@@ -363,30 +364,32 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         height: int,
         width: int,
         note: str,
-    ) -> dict[str, Any]:
+    ) -> SceneMeta:
         notes = [n for n in (note, aspect_note(height, width)) if n]
-        return {
-            "generator": "fourdnex.pipeline.FourDNeXPipeline",
-            "prompt": prompt,
-            "prompt_used": full_prompt,
-            "negative_prompt": s.negative_prompt,
-            "seed": seed,
-            "steps": s.steps,
-            "guidance": s.guidance,
-            "flow_shift": s.flow_shift,
-            "frames": s.frames,
-            "height": height,
-            "width": width,
-            "model": str(self.model_source) if self.model_source else "",
-            "lora": self.lora_info.to_dict() if self.lora_info else None,
-            "xyz_latent": {"mean": self.xyz_stats.mean, "std": self.xyz_stats.std},
-            "xyz_space": "model",
-            "xyz_normalization": None,  # a generated scene has no source frame to map back to
-            "resize": s.resize,
-            "clamp_xyz": s.clamp_xyz,
-            "dtype": str(self._dtype()).removeprefix("torch."),
-            "notes": notes,
-        }
+        return SceneMeta(
+            generator=PIPELINE_GENERATOR,
+            caption=prompt,
+            seed=seed,
+            settings={
+                "prompt_used": full_prompt,
+                "negative_prompt": s.negative_prompt,
+                "steps": s.steps,
+                "guidance": s.guidance,
+                "flow_shift": s.flow_shift,
+                "frames": s.frames,
+                "height": height,
+                "width": width,
+                "model": str(self.model_source) if self.model_source else "",
+                "lora": self.lora_info.to_dict() if self.lora_info else None,
+                "xyz_latent": {"mean": self.xyz_stats.mean, "std": self.xyz_stats.std},
+                "resize": s.resize,
+                "clamp_xyz": s.clamp_xyz,
+                "dtype": str(self._dtype()).removeprefix("torch."),
+            },
+            provenance={"versions": library_versions()},
+            xyz_space="model",  # a generated scene has no source frame to map back to
+            notes=notes,
+        )
 
 
 def _per_image(prompt: str | Sequence[str], count: int) -> list[str]:

@@ -196,7 +196,7 @@ class SceneSpec:
         return tuple(o.id for o in self.objects if o.motion.moves)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready description (stored in ``Scene4D.meta["synthetic"]``)."""
+        """A JSON-ready description (stored as ``Scene4D.meta.settings``)."""
         out: dict[str, Any] = to_jsonable(self)
         return out
 

@@ -7,6 +7,7 @@ import numpy as np
 from fourdnex.cameras import check_intrinsics, check_rigid, intrinsics_from_fov
 from fourdnex.errors import ValidationError
 from fourdnex.scene import Scene4D
+from fourdnex.scene_meta import SYNTHETIC_GENERATOR, SceneMeta
 from fourdnex.synthetic.frames import render
 from fourdnex.synthetic.motion import camera_path, object_poses
 from fourdnex.synthetic.sample import SceneOptions, sample_spec
@@ -52,8 +53,9 @@ def make_scene(
     Returns:
         A :class:`~fourdnex.Scene4D` with ``rgb``, ``xyz`` (world), ``depth``, ``K``,
         ``cam2world``, ``dynamic_mask`` (True exactly on moving objects), ``object_id``
-        (0 = room / ground / sky, ``1..N`` the primitives) and ``meta`` holding
-        ``caption``, ``seed`` and ``synthetic`` (the full JSON scene description).
+        (0 = room / ground / sky, ``1..N`` the primitives) and ``meta``: generator
+        ``fourdnex.synthetic``, ``caption``, ``seed``, ``settings`` (the full JSON scene
+        description) and ``extra["object_ids"]`` (id -> kind).
     """
     options = SceneOptions(
         static_scene=static_scene,
@@ -95,18 +97,19 @@ def render_spec(
     out = render(spec, K, path, poses, shadows=shadows, cull=cull)
     moving = np.asarray(spec.moving_ids, dtype=np.int32)
     dynamic = np.isin(out.object_id, moving)
-    text = caption(spec, own_path)
-    meta = {
-        "source": "fourdnex.synthetic",
-        "generator_version": GENERATOR_VERSION,
-        "seed": spec.seed,
-        "caption": text,
-        "prompt": text,
+    extra: dict[str, object] = {
         "object_ids": {"0": "environment"} | {str(o.id): o.kind for o in spec.objects},
-        "synthetic": spec.to_dict(),
     }
     if cam2world is not None or K is not own_K:
-        meta["novel_view"] = True  # cameras differ from the scene's own path
+        extra["novel_view"] = True  # cameras differ from the scene's own path
+    meta = SceneMeta(
+        generator=SYNTHETIC_GENERATOR,
+        caption=caption(spec, own_path),
+        seed=spec.seed,
+        settings=spec.to_dict(),
+        provenance={"generator_version": GENERATOR_VERSION},
+        extra=extra,
+    )
     return Scene4D(
         rgb=out.rgb,
         xyz=out.xyz,

@@ -74,6 +74,6 @@ class Validator:
                 scene: Scene4D = pipe([self.image], self.prompt, settings=settings)[0]
         finally:
             model.train(was_training)
-        scene.meta["validation"] = {"step": step, "clip": self.clip_id}
+        scene.meta.extra["validation"] = {"step": step, "clip": self.clip_id}
         out = self.cfg.out / VALIDATION_DIR / f"step-{step:08d}"
         return scene.save(out, overwrite=True)
