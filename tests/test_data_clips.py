@@ -21,9 +21,9 @@ from fourdnex.data import (
     write_dataset,
     write_scene_clip,
 )
-from fourdnex.data.clips import CLIP_JSON, GEOMETRY, RGB_VIDEO
+from fourdnex.data.clips import CLIP_JSON, GEOMETRY, RGB_LOSSLESS, RGB_VIDEO
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.io.video_files import read_video, write_video
+from fourdnex.io.video_files import read_video, to_uint8, write_video
 from fourdnex.synthetic import make_scene
 
 T, H, W = 5, 16, 24
@@ -43,7 +43,10 @@ def test_clip_round_trip(clip_dir, scene):
     clip = read_clip(clip_dir)
     assert clip.caption == scene.meta.caption
     assert clip.rgb.shape == (T, H, W, 3) and clip.rgb.dtype == np.float32
-    assert np.abs(clip.rgb - scene.rgb).mean() < 0.08  # H.264 4:2:0 on a tiny image: lossy
+    # the lossless rgb.mkv: exact to the uint8-rounded input
+    assert np.array_equal(clip.rgb, to_uint8(scene.rgb) / np.float32(255.0))
+    preview = read_video(clip_dir / RGB_VIDEO)  # H.264 4:2:0 on a tiny image: lossy
+    assert np.abs(preview / 255.0 - scene.rgb).mean() < 0.08
     assert np.array_equal(clip.K, scene.K) and np.array_equal(clip.cam2world, scene.cam2world)
     assert np.array_equal(clip.dynamic_mask, scene.dynamic_mask)
     ext = np.ptp(scene.xyz.reshape(-1, 3), axis=0).max()
@@ -60,8 +63,11 @@ def test_clip_round_trip(clip_dir, scene):
 
 def test_odd_size_video_cropped(tmp_path):
     s = make_scene(4, 3, 9, 13)
-    clip = read_clip(write_scene_clip(tmp_path / "odd", s))
+    clip_dir = write_scene_clip(tmp_path / "odd", s)
+    clip = read_clip(clip_dir)
     assert clip.rgb.shape == (3, 9, 13, 3)
+    assert np.array_equal(clip.rgb, to_uint8(s.rgb) / np.float32(255.0))  # FFV1: any size
+    assert read_video(clip_dir / RGB_VIDEO).shape == (3, 10, 14, 3)  # the padded preview
 
 
 def _corrupt_arrays(clip_dir, **changes):
@@ -73,11 +79,13 @@ def _corrupt_arrays(clip_dir, **changes):
     (clip_dir / CLIP_JSON).write_text(json.dumps(header))
 
 
-def test_validate_reports_missing_file(clip_dir):
+@pytest.mark.parametrize("name", [RGB_LOSSLESS, RGB_VIDEO])
+def test_validate_reports_missing_file(clip_dir, name):
     validate_clip(clip_dir)
-    (clip_dir / RGB_VIDEO).unlink()
-    with pytest.raises(ClipFormatError, match="missing rgb.mp4"):
+    (clip_dir / name).unlink()
+    with pytest.raises(ClipFormatError, match=f"missing {name}"):
         validate_clip(clip_dir)
+    read_clip(clip_dir, rgb=False)  # geometry-only reads open no video
 
 
 def test_validate_reports_nan_pointmaps(clip_dir):
@@ -88,9 +96,18 @@ def test_validate_reports_nan_pointmaps(clip_dir):
         validate_clip(clip_dir)
 
 
-def test_validate_reports_frame_mismatch(clip_dir, scene):
-    write_video(clip_dir / RGB_VIDEO, scene.rgb[:-1])
-    with pytest.raises(ClipFormatError, match=f"has {T - 1} frames but the pointmaps have {T}"):
+@pytest.mark.parametrize("name", [RGB_LOSSLESS, RGB_VIDEO])
+def test_validate_reports_frame_mismatch(clip_dir, scene, name):
+    write_video(clip_dir / name, scene.rgb[:-1], lossless=name == RGB_LOSSLESS)
+    with pytest.raises(
+        ClipFormatError, match=f"{name} has {T - 1} frames but the pointmaps have {T}"
+    ):
+        validate_clip(clip_dir)
+
+
+def test_validate_reports_wrong_video_size(clip_dir, scene):
+    write_video(clip_dir / RGB_LOSSLESS, scene.rgb[:, :, :-1], lossless=True)
+    with pytest.raises(ClipFormatError, match=f"rgb.mkv is {H} x {W - 1}, expected {H} x {W}"):
         validate_clip(clip_dir)
 
 

@@ -162,7 +162,7 @@ def test_failed_overwrite_keeps_the_old_scene(
     old = make(seed=1)
     old.save(tmp_path / "s")
     monkeypatch.setattr(video, "write_video", lambda *a, **k: (_ for _ in ()).throw(OSError()))
-    with pytest.raises(OSError):
+    with pytest.raises(FourDNeXError, match="cannot write"):
         make(seed=2).save(tmp_path / "s", overwrite=True)
     np.testing.assert_array_equal(Scene4D.load(tmp_path / "s").rgb, old.rgb)
     assert [p.name for p in tmp_path.iterdir()] == ["s"]

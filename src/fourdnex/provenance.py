@@ -52,14 +52,20 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def provenance(settings: Any = None) -> dict[str, Any]:
-    """A record of the settings, versions, command line and time of a run."""
-    return {
+def provenance(settings: Any = None, timestamp: bool = True) -> dict[str, Any]:
+    """A record of the settings, versions, command line and time of a run.
+
+    ``timestamp=False`` leaves out ``created`` (the only part that changes between two
+    runs of the same command), for outputs that must be byte-reproducible.
+    """
+    record: dict[str, Any] = {
         "settings": to_jsonable(settings) if settings is not None else None,
         "versions": library_versions(),
         "command": list(sys.argv),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    if timestamp:
+        record["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return record
 
 
 def write_json(path: str | Path, data: Any) -> None:

@@ -27,7 +27,7 @@ from safetensors.numpy import load_file, save_file
 
 from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import SceneFormatError, ValidationError
-from fourdnex.io.atomic import atomic_directory
+from fourdnex.io.atomic import atomic_directory, recover
 from fourdnex.io.formats import read_versioned_json
 from fourdnex.scene_meta import SceneMeta
 
@@ -241,6 +241,18 @@ class Scene4D:
         unknown = sorted(set(arrays) - set(_FIELDS))
         if unknown:
             raise SceneFormatError(f"{path}: unknown fields {unknown}")
+        unlisted = sorted(set(arrays) - set(header["fields"]))
+        if unlisted:
+            raise SceneFormatError(f"{path}: fields {unlisted} are not listed in {SCENE_JSON}")
+        if "rgb" in arrays and tuple(arrays["rgb"].shape[:3]) != (
+            header["frames"],
+            header["height"],
+            header["width"],
+        ):
+            raise SceneFormatError(
+                f"{directory}: {SCENE_JSON} says {header['frames']} x {header['height']} x "
+                f"{header['width']}, the arrays are {tuple(arrays['rgb'].shape[:3])}"
+            )
         try:
             raw = header.get("meta")
             meta = (
@@ -257,13 +269,15 @@ def read_header(directory: str | Path) -> dict[str, Any]:
     """Read and check ``scene.json`` of a scene directory (cheap: no arrays are loaded)."""
     directory = Path(directory)
     if not directory.exists():
+        recover(directory)  # a run killed while replacing it: put the previous scene back
+    if not directory.exists():
         raise SceneFormatError(f"{directory}: no such scene directory")
     if not directory.is_dir():
         raise SceneFormatError(f"{directory}: not a directory")
     path = directory / SCENE_JSON
     if not path.is_file():
         raise SceneFormatError(f"{directory}: not a scene directory (no {SCENE_JSON})")
-    return read_versioned_json(
+    header = read_versioned_json(
         path,
         FORMAT_NAME,
         READABLE_VERSIONS,
@@ -271,6 +285,28 @@ def read_header(directory: str | Path) -> dict[str, Any]:
         SceneFormatError,
         required=("fields", "arrays_bytes", "frames", "height", "width"),
     )
+    _check_header(path, header)
+    return header
+
+
+def _check_header(path: Path, header: dict[str, Any]) -> None:
+    """Types of ``scene.json`` (values are checked against the arrays on load)."""
+    for key in ("frames", "height", "width", "arrays_bytes"):
+        value = header[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SceneFormatError(f"{path}: {key!r} must be a non-negative integer, got {value!r}")
+    fields = header["fields"]
+    if not isinstance(fields, dict) or not fields:
+        raise SceneFormatError(f"{path}: 'fields' must be an object of field name -> shape, dtype")
+    for name, info in fields.items():
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) for n in shape
+        ):
+            raise SceneFormatError(f"{path}: field {name!r} needs a 'shape' list of integers")
+    for name in _FIELDS:
+        if _FIELDS[name].required and name not in fields:
+            raise SceneFormatError(f"{path}: required field {name!r} is not listed")
 
 
 def xyz_to_colors(xyz: np.ndarray, percentile: float = 1.0) -> NDArray[np.float32]:

@@ -7,6 +7,7 @@ by directory name (``GT_DIR/<name of SCENE_DIR>``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,11 @@ from tqdm import tqdm
 from fourdnex.errors import FourDNeXError
 from fourdnex.eval.evaluate import EvalSettings, evaluate_scene
 from fourdnex.eval.pointmaps import PointAlignment
+from fourdnex.io.paths import check_output_not_input
 from fourdnex.scene import SCENE_JSON, Scene4D, read_header
+
+#: Highest frame rate accepted for --fps.
+MAX_FPS = 240.0
 
 
 @dataclass
@@ -94,6 +99,15 @@ def main(argv: list[str]) -> int:
     from fourdnex.eval.video_metrics import VideoModels
 
     pairs = resolve_pairs(cfg.scenes, cfg.gt)
+    check_output_not_input(cfg.out, [p for _, p, _ in pairs] + [g for _, _, g in pairs if g])
+    shortest = min(int(read_header(p)["frames"]) for _, p, _ in pairs)
+    if not 1 <= cfg.frame_offset < max(shortest, 2):
+        raise FourDNeXError(
+            f"--frame-offset must be in [1, {max(shortest - 1, 1)}] (the shortest scene has "
+            f"{shortest} frames), got {cfg.frame_offset}"
+        )
+    if not (math.isfinite(cfg.fps) and 0 < cfg.fps <= MAX_FPS):
+        raise FourDNeXError(f"--fps must be in (0, {MAX_FPS}], got {cfg.fps}")
     if cfg.out.exists() and (not cfg.out.is_dir() or any(cfg.out.iterdir())) and not cfg.overwrite:
         raise FourDNeXError(f"output directory is not empty: {cfg.out} (pass --overwrite)")
     if cfg.aesthetic_head is not None and not cfg.aesthetic_head.is_file():

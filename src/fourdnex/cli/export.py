@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 import tyro
 
 from fourdnex.export.selection import ExportOptions
+from fourdnex.io.paths import check_output_not_input
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
 
@@ -44,6 +45,7 @@ def main(argv: list[str]) -> int:
 
     options = cfg.options
     options.validate()
+    check_output_not_input(cfg.out, [cfg.scene])
     scene = Scene4D.load(cfg.scene)
     result = export_scene(scene, cfg.format, cfg.out, options, provenance(cfg), cfg.overwrite)
     for line in result.report:

@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 import tyro
 
 from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.io.paths import check_output_not_input, safe_output_name
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.pipeline.settings import GenerationSettings
 
@@ -33,7 +34,8 @@ class GenerateConfig:
     images: Annotated[list[Path], tyro.conf.Positional]
     """Input images (PNG, JPEG, ...). Grayscale, RGBA and 16-bit images are converted to RGB."""
     out: Path
-    """Output directory; each image gets the scene directory OUT/<image stem>/."""
+    """Output directory; each image gets the scene directory OUT/<image stem>/ (characters
+    other than letters, digits and _ . + - become _, leading dots are dropped)."""
     model: str = SMALL_NAME
     """Model: fourdnex-small (bundled), a local diffusers Wan2.1 I2V directory, or a hub id
     (e.g. Wan-AI/Wan2.1-I2V-14B-480P-Diffusers)."""
@@ -93,14 +95,23 @@ def read_prompt(cfg: GenerateConfig) -> str | list[str]:
 
 
 def scene_dirs(cfg: GenerateConfig) -> list[Path]:
-    """OUT/<stem> per image; duplicate stems and existing scenes are errors."""
-    stems = [p.stem for p in cfg.images]
+    """OUT/<name> per image, the name its stem made safe (``safe_output_name``: never
+    ``.``, ``..``, empty or hidden); duplicate names, existing scenes and scene
+    directories that are, contain or lie inside an input are errors."""
+    stems = [safe_output_name(p.stem) for p in cfg.images]
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise ValidationError(f"several images share the name {duplicates[0]!r}: rename them")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise FourDNeXError(f"--out exists and is not a directory: {cfg.out}")
     dirs = [cfg.out / s for s in stems]
+    inputs = [
+        *cfg.images,
+        *([cfg.prompt_file] if cfg.prompt_file else []),
+        *([cfg.lora] if cfg.lora else []),
+    ]
+    for d in dirs:
+        check_output_not_input(d, inputs, "scene directory")
     if not cfg.overwrite:
         existing = [d for d in dirs if d.exists() and (not d.is_dir() or any(d.iterdir()))]
         if existing:

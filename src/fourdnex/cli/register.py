@@ -8,7 +8,6 @@ kept) and writes ``cameras.json`` (OpenCV, per frame) and ``registration.json``
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import tyro
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.geometry.register import RegisterSettings, Registration
+from fourdnex.io.paths import copy_regular
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import SCENE_ARRAYS, SCENE_JSON, Scene4D
 
@@ -47,8 +47,7 @@ def main(argv: list[str]) -> int:
     from fourdnex.io.atomic import atomic_directory
 
     settings = cfg.settings
-    if settings.samples_per_frame < 16:
-        raise FourDNeXError(f"--samples-per-frame must be >= 16, got {settings.samples_per_frame}")
+    settings.validate()
     scene = Scene4D.load(cfg.scene)
     if scene.K is not None and scene.cam2world is not None and not cfg.overwrite:
         raise FourDNeXError(
@@ -70,19 +69,22 @@ def main(argv: list[str]) -> int:
     }
     new = placed.scene
     keep = [p for p in cfg.scene.iterdir() if p.name not in (SCENE_JSON, SCENE_ARRAYS)]
+    skipped: list[str] = []
     with atomic_directory(cfg.scene, overwrite=True) as tmp:
-        has_previews = all((cfg.scene / n).is_file() for n in ("rgb.mp4", "xyz.mp4"))
+        has_previews = all(
+            (cfg.scene / n).is_file() and not (cfg.scene / n).is_symlink()
+            for n in ("rgb.mp4", "xyz.mp4")
+        )
         new.save(tmp, overwrite=True, previews=not has_previews)
         for path in keep:  # previews (unchanged data) and other files of the directory
             if path.name in (CAMERAS_JSON, REGISTRATION_JSON) or path.name.startswith("."):
                 continue
-            if path.is_dir():
-                shutil.copytree(path, tmp / path.name)
-            else:
-                shutil.copy2(path, tmp / path.name)
+            skipped += copy_regular(path, tmp / path.name)
         write_json(tmp / CAMERAS_JSON, cameras_json(new))
         write_json(tmp / REGISTRATION_JSON, {**summary, "provenance": provenance(settings)})
     print(format_summary(cfg.scene, reg, seconds))
+    for line in skipped:
+        print(f"note: skipped {line}")
     return 0
 
 

@@ -9,6 +9,7 @@ on the fly (not saved; run ``4dnex register`` to keep them).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -17,7 +18,10 @@ import numpy as np
 import tyro
 
 from fourdnex.errors import FourDNeXError
-from fourdnex.provenance import provenance, write_json
+from fourdnex.io.atomic import atomic_files, sweep
+from fourdnex.io.paths import check_output_not_input
+from fourdnex.limits import MAX_FPS, MAX_SPLAT_RADIUS, check_float, check_int
+from fourdnex.provenance import provenance, to_jsonable
 from fourdnex.scene import PREVIEW_FPS, Scene4D
 
 
@@ -75,8 +79,12 @@ def main(argv: list[str]) -> int:
         )
     if cfg.out.parent.exists() and not cfg.out.parent.is_dir():
         raise FourDNeXError(f"not a directory: {cfg.out.parent}")
-    if cfg.radius < 0 or cfg.fps < 1:
-        raise FourDNeXError("--radius must be >= 0 and --fps >= 1")
+    check_int(cfg.radius, "--radius", 0, MAX_SPLAT_RADIUS)
+    check_int(cfg.fps, "--fps", 1, MAX_FPS)
+    check_float(cfg.conf_threshold, "--conf-threshold", 0.0, 1e30)
+    inputs = [cfg.scene] + ([Path(cfg.trajectory)] if Path(cfg.trajectory).is_file() else [])
+    for p in paths:
+        check_output_not_input(p, inputs)
     is_preset = cfg.trajectory in PRESETS
     if not is_preset and not Path(cfg.trajectory).is_file():
         raise FourDNeXError(
@@ -102,20 +110,16 @@ def main(argv: list[str]) -> int:
         valid = scene.conf >= cfg.conf_threshold
     views = render_trajectory(scene.rgb, scene.xyz, traj, valid=valid, radius=cfg.radius)
     mask_rgb = np.repeat(views.mask[..., None], 3, axis=-1).astype(np.uint8) * 255
-    written: list[Path] = []
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        written.append(write_video(paths[0], views.rgb, fps=cfg.fps))
-        written.append(write_video(paths[1], mask_rgb, fps=cfg.fps, lossless=True))
+    sweep(cfg.out.parent)
+    with atomic_files(list(paths)) as tmps:  # the old outputs stay until all three are done
+        write_video(tmps[0], views.rgb, fps=cfg.fps)
+        write_video(tmps[1], mask_rgb, fps=cfg.fps, lossless=True)
         record = traj.to_json()
         record["hole_fraction"] = views.hole_fraction
         record["notes"] = notes
         record["provenance"] = provenance(cfg)
-        write_json(paths[2], record)
-    except BaseException:
-        for p in written:  # never leave a partial set of outputs
-            p.unlink(missing_ok=True)
-        raise
+        tmps[2].write_text(json.dumps(to_jsonable(record), indent=2) + "\n")
     print(f"rendered {len(traj)} frames ({traj.height} x {traj.width}, H x W), "
           f"holes {views.hole_fraction:.1%} of pixels")  # fmt: skip
     print(f"wrote {paths[0]}, {paths[1].name} (hole mask), {paths[2].name}")

@@ -1,7 +1,8 @@
 """Training clips on disk: the format the training work reads (see docs/dataset_format.md).
 
-- :mod:`fourdnex.data.clips`: one clip (``rgb.mp4``, ``geometry.safetensors``,
-  ``clip.json``): :func:`write_clip`, :func:`read_clip`, :func:`validate_clip`.
+- :mod:`fourdnex.data.clips`: one clip (``rgb.mkv`` lossless, ``rgb.mp4`` preview,
+  ``geometry.safetensors``, ``clip.json``): :func:`write_clip`, :func:`read_clip`,
+  :func:`validate_clip`.
 - :mod:`fourdnex.data.clip_dataset`: a dataset of clips (``dataset.json``, ``index.jsonl``,
   ``clips/<id>/``): :func:`write_dataset`, :func:`open_dataset`, :func:`check_dataset`,
   :func:`export_rgb_mp4`.

@@ -8,6 +8,9 @@ Layout of a dataset directory::
                      "caption"}
     clips/<id>/     one clip (see fourdnex.data.clips)
 
+Writing a dataset is byte-reproducible: the same command writes identical files
+(``dataset.json`` records no time; clip videos are encoded bit-exactly).
+
 :func:`write_dataset` builds the whole directory under a temporary name and renames
 it into place, so a crash never leaves a half-written dataset. :func:`open_dataset`
 reads the index (cheap) and :func:`check_dataset` reads every clip and returns the
@@ -37,7 +40,9 @@ from fourdnex.data.clips import (
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory, atomic_file
 from fourdnex.io.formats import read_versioned_json
+from fourdnex.io.paths import join_inside
 from fourdnex.io.video_files import write_video
+from fourdnex.limits import MAX_FRAMES, MAX_SIDE, check_int
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import Scene4D
 
@@ -50,6 +55,9 @@ CLIPS_DIR = "clips"
 VIDEOS_JSON = "videos.json"
 #: Clip ids are file names: letters, digits, ``_``, ``-`` and ``.`` (not leading).
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+_TEXT_KEYS = ("id", "path", "caption")
 
 
 class DatasetFormatError(ValidationError):
@@ -126,20 +134,25 @@ def open_dataset(root: str | Path) -> DatasetIndex:
             continue
         try:
             d = json.loads(line)
+            if not isinstance(d, dict) or not all(isinstance(d.get(k), str) for k in _TEXT_KEYS):
+                raise TypeError(f"{', '.join(_TEXT_KEYS)} must be strings")
             entry = ClipEntry(
-                id=str(d["id"]),
-                path=str(d["path"]),
-                frames=int(d["frames"]),
-                height=int(d["height"]),
-                width=int(d["width"]),
+                id=d["id"],
+                path=d["path"],
+                frames=check_int(d["frames"], "frames", 1, MAX_FRAMES),
+                height=check_int(d["height"], "height", 1, MAX_SIDE),
+                width=check_int(d["width"], "width", 1, MAX_SIDE),
                 caption=str(d["caption"]),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DatasetFormatError(f"{index_path}:{n}: bad index line ({exc})") from None
         if entry.id in seen:
             raise DatasetFormatError(f"{index_path}:{n}: duplicate clip id {entry.id!r}")
-        if Path(entry.path).is_absolute() or ".." in Path(entry.path).parts:
-            raise DatasetFormatError(f"{index_path}:{n}: clip path must be relative to the root")
+        try:  # ids name files of the cache; paths must stay inside the dataset
+            check_clip_id(entry.id)
+            join_inside(root, entry.path, "clip path")
+        except ValidationError as exc:
+            raise DatasetFormatError(f"{index_path}:{n}: {exc}") from None
         seen.add(entry.id)
         entries.append(entry)
     return DatasetIndex(root, info, entries)
@@ -188,6 +201,9 @@ def write_dataset(
 ) -> DatasetIndex:
     """Write ``(clip id, scene)`` pairs as a dataset directory, atomically as a whole.
 
+    The output is byte-reproducible: the same scenes, settings and command line give
+    identical files (``dataset.json`` holds no timestamp).
+
     Scenes are consumed one at a time (pass a generator to bound memory; wrap it in a
     progress bar if you like). Each scene needs cameras and a caption in its meta.
     """
@@ -213,7 +229,11 @@ def write_dataset(
                 "format_version": DATASET_FORMAT_VERSION,
                 "clips": len(entries),
                 "fps": CLIP_FPS,
-                "provenance": provenance(settings),
+                # No "created" timestamp: two runs of the same command must write
+                # byte-identical datasets (clips are deterministic too, see
+                # fourdnex.data.clips), so that copies can be checked by hash and
+                # latent caches keyed on clip contents stay valid.
+                "provenance": provenance(settings, timestamp=False),
             },
         )
     return open_dataset(root)
@@ -256,5 +276,7 @@ def export_rgb_mp4(
 
 
 def dataset_rgb_videos(index: DatasetIndex) -> list[tuple[str, Path]]:
-    """``(clip id, rgb.mp4 path)`` of every clip of a dataset."""
+    """``(clip id, rgb.mp4 path)`` of every clip of a dataset: the H.264 previews (lossy;
+    the RGB of record is each clip's lossless ``rgb.mkv``), e.g. for
+    :func:`export_rgb_mp4`."""
     return [(e.id, index.clip_dir(e) / RGB_VIDEO) for e in index]

@@ -2,8 +2,13 @@
 
 A clip directory ``clips/<id>/`` holds:
 
-- ``rgb.mp4``: the RGB video, H.264 uint8 (:func:`fourdnex.io.write_video`; odd sizes
-  are padded by one edge pixel, cropped again on reading).
+- ``rgb.mkv``: the RGB of record, FFV1 lossless uint8 (:func:`fourdnex.io.write_video`
+  with ``lossless=True``, any size). RGB given as float in [0, 1] is rounded to uint8
+  with :func:`fourdnex.io.video_files.to_uint8` before it is written, so what reads
+  back is uint8-exact: ``read_clip(d).rgb == to_uint8(rgb) / 255``.
+- ``rgb.mp4``: a preview of the same video, H.264 (lossy; odd sizes are padded by one
+  edge pixel). Never read as training data; for viewing, curation and
+  :func:`fourdnex.data.clip_dataset.dataset_rgb_videos`.
 - ``geometry.safetensors``:
   ``xyz_model`` (T, H, W, 3) float32, the pointmaps in model space (first-camera frame,
   one centre and scale for the clip, about [-1, 1]; made by
@@ -15,6 +20,12 @@ A clip directory ``clips/<id>/`` holds:
   :class:`~fourdnex.sixd.XYZNormalization` record: world points are
   ``normalization.denormalize(xyz_model)``), ``geometry_bytes`` and ``source``
   (where it came from, e.g. the synthetic scene description).
+
+Format version 1 clips (written before ``rgb.mkv`` existed) have only ``rgb.mp4``,
+which is then the RGB of record (decoded, lossy, cropped to H x W); they are still read.
+
+Every file of a clip is deterministic: the same inputs give byte-identical clips
+(the videos are encoded bit-exactly, see :func:`fourdnex.io.write_video`).
 
 A clip is written atomically (a temporary directory renamed into place) and every
 read checks it fully: a broken clip raises :class:`ClipFormatError` naming the clip
@@ -37,13 +48,19 @@ from fourdnex.cameras import check_intrinsics, check_rigid
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
-from fourdnex.io.video_files import read_video, write_video
+from fourdnex.io.video_files import read_video, video_shape, write_video
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import XYZNormalization, normalize_pointmaps
 
 CLIP_FORMAT = "fourdnex.clip"
-CLIP_FORMAT_VERSION = 1
+#: Version 2: the RGB of record is the lossless ``rgb.mkv``; ``rgb.mp4`` is a preview.
+CLIP_FORMAT_VERSION = 2
+#: Clip format versions this fourdnex reads (version 1: RGB only in ``rgb.mp4``).
+READABLE_CLIP_VERSIONS = (1, 2)
 CLIP_JSON = "clip.json"
+#: The lossless RGB of record (FFV1, uint8-exact), format version 2 on.
+RGB_LOSSLESS = "rgb.mkv"
+#: The H.264 RGB preview (the RGB of record of version 1 clips).
 RGB_VIDEO = "rgb.mp4"
 GEOMETRY = "geometry.safetensors"
 #: Frame rate of clip videos (Wan2.1 generates 16 frames per second).
@@ -59,7 +76,8 @@ class Clip:
     """One training clip in memory.
 
     Attributes:
-        rgb: (T, H, W, 3) float32 in [0, 1] (decoded from ``rgb.mp4``).
+        rgb: (T, H, W, 3) float32 in [0, 1], multiples of 1/255 (decoded from the
+            lossless ``rgb.mkv``; from the lossy ``rgb.mp4`` for version 1 clips).
         xyz_model: (T, H, W, 3) float32 pointmaps in model space.
         K: (T, 3, 3) float32 intrinsics (pixels).
         cam2world: (T, 4, 4) float32 cameras in the source world frame.
@@ -121,14 +139,17 @@ def write_clip(
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
+    The same arguments always give byte-identical files.
+
     Args:
         directory: the clip directory to create.
-        rgb: (T, H, W, 3) float in [0, 1] or uint8.
+        rgb: (T, H, W, 3) float in [0, 1] or uint8; float is rounded to uint8
+            (:func:`~fourdnex.io.video_files.to_uint8`) and stored exactly as that.
         xyz: (T, H, W, 3) world points (normalized here into model space).
         K: (T, 3, 3) intrinsics; cam2world: (T, 4, 4) cameras in the frame of ``xyz``.
         caption: text describing the clip (non-empty).
         dynamic_mask: (T, H, W) bool, optional.
-        fps: frame rate of ``rgb.mp4``.
+        fps: frame rate of the videos.
         source: JSON-ready provenance stored in ``clip.json``.
         overwrite: replace an existing clip directory.
     """
@@ -154,6 +175,7 @@ def write_clip(
         arrays["dynamic_mask"] = np.ascontiguousarray(scene.dynamic_mask)
     with atomic_directory(directory, overwrite=overwrite) as tmp:
         save_file(arrays, str(tmp / GEOMETRY))
+        write_video(tmp / RGB_LOSSLESS, rgb, fps=fps, lossless=True)
         write_video(tmp / RGB_VIDEO, rgb, fps=fps)
         header = {
             "format": CLIP_FORMAT,
@@ -203,7 +225,7 @@ def read_header(directory: str | Path) -> dict[str, Any]:
     return read_versioned_json(
         path,
         CLIP_FORMAT,
-        CLIP_FORMAT_VERSION,
+        READABLE_CLIP_VERSIONS,
         "clip",
         ClipFormatError,
         required=("frames", "height", "width", "fps", "caption", "xyz_normalization"),
@@ -215,12 +237,15 @@ def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
 
     Args:
         directory: the clip directory.
-        rgb: decode ``rgb.mp4`` (``False``: ``Clip.rgb`` is an empty (0, H, W, 3) array,
-            for readers that only need geometry).
+        rgb: decode the RGB (``rgb.mkv``; ``rgb.mp4`` for version 1 clips) and check
+            the ``rgb.mp4`` preview's frame count and size. ``False``: ``Clip.rgb`` is
+            an empty (0, H, W, 3) array and no video is opened, for readers that only
+            need geometry.
 
     Raises:
         ClipFormatError: missing files, truncated arrays, NaN or inf pointmaps, frame
-            counts of video and pointmaps that differ, wrong shapes or bad cameras.
+            counts of a video (``rgb.mkv`` or the ``rgb.mp4`` preview) and pointmaps
+            that differ, wrong shapes or bad cameras.
     """
     directory = Path(directory)
     header = read_header(directory)
@@ -247,7 +272,11 @@ def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
         raise ClipFormatError(f"{directory}: {exc}") from None
     frames = np.zeros((0, H, W, 3), np.float32)
     if rgb:
-        frames = _read_rgb(directory, T, H, W)
+        if int(header["format_version"]) >= 2:
+            frames = _read_rgb(directory, RGB_LOSSLESS, T, H, W)
+            _check_preview(directory, T, H, W)
+        else:  # version 1: the H.264 video is the only RGB
+            frames = _read_rgb(directory, RGB_VIDEO, T, H, W)
     mask = arrays.get("dynamic_mask")
     return Clip(
         rgb=frames,
@@ -288,23 +317,45 @@ def _read_geometry(directory: Path, header: dict[str, Any]) -> dict[str, np.ndar
     return arrays
 
 
-def _read_rgb(directory: Path, T: int, H: int, W: int) -> NDArray[np.float32]:
-    path = directory / RGB_VIDEO
+def _read_rgb(directory: Path, name: str, T: int, H: int, W: int) -> NDArray[np.float32]:
+    """Decode the RGB video ``name`` of a clip: the exact ``rgb.mkv``, or the ``rgb.mp4``
+    of a version 1 clip (which may hold one padding row or column, cropped here)."""
+    path = directory / name
     if not path.is_file():
-        raise ClipFormatError(f"{directory}: missing {RGB_VIDEO}")
+        raise ClipFormatError(f"{directory}: missing {name}")
     try:
         video = read_video(path)
     except FourDNeXError as exc:
         raise ClipFormatError(str(exc)) from None
-    if video.shape[0] != T:
-        raise ClipFormatError(
-            f"{directory}: {RGB_VIDEO} has {video.shape[0]} frames but the pointmaps have {T}"
-        )
-    if video.shape[1] < H or video.shape[2] < W or video.shape[1] > H + 1 or video.shape[2] > W + 1:
-        raise ClipFormatError(
-            f"{directory}: {RGB_VIDEO} is {video.shape[1]} x {video.shape[2]}, expected {H} x {W}"
-        )
+    _check_video_shape(directory, name, video.shape[:3], T, H, W)
     return video[:, :H, :W].astype(np.float32) / np.float32(255.0)
+
+
+def _check_preview(directory: Path, T: int, H: int, W: int) -> None:
+    """Check that the ``rgb.mp4`` preview of a version 2 clip is there and matches (from
+    its container, without decoding): tools such as ``dataset_rgb_videos`` rely on it."""
+    path = directory / RGB_VIDEO
+    if not path.is_file():
+        raise ClipFormatError(f"{directory}: missing {RGB_VIDEO}")
+    try:
+        shape = video_shape(path)
+    except FourDNeXError as exc:
+        raise ClipFormatError(str(exc)) from None
+    _check_video_shape(directory, RGB_VIDEO, shape, T, H, W)
+
+
+def _check_video_shape(
+    directory: Path, name: str, shape: tuple[int, ...], T: int, H: int, W: int
+) -> None:
+    """Raise if a clip video's ``(frames, height, width)`` disagree with the pointmaps:
+    the lossless ``rgb.mkv`` is exactly H x W, the H.264 ``rgb.mp4`` may hold one more
+    row or column (odd sizes are padded)."""
+    t, h, w = (int(n) for n in shape)
+    if t != T:
+        raise ClipFormatError(f"{directory}: {name} has {t} frames but the pointmaps have {T}")
+    pad = 0 if name == RGB_LOSSLESS else 1
+    if not (H <= h <= H + pad and W <= w <= W + pad):
+        raise ClipFormatError(f"{directory}: {name} is {h} x {w}, expected {H} x {W}")
 
 
 def _check_cameras(directory: Path, K: np.ndarray, c2w: np.ndarray) -> None:

@@ -39,6 +39,7 @@ from fourdnex.geometry.heap import retain_freed_memory
 from fourdnex.geometry.inputs import Samples, check_pointmaps, sample_pixels, spread
 from fourdnex.geometry.linear import calibrated_pose, lmeds_weights, planar_pose, resect
 from fourdnex.geometry.refine import Cameras, planes, refine, residuals, robust_weights
+from fourdnex.limits import MAX_SAMPLES_PER_FRAME, check_float, check_int
 
 #: Focal length of the fallback intrinsics, times the image width (released init 1.2 W).
 DEFAULT_FOCAL_FACTOR = 1.2
@@ -50,6 +51,10 @@ LMEDS_SCORE = 512
 PLANAR_RATIO = 1e-3
 #: A pixel is an inlier when its 3D error is below this fraction of the clip extent.
 INLIER_FRACTION_OF_EXTENT = 0.05
+#: Bounds of the settings: the solvers need a few samples; cost grows linearly.
+MIN_SAMPLES_PER_FRAME = 16
+MAX_REWEIGHTINGS = 20
+MAX_ITERATIONS = 200
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,15 @@ class RegisterSettings:
     """Pixels with confidence <= this are ignored (when a confidence map is given)."""
     seed: int = 0
     """Seed of the random subsets of the robust start (results are deterministic)."""
+
+    def validate(self) -> None:
+        """Bounds on every setting (cost is linear in samples and iterations)."""
+        check_int(self.samples_per_frame, "samples_per_frame", MIN_SAMPLES_PER_FRAME,
+                  MAX_SAMPLES_PER_FRAME)  # fmt: skip
+        check_int(self.linear_reweightings, "linear_reweightings", 0, MAX_REWEIGHTINGS)
+        check_int(self.iterations, "iterations", 0, MAX_ITERATIONS)
+        check_float(self.min_conf, "min_conf", 0.0, 1e30)
+        check_int(self.seed, "seed", 0, 2**32 - 1)
 
 
 @dataclass
@@ -134,6 +148,7 @@ def register(
     """
     settings = settings or RegisterSettings()
     retain_freed_memory()
+    settings.validate()
     checked = check_pointmaps(xyz, conf, settings.min_conf)
     T, H, W = checked.valid.shape
     s = sample_pixels(checked, settings.samples_per_frame)

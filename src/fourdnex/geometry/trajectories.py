@@ -40,6 +40,14 @@ from numpy.typing import NDArray
 
 from fourdnex.cameras import check_intrinsics, check_rigid, look_at
 from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.limits import (
+    MAX_FRAMES,
+    MAX_JSON_BYTES,
+    MAX_SIDE,
+    check_float,
+    check_int,
+    check_video_size,
+)
 
 PRESETS = ("original", "static", "orbit", "arc", "dolly-in", "dolly-out", "pan", "spiral", "zoom")
 #: Turns of the spiral preset.
@@ -76,12 +84,21 @@ class Trajectory:
         """Parse and validate the JSON form; ``time`` must index the scene's frames."""
         if not isinstance(data, dict) or not isinstance(data.get("frames"), list):
             raise ValidationError("trajectory JSON must be an object with a 'frames' list")
+        frames = data["frames"]
+        check_int(len(frames), "trajectory frame count", 1, MAX_FRAMES)
+        if not all(isinstance(f, dict) for f in frames):
+            raise ValidationError("trajectory JSON: every frame must be an object")
+        width = check_int(data.get("width"), "trajectory width", 1, MAX_SIDE)
+        height = check_int(data.get("height"), "trajectory height", 1, MAX_SIDE)
+        check_video_size(len(frames), height, width, "trajectory")
+        times = [
+            check_int(f.get("time", 0), f"trajectory frame {i} time", 0, MAX_FRAMES - 1)
+            for i, f in enumerate(frames)
+        ]
         try:
-            width, height = int(data["width"]), int(data["height"])
-            frames = data["frames"]
             K = np.array([f["K"] for f in frames], dtype=np.float64)
             c2w = np.array([f["cam2world"] for f in frames], dtype=np.float64)
-            time = np.array([f.get("time", 0) for f in frames], dtype=np.int64)
+            time = np.array(times, dtype=np.int64)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"trajectory JSON: malformed ({exc!r})") from None
         traj = cls(K=K, cam2world=c2w, time=time, width=width, height=height)
@@ -110,6 +127,8 @@ def load_trajectory(path: str | Path, scene_frames: int | None = None) -> Trajec
     path = Path(path)
     if not path.is_file():
         raise FourDNeXError(f"{path}: no such trajectory file")
+    if path.stat().st_size > MAX_JSON_BYTES:
+        raise FourDNeXError(f"{path}: larger than {MAX_JSON_BYTES // 2**20} MiB")
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -203,9 +222,10 @@ def make_trajectory(
     T, H, W = depth.shape
     if K.shape != (T, 3, 3) or cam2world.shape != (T, 4, 4):
         raise ValidationError("K, cam2world and depth must describe the same frames")
-    M = T if frames is None else int(frames)
-    if M < 1:
-        raise ValidationError(f"a trajectory needs at least one frame, got {M}")
+    M = T if frames is None else check_int(frames, "trajectory frames", 1, MAX_FRAMES)
+    check_float(angle_deg, "angle", -360.0, 360.0)
+    check_float(distance, "distance", -100.0, 100.0)
+    check_float(zoom, "zoom", 0.0, 100.0, low_open=True)
     freeze = parse_time_mode(time_mode, T)
     if freeze is None:
         time = np.rint(np.linspace(0, T - 1, M)).astype(np.int64)

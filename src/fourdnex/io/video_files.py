@@ -15,6 +15,9 @@ from fourdnex.io.atomic import atomic_file
 
 #: H.264 constant rate factor of previews (visually lossless, small files).
 PREVIEW_CRF = 18
+#: FFmpeg options that make written files byte-reproducible (see :func:`write_video`).
+_BITEXACT_CONTAINER = {"fflags": "+bitexact"}
+_BITEXACT_CODEC = {"flags": "+bitexact"}
 
 
 def to_uint8(frames: np.ndarray) -> NDArray[np.uint8]:
@@ -33,7 +36,14 @@ def write_video(
 
     Lossy mode writes H.264 yuv420p (``crf`` 18), padding odd sizes by one pixel
     (edge-replicated) since 4:2:0 needs even sizes. ``lossless=True`` writes FFV1
-    in RGB (use an ``.mkv`` path), exact to the uint8 value.
+    in RGB (use an ``.mkv`` path), any size, exact to the uint8 value (float frames
+    are rounded first with :func:`to_uint8`).
+
+    The output is deterministic in both modes: the same frames always give the same
+    bytes, on any machine with the same FFmpeg build. The container and codec are run
+    in bit-exact mode (no random Matroska SegmentUID, no encoder version strings) and
+    with a single encoder thread (libx264's output would otherwise depend on the
+    number of cores).
     """
     import av
 
@@ -46,14 +56,19 @@ def write_video(
             data = np.pad(data, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     path = Path(path)
     fmt = "matroska" if lossless else "mp4"
-    with atomic_file(path) as tmp, av.open(str(tmp), mode="w", format=fmt) as container:
+    with (
+        atomic_file(path) as tmp,
+        av.open(str(tmp), mode="w", format=fmt, options=_BITEXACT_CONTAINER) as container,
+    ):
         if lossless:
             stream = container.add_stream("ffv1", rate=fps)
             stream.pix_fmt = "bgr0"
+            stream.options = dict(_BITEXACT_CODEC)
         else:
             stream = container.add_stream("libx264", rate=fps)
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(PREVIEW_CRF)}
+            stream.options = {"crf": str(PREVIEW_CRF), **_BITEXACT_CODEC}
+        stream.thread_count = 1  # multi-threaded encoding depends on the core count
         stream.width = data.shape[2]
         stream.height = data.shape[1]
         for frame in data:
@@ -86,3 +101,25 @@ def read_video(path: str | Path, max_frames: int | None = None) -> NDArray[np.ui
     if not frames:
         raise FourDNeXError(f"{path}: video has no frames")
     return np.stack(frames)
+
+
+def video_shape(path: str | Path) -> tuple[int, int, int]:
+    """``(frames, height, width)`` of a video without decoding it (frames are counted
+    from the container's index, or from its packets when the index has no count)."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FourDNeXError(f"{path}: no such video file")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise FourDNeXError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            height, width = stream.codec_context.height, stream.codec_context.width
+            frames = stream.frames
+            if not frames:
+                frames = sum(1 for p in container.demux(stream) if p.size)
+    except av.FFmpegError as exc:
+        raise FourDNeXError(f"{path}: unreadable video ({exc})") from None
+    return int(frames), int(height), int(width)

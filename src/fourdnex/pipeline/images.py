@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.limits import MAX_IMAGE_PIXELS
 from fourdnex.sixd import RESOLUTION_AREA, RESOLUTION_MULTIPLE, released_resolution
 
 #: Aspect ratio the released model was trained at (480 x 720, width / height).
@@ -51,8 +52,15 @@ def load_image(path: str | Path) -> LoadedImage:
         with Image.open(path) as probe:
             probe.verify()
         with Image.open(path) as img:
+            if img.width * img.height > MAX_IMAGE_PIXELS:
+                raise FourDNeXError(
+                    f"image {path} is {img.width} x {img.height}, over the limit of "
+                    f"{MAX_IMAGE_PIXELS:,} pixels: downscale it first"
+                )
             img.load()
             return LoadedImage(str(path), *to_rgb(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise FourDNeXError(f"cannot read image {path}: {exc}".splitlines()[0]) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise FourDNeXError(f"cannot read image {path}: {exc}".splitlines()[0]) from None
 

@@ -7,6 +7,15 @@ from dataclasses import dataclass
 from fourdnex.condition import RESIZE_POLICIES, ResizePolicy
 from fourdnex.errors import ValidationError
 from fourdnex.flow import FLOW_SHIFT
+from fourdnex.limits import (
+    MAX_FRAMES,
+    MAX_GUIDANCE,
+    MAX_SIDE,
+    MAX_STEPS,
+    check_float,
+    check_int,
+    check_video_size,
+)
 from fourdnex.sixd import check_frames
 
 #: Official inference (method 2): 50 UniPC steps, guidance 5, empty negative prompt, seed 42.
@@ -15,6 +24,9 @@ DEFAULT_GUIDANCE = 5.0
 DEFAULT_SEED = 42
 #: Paper clip length: 49 frames (13 latent frames).
 DEFAULT_FRAMES = 49
+#: Bounds of the flow shift and of seeds (torch generators take 64-bit seeds).
+MAX_FLOW_SHIFT = 100.0
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -49,16 +61,18 @@ class GenerationSettings:
     VAE decoder already bounds its output to [-1, 1]); RGB is always clipped to [0, 1]."""
 
     def validate(self) -> None:
-        if self.steps < 1:
-            raise ValidationError(f"steps must be >= 1, got {self.steps}")
-        if not self.guidance >= 0:
-            raise ValidationError(f"guidance must be >= 0, got {self.guidance}")
-        if not self.flow_shift > 0:
-            raise ValidationError(f"flow_shift must be > 0, got {self.flow_shift}")
-        if self.seed < 0:
-            raise ValidationError(f"seed must be >= 0, got {self.seed}")
+        check_int(self.steps, "steps", 1, MAX_STEPS)
+        check_float(self.guidance, "guidance", 0.0, MAX_GUIDANCE)
+        check_float(self.flow_shift, "flow_shift", 0.0, MAX_FLOW_SHIFT, low_open=True)
+        check_int(self.seed, "seed", 0, MAX_SEED)
         if self.frames is not None:
+            check_int(self.frames, "frames", 1, MAX_FRAMES)
             check_frames(self.frames)
+        for name in ("height", "width"):
+            if getattr(self, name) is not None:
+                check_int(getattr(self, name), name, 16, MAX_SIDE)
+        if self.frames and self.height and self.width:
+            check_video_size(self.frames, self.height, 2 * self.width, "generated video")
         if self.resize not in RESIZE_POLICIES:
             raise ValidationError(f"resize must be one of {RESIZE_POLICIES}, got {self.resize!r}")
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fourdnex.errors import ValidationError
+from fourdnex.limits import check_video_size
 from fourdnex.synthetic.motion import camera_path, object_poses
 from fourdnex.synthetic.spec import (
     CAMERA_MOTIONS,
@@ -101,6 +102,7 @@ def check_size(frames: int, height: int, width: int) -> None:
         raise ValidationError(
             f"need frames >= 1 and an image of at least 2 x 2, got {frames} x {height} x {width}"
         )
+    check_video_size(frames, height, width, "synthetic scene")
 
 
 def sample_spec(

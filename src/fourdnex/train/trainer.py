@@ -9,6 +9,7 @@ optimizer state for a resumed run to match an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import math
 import os
@@ -21,6 +22,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from fourdnex.errors import FourDNeXError
+from fourdnex.io.atomic import publish_modes
+from fourdnex.io.lock import output_lock
 from fourdnex.models import save_lora
 from fourdnex.provenance import provenance, to_jsonable, write_json
 from fourdnex.sixd import XYZLatentNorm
@@ -149,8 +152,11 @@ class Run:
         return bool(self.accelerator.is_main_process)
 
 
-def setup(cfg: TrainConfig) -> Run:
-    """Check everything cheap, then build the model, optimizer and objective."""
+def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
+    """Check everything cheap, then build the model, optimizer and objective.
+
+    ``hold``: the main process takes the lock of ``cfg.out`` into it (one run per
+    output directory; a second run fails with the holder's pid)."""
     from accelerate import Accelerator
 
     check_backend_available()
@@ -167,6 +173,8 @@ def setup(cfg: TrainConfig) -> Run:
     kind = check_backend(accelerator, cfg, accumulation)
     accelerator.gradient_accumulation_steps = accumulation
     # ---- 1. check everything cheap first
+    if main and hold is not None:
+        hold.enter_context(output_lock(cfg.out))
     latest = check_output_dir(cfg) if main else None
     accelerator.wait_for_everyone()
     if not main:
@@ -283,9 +291,14 @@ def train(cfg: TrainConfig, progress: bool = True, stop_after: int | None = None
     written) as if the run were killed there; the learning-rate schedule still
     follows ``max_steps``. For tests and benchmarks.
     """
+    with contextlib.ExitStack() as hold:
+        return _train(setup(cfg, hold), progress, stop_after)
+
+
+def _train(run: Run, progress: bool, stop_after: int | None) -> TrainResult:
     from tqdm import tqdm
 
-    run = setup(cfg)
+    cfg = run.cfg
     start = resume(run)
     loader = data_loader(run, start)
     acc, main = run.accelerator, run.main
@@ -378,6 +391,7 @@ def save_checkpoint(
             else:
                 save_lora(model, tmp / ckpt.LORA_DIR, base_model=cfg.model, extra={"step": step})
             write_json(tmp / ckpt.CHECKPOINT_JSON, {**record, **provenance(cfg)})
+            publish_modes(tmp)
             if final.exists():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -33,7 +33,15 @@ import numpy as np
 import torch
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.models.presets import SMALL_FRAMES, SMALL_HEIGHT, SMALL_NAME, SMALL_WIDTH, get_preset
+from fourdnex.io.lock import output_lock
+from fourdnex.models.presets import (
+    SMALL_FRAMES,
+    SMALL_HEIGHT,
+    SMALL_NAME,
+    SMALL_WIDTH,
+    ModelPreset,
+    get_preset,
+)
 from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, check_frames, split_width
 
 #: Files written into the output directory.
@@ -275,6 +283,15 @@ def reconstruction_report(vae: Any, videos: torch.Tensor, batch: int = 2) -> dic
 # ------------------------------------------------------------------------- the command
 def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, Any]:
     """Train the VAE, measure its statistics, write ``OUT/vae`` and ``OUT/model``."""
+    cfg.validate()
+    preset = get_preset(cfg.preset)
+    if (cfg.out / MODEL_DIR).exists() and not cfg.overwrite:
+        raise FourDNeXError(f"{cfg.out / MODEL_DIR} exists (pass --overwrite)")
+    with output_lock(cfg.out):  # one run per output directory (creates it)
+        return _train_vae(cfg, preset, progress)
+
+
+def _train_vae(cfg: VAETrainConfig, preset: ModelPreset, progress: bool) -> dict[str, Any]:
     from diffusers import AutoencoderKLWan
 
     from fourdnex.models.components import (
@@ -287,14 +304,6 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, Any]:
     from fourdnex.provenance import provenance, write_json
     from fourdnex.sixd import PROMPT_SUFFIX
 
-    cfg.validate()
-    preset = get_preset(cfg.preset)
-    if (cfg.out / MODEL_DIR).exists() and not cfg.overwrite:
-        raise FourDNeXError(f"{cfg.out / MODEL_DIR} exists (pass --overwrite)")
-    try:
-        cfg.out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise FourDNeXError(f"cannot create {cfg.out}: {exc.strerror}") from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     started = time.perf_counter()
