@@ -204,7 +204,9 @@ def test_cli_presets_and_overrides() -> None:
     assert cfg.gradient_checkpointing and cfg.timesteps.shift == 3.0
     tiny = parse(["--data", "d", "--out", "o", "--resume", "--timesteps.kind", "logit-normal"])
     assert tiny.preset == "tiny-synthetic" and tiny.resume and tiny.timesteps.kind == "logit-normal"
-    with pytest.raises(SystemExit):
+    from fourdnex.cli.args import UsageError
+
+    with pytest.raises(UsageError, match="unknown --preset 'nope'"):
         parse(["--preset", "nope", "--data", "d", "--out", "o"])
 
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import tyro
-
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 
 
@@ -39,14 +38,13 @@ class EncodeConfig:
 
 
 def main(argv: list[str]) -> int:
-    import torch
-
+    from fourdnex.devices import resolve_device
     from fourdnex.train.cache import CacheSettings, encode_dataset
     from fourdnex.train.config import preset_config
     from fourdnex.train.encoder import WanEncoder
     from fourdnex.train.trainable import model_location
 
-    cfg = tyro.cli(EncodeConfig, args=argv, prog="4dnex encode")
+    cfg = parse(EncodeConfig, args=argv, prog="4dnex encode")
     base = preset_config(cfg.preset)
     model = cfg.model if cfg.model is not None else base.model
     settings = CacheSettings(
@@ -57,9 +55,7 @@ def main(argv: list[str]) -> int:
     )
     if not cfg.data.is_dir():
         raise FourDNeXError(f"dataset directory not found: {cfg.data}")
-    device = cfg.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(cfg.device))
     cache = cfg.cache if cfg.cache is not None else cfg.data / "cache"
     report = encode_dataset(
         cfg.data, cache, settings, lambda: WanEncoder(model_location(model), device), cfg.progress

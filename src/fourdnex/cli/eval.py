@@ -15,6 +15,7 @@ from typing import Annotated
 import tyro
 from tqdm import tqdm
 
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.eval.evaluate import EvalSettings, evaluate_scene
 from fourdnex.eval.pointmaps import PointAlignment
@@ -92,13 +93,15 @@ def resolve_pairs(scenes: list[Path], gt: Path | None) -> list[tuple[str, Path, 
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(EvalConfig, args=argv, prog="4dnex eval")
+    cfg = parse(EvalConfig, args=argv, prog="4dnex eval")
+    from fourdnex.devices import resolve_device
     from fourdnex.eval.aesthetic import load_aesthetic_head
     from fourdnex.eval.features import load_clip, load_dino
     from fourdnex.eval.report import write_report
     from fourdnex.eval.video_metrics import VideoModels
 
     pairs = resolve_pairs(cfg.scenes, cfg.gt)
+    device = str(resolve_device(cfg.device))
     check_output_not_input(cfg.out, [p for _, p, _ in pairs] + [g for _, _, g in pairs if g])
     shortest = min(int(read_header(p)["frames"]) for _, p, _ in pairs)
     if not 1 <= cfg.frame_offset < max(shortest, 2):
@@ -114,11 +117,11 @@ def main(argv: list[str]) -> int:
         raise FourDNeXError(f"aesthetic head weights not found: {cfg.aesthetic_head}")
     settings = EvalSettings(frame_offset=cfg.frame_offset, fps=cfg.fps,
                             point_alignment=cfg.point_alignment)  # fmt: skip
-    clip = load_clip(cfg.clip, cfg.device) if cfg.clip else None
+    clip = load_clip(cfg.clip, device) if cfg.clip else None
     models = VideoModels(
-        dino=load_dino(cfg.dino, cfg.device) if cfg.dino else None,
+        dino=load_dino(cfg.dino, device) if cfg.dino else None,
         clip=clip,
-        aesthetic_clip=load_clip(cfg.aesthetic_clip, cfg.device) if cfg.aesthetic_clip else None,
+        aesthetic_clip=load_clip(cfg.aesthetic_clip, device) if cfg.aesthetic_clip else None,
         aesthetic_head=load_aesthetic_head(cfg.aesthetic_head) if cfg.aesthetic_head else None,
     )
     results, plots = [], []

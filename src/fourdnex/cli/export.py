@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from fourdnex.cli.args import parse
 from fourdnex.export.selection import ExportOptions
 from fourdnex.io.paths import check_output_not_input
 from fourdnex.provenance import provenance
@@ -40,7 +41,7 @@ class ExportConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(ExportConfig, args=argv, prog="4dnex export")
+    cfg = parse(ExportConfig, args=argv, prog="4dnex export")
     from fourdnex.export import export_scene
 
     options = cfg.options

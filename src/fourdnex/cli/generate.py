@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 import tyro
 
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.paths import check_output_not_input, safe_output_name
 from fourdnex.models.presets import SMALL_NAME
@@ -120,9 +121,10 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(GenerateConfig, args=argv, prog="4dnex generate")
+    cfg = parse(GenerateConfig, args=argv, prog="4dnex generate")
     import torch
 
+    from fourdnex.devices import resolve_device
     from fourdnex.io.atomic import atomic_directory
     from fourdnex.models.loading import resolve_model
     from fourdnex.models.lora import check_lora_compatible, inspect_lora
@@ -147,11 +149,7 @@ def main(argv: list[str]) -> int:
     memory = get_memory_mode(cfg.memory)
     if cfg.step_cache < 0:
         raise ValidationError(f"--step-cache must be >= 0, got {cfg.step_cache}")
-    device = torch.device(
-        ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
-    )
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise FourDNeXError("--device cuda requested but no CUDA device is available")
+    device = resolve_device(cfg.device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
     )

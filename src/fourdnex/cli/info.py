@@ -9,6 +9,7 @@ from typing import Annotated
 
 import tyro
 
+from fourdnex.cli.args import parse
 from fourdnex.scene import scene_summary
 
 
@@ -50,7 +51,7 @@ def format_summary(s: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(InfoConfig, args=argv, prog="4dnex info")
+    cfg = parse(InfoConfig, args=argv, prog="4dnex info")
     summary = scene_summary(cfg.scene)
     print(json.dumps(summary, indent=2) if cfg.json else format_summary(summary))
     return 0

@@ -5,13 +5,15 @@ Each subcommand lives in its own module ``fourdnex.cli.<name>`` exposing
 Modules are imported only when their command runs, so ``4dnex info`` does not pay
 for importing diffusers.
 
-Every :class:`~fourdnex.errors.FourDNeXError` becomes one line on stderr and exit
-status 2, without a traceback.
+Every :class:`~fourdnex.errors.FourDNeXError` (bad input, including a bad command
+line) becomes one line on stderr and exit status 2, without a traceback; any other
+exception is a bug: one line and status 1 (``FOURDNEX_DEBUG=1`` re-raises it).
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 from fourdnex import __version__
@@ -40,6 +42,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: Exit status for bad input.
 EXIT_USAGE = 2
+#: Exit status for a bug (an exception that is not a FourDNeXError).
+EXIT_INTERNAL = 1
+#: Set to show the traceback of an internal error.
+DEBUG_ENV = "FOURDNEX_DEBUG"
 
 
 def _usage() -> str:
@@ -76,6 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"4dnex {name}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"4dnex {name}: error: out of memory (try smaller sizes)", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug: one line, the traceback on request
+        if os.environ.get(DEBUG_ENV):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"4dnex {name}: internal error: {type(exc).__name__}: {first} "
+            f"(please report it; {DEBUG_ENV}=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
     return status
 
 

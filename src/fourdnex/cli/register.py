@@ -16,6 +16,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.geometry.register import RegisterSettings, Registration
 from fourdnex.io.paths import copy_regular
@@ -41,7 +42,7 @@ class RegisterConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(RegisterConfig, args=argv, prog="4dnex register")
+    cfg = parse(RegisterConfig, args=argv, prog="4dnex register")
     from fourdnex.export.camera_files import cameras_json
     from fourdnex.geometry import register_scene
     from fourdnex.io.atomic import atomic_directory

@@ -17,6 +17,7 @@ from typing import Annotated
 import numpy as np
 import tyro
 
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_files, sweep
 from fourdnex.io.paths import check_output_not_input
@@ -67,7 +68,7 @@ def output_paths(out: Path) -> tuple[Path, Path, Path]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(RenderConfig, args=argv, prog="4dnex render")
+    cfg = parse(RenderConfig, args=argv, prog="4dnex render")
     from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, with_cameras
     from fourdnex.geometry.novel_view import render_trajectory
     from fourdnex.io.video_files import write_video

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import tyro
 from tqdm import tqdm
 
+from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
@@ -118,7 +118,7 @@ def _scenes(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D]]:
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(SynthConfig, args=argv, prog="4dnex synth")
+    cfg = parse(SynthConfig, args=argv, prog="4dnex synth")
     _check(cfg)
     start = time.perf_counter()
     if cfg.rgb_only:

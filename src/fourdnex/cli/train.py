@@ -9,21 +9,32 @@ two processes on one CPU machine: ``ACCELERATE_USE_CPU=1 accelerate launch --mul
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import tyro
 
+from fourdnex.cli.args import UsageError
+from fourdnex.cli.args import parse as parse_args
 from fourdnex.train.config import PRESETS, TrainConfig, preset_config
+
+#: The preset when --preset is not given.
+DEFAULT_PRESET = "tiny-synthetic"
 
 
 def parse(argv: list[str]) -> TrainConfig:
     """The config of a command line: the preset's values, then the overrides."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--preset", default="tiny-synthetic", choices=sorted(PRESETS))
-    known, _ = pre.parse_known_args(argv)
-    default = preset_config(known.preset, data=tyro.MISSING, out=tyro.MISSING)
-    return tyro.cli(TrainConfig, args=argv, default=default, prog="4dnex train")
+    preset = DEFAULT_PRESET
+    for i, arg in enumerate(argv):
+        if arg == "--preset":
+            if i + 1 >= len(argv):
+                raise UsageError("--preset needs a value (see `4dnex train --help`)")
+            preset = argv[i + 1]
+        elif arg.startswith("--preset="):
+            preset = arg.split("=", 1)[1]
+    if preset not in PRESETS:
+        raise UsageError(f"unknown --preset {preset!r} (one of {', '.join(sorted(PRESETS))})")
+    default = preset_config(preset, data=tyro.MISSING, out=tyro.MISSING)
+    return parse_args(TrainConfig, args=argv, default=default, prog="4dnex train")
 
 
 def main(argv: list[str]) -> int:

@@ -9,13 +9,12 @@ directory (trained VAE, random transformer, frozen encoders) for `4dnex encode` 
 
 from __future__ import annotations
 
-import tyro
-
+from fourdnex.cli.args import parse
 from fourdnex.train.vae import MODEL_DIR, REPORT, VAETrainConfig
 
 
 def main(argv: list[str]) -> int:
-    cfg = tyro.cli(VAETrainConfig, args=argv, prog="4dnex train-vae")
+    cfg = parse(VAETrainConfig, args=argv, prog="4dnex train-vae")
     from fourdnex.train.vae import train_vae
 
     report = train_vae(cfg)

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from fourdnex.errors import FourDNeXError
+from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.lora_files import (
     ADAPTER_NAME,
     DOMAIN_FILE,
@@ -35,6 +35,8 @@ from fourdnex.models.lora_files import (
     LORA_FORMAT_VERSION,
     LORA_JSON,
     LORA_KEY_PATTERN,
+    LORA_RECORD_FORMAT,
+    LORA_RECORD_KEYS,
     LORA_WEIGHTS,
     RELEASED_DOMAIN_FILE,
     RELEASED_LORA_SCALE,
@@ -159,7 +161,7 @@ def save_lora(
     stats = xyz_stats or XYZLatentNorm()
     rank, alpha = int(peft_config.r), float(peft_config.lora_alpha)
     record = {
-        "format": "fourdnex.lora",
+        "format": LORA_RECORD_FORMAT,
         "format_version": LORA_FORMAT_VERSION,
         "rank": rank,
         "alpha": alpha,
@@ -168,6 +170,9 @@ def save_lora(
         "base_model": base_model,
         **(extra or {}),
     }
+    unknown = sorted(set(record) - set(LORA_RECORD_KEYS))
+    if unknown:
+        raise ValidationError(f"save_lora: extra keys {unknown} are not part of {LORA_JSON}")
     domain = domain_embeddings(transformer).detach().to("cpu").contiguous()
     with atomic_directory(Path(directory), overwrite=overwrite) as tmp:
         # diffusers' own writer: the ``transformer.`` prefix and the adapter metadata

@@ -16,7 +16,8 @@ from typing import Any, Literal
 import torch
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.sixd import XYZLatentNorm
+from fourdnex.limits import MAX_JSON_BYTES, check_float
+from fourdnex.sixd import XYZ_LATENT_MEAN, XYZ_LATENT_STD, XYZLatentNorm
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 DOMAIN_FILE = "domain_embeddings.safetensors"
@@ -24,6 +25,11 @@ DOMAIN_KEY = "domain_embeddings"
 RELEASED_DOMAIN_FILE = "learnable_domain_embeddings.pt"
 LORA_JSON = "fourdnex_lora.json"
 LORA_FORMAT_VERSION = 1
+LORA_RECORD_FORMAT = "fourdnex.lora"
+#: The keys of ``fourdnex_lora.json`` (``step``: the training step it was saved at).
+LORA_RECORD_KEYS = (
+    "format", "format_version", "rank", "alpha", "targets", "xyz_latent", "base_model", "step",
+)  # fmt: skip
 #: Scale the released inference fuses its alpha-less LoRA with (alpha 32 / rank 64).
 RELEASED_LORA_SCALE = 0.5
 #: Name of the peft adapter on the transformer.
@@ -127,11 +133,8 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
     sidecar = directory / LORA_JSON
     record: dict[str, Any] = {}
     if sidecar.is_file():
-        try:
-            record = json.loads(sidecar.read_text())
-            alpha, source = float(record["alpha"]), LORA_JSON
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FourDNeXError(f"invalid {sidecar}: {exc}") from None
+        record = read_lora_record(sidecar, rank)
+        alpha, source = float(record["alpha"]), LORA_JSON
     elif (meta_alpha := _metadata_alpha(metadata, weights.name)) is not None:
         alpha, source = meta_alpha, "metadata"
     elif alpha_values:
@@ -145,7 +148,7 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
     if record:
         domain_file = DOMAIN_FILE
         hidden = _domain_width_safetensors(directory / DOMAIN_FILE)
-        stats = XYZLatentNorm(**record.get("xyz_latent", {}))
+        stats = XYZLatentNorm(**record["xyz_latent"])
         base_model = str(record.get("base_model", ""))
         fmt: Literal["fourdnex", "released"] = "fourdnex"
     else:
@@ -165,6 +168,43 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
         xyz_stats=stats,
         base_model=base_model,
     )
+
+
+def read_lora_record(path: Path, rank: int) -> dict[str, Any]:
+    """Read and check ``fourdnex_lora.json``: format and version, known keys only, a
+    finite positive alpha, the rank of the weights, finite XYZ latent statistics."""
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise ValidationError(f"larger than {MAX_JSON_BYTES // 2**20} MiB")
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValidationError("not a JSON object")
+        if record.get("format") != LORA_RECORD_FORMAT:
+            raise ValidationError(f"format must be {LORA_RECORD_FORMAT!r}")
+        if record.get("format_version") != LORA_FORMAT_VERSION:
+            raise ValidationError(
+                f"unsupported format_version {record.get('format_version')!r} "
+                f"(this fourdnex reads {LORA_FORMAT_VERSION})"
+            )
+        unknown = sorted(set(record) - set(LORA_RECORD_KEYS))
+        if unknown:
+            raise ValidationError(f"unknown keys {unknown}")
+        check_float(record.get("alpha"), "alpha", 0.0, 1e6, low_open=True)
+        if record.get("rank") != rank:
+            raise ValidationError(f"rank {record.get('rank')!r} differs from the weights' {rank}")
+        stats = record.get("xyz_latent", {"mean": XYZ_LATENT_MEAN, "std": XYZ_LATENT_STD})
+        if not isinstance(stats, dict) or set(stats) != {"mean", "std"}:
+            raise ValidationError("xyz_latent must be an object with mean and std")
+        check_float(stats["mean"], "xyz_latent.mean", -1e6, 1e6)
+        check_float(stats["std"], "xyz_latent.std", 0.0, 1e6, low_open=True)
+        record["xyz_latent"] = stats
+        if not isinstance(record.get("targets", []), list):
+            raise ValidationError("targets must be a list")
+        if not isinstance(record.get("base_model", ""), str):
+            raise ValidationError("base_model must be a string")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+        raise FourDNeXError(f"invalid {path}: {exc}".splitlines()[0]) from None
+    return record
 
 
 def _metadata_alpha(metadata: dict[str, str], name: str) -> float | None:

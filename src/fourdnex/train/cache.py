@@ -36,8 +36,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from fourdnex.condition import condition_video
+from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
 from fourdnex.errors import FourDNeXError
-from fourdnex.io.atomic import atomic_file
+from fourdnex.io.atomic import atomic_file, sweep
+from fourdnex.io.paths import check_output_not_input
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.provenance import provenance, write_json
 from fourdnex.sixd import PROMPT_SUFFIX, check_frames, with_prompt_suffix
@@ -168,10 +170,17 @@ def encode_dataset(
     clips = list_clips(data_dir)
     if not clips:
         raise FourDNeXError(f"dataset {data_dir} has no clips: nothing to encode")
+    data = Path(data_dir)
+    if Path(cache_dir).resolve() == data.resolve():
+        raise FourDNeXError(f"the cache {cache_dir} is the dataset itself: choose a subfolder")
+    check_output_not_input(cache_dir, [data / DATASET_JSON, data / INDEX_JSONL,
+                                       *{r.path.parent for r in clips}], "--cache")  # fmt: skip
     try:
         (cache_dir / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FourDNeXError(f"cannot write the cache to {cache_dir}: {exc.strerror}") from None
+    sweep(cache_dir / ENTRIES_DIR)  # temporaries of a killed encode
+    sweep(cache_dir)
     write_json(
         cache_dir / CACHE_JSON,
         {

@@ -14,6 +14,13 @@ from typing import Any, Literal
 
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.flow import FLOW_SHIFT, LossWeighting, TimestepSampling
+from fourdnex.limits import (
+    MAX_GUIDANCE,
+    MAX_STEPS,
+    check_float,
+    check_int,
+    check_video_size,
+)
 from fourdnex.models.presets import (
     LORA_ALPHA,
     LORA_RANK,
@@ -40,6 +47,11 @@ IMAGE_DROPOUT = 0.05
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant"]
+
+#: Bounds of the training settings (far above any real run).
+MAX_TRAIN_STEPS = 10_000_000
+MAX_BATCH = 65536
+MAX_LORA_RANK = 4096
 
 
 @dataclass
@@ -149,11 +161,26 @@ class TrainConfig:
         for name in ("height", "width"):
             if getattr(self, name) % 16 or getattr(self, name) < 16:
                 raise ValidationError(f"{name} must be a positive multiple of 16")
-        if self.max_steps < 1:
-            raise ValidationError(f"max_steps must be >= 1, got {self.max_steps}")
+        check_video_size(self.frames, self.height, 2 * self.width, "training video")
+        check_int(self.max_steps, "max_steps", 1, MAX_TRAIN_STEPS)
+        check_int(self.batch_size, "batch_size", 1, MAX_BATCH)
+        check_int(self.micro_batch_size, "micro_batch_size", 1, MAX_BATCH)
         self.accumulation_steps(num_processes)
-        if not self.learning_rate > 0:
-            raise ValidationError(f"learning_rate must be > 0, got {self.learning_rate}")
+        check_float(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", 0.0, 1e3)
+        check_float(self.adam_eps, "adam_eps", 0.0, 1.0, low_open=True)
+        for i, beta in enumerate(self.adam_betas):
+            check_float(beta, f"adam_betas[{i}]", 0.0, 1.0)
+        check_float(self.max_grad_norm, "max_grad_norm", 0.0, 1e9)
+        check_float(self.lora_alpha, "lora_alpha", 0.0, 1e6, low_open=True)
+        check_float(self.validation_guidance, "validation_guidance", 0.0, MAX_GUIDANCE)
+        check_int(self.validation_steps, "validation_steps", 1, MAX_STEPS)
+        check_int(self.log_every, "log_every", 1, MAX_TRAIN_STEPS)
+        check_int(self.num_workers, "num_workers", 0, 256)
+        check_int(self.seed, "seed", 0, 2**63 - 1)
+        for name in ("xyz_latent_mean", "xyz_latent_std"):
+            if getattr(self, name) is not None:
+                check_float(getattr(self, name), name, -1e6, 1e6)
         for name in ("text_dropout", "image_dropout", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -162,6 +189,7 @@ class TrainConfig:
                 raise ValidationError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.lora_rank < 1 and not self.full_finetune:
             raise ValidationError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        check_int(self.lora_rank, "lora_rank", 0, MAX_LORA_RANK)
 
     def accumulation_steps(self, num_processes: int) -> int:
         """Gradient accumulation steps so that the global batch is ``batch_size``."""

@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import publish_modes
 from fourdnex.io.lock import output_lock
+from fourdnex.io.paths import check_output_not_input
 from fourdnex.models import save_lora
 from fourdnex.provenance import provenance, to_jsonable, write_json
 from fourdnex.sixd import XYZLatentNorm
@@ -172,7 +173,10 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     accumulation = cfg.accumulation_steps(world)
     kind = check_backend(accelerator, cfg, accumulation)
     accelerator.gradient_accumulation_steps = accumulation
-    # ---- 1. check everything cheap first
+    # ---- 1. check everything cheap first (nothing is written before these pass)
+    check_output_not_input(cfg.out, [cfg.data, cfg.cache_dir])
+    settings = CacheSettings(model=cfg.model, frames=cfg.frames, height=cfg.height, width=cfg.width)
+    entries = check_cache(cfg.data, cfg.cache_dir, settings)
     if main and hold is not None:
         hold.enter_context(output_lock(cfg.out))
     latest = check_output_dir(cfg) if main else None
@@ -183,8 +187,6 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
         model_location(cfg.model)  # builds the tiny model once, on the main process
     accelerator.wait_for_everyone()
     location = model_location(cfg.model, build=False)
-    settings = CacheSettings(model=cfg.model, frames=cfg.frames, height=cfg.height, width=cfg.width)
-    entries = check_cache(cfg.data, cfg.cache_dir, settings)
     null_prompt = load_null_prompt(cfg.cache_dir)
     if main:
         write_json(
