@@ -189,6 +189,11 @@ def export_scene(
                 "(run 4dnex register to keep them)"
             )
         scene = placed.scene
+    if not exporter.folder:
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FourDNeXError(f"cannot create {out.parent}: {exc.strerror}") from None
     job = ExportJob(scene, out, options, overwrite, progress, provenance)
     result.files = exporter.write(job, result)
     if not exporter.folder:
