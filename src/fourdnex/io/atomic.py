@@ -205,7 +205,10 @@ def atomic_files(paths: list[Path]) -> Iterator[list[Path]]:
     mask and record): the old files are replaced only once every new one is complete."""
     with contextlib.ExitStack() as stack:
         tmps = [stack.enter_context(_staged(p)) for p in paths]
-        yield tmps
+        try:
+            yield tmps
+        except OSError as exc:
+            raise _os_error(paths[0], exc) from None
         for tmp, final in zip(tmps, paths, strict=True):
             try:
                 publish_modes(tmp)

@@ -287,6 +287,17 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, Any]:
     preset = get_preset(cfg.preset)
     if (cfg.out / MODEL_DIR).exists() and not cfg.overwrite:
         raise FourDNeXError(f"{cfg.out / MODEL_DIR} exists (pass --overwrite)")
+    from fourdnex.data import open_dataset
+    from fourdnex.io.paths import check_output_not_input
+
+    inputs = [
+        cfg.data,
+        *([cfg.eval_data] if cfg.eval_data else []),
+        *([cfg.init] if cfg.init else []),
+    ]
+    check_output_not_input(cfg.out, inputs)
+    for data in inputs[: 2 if cfg.eval_data else 1]:
+        open_dataset(data)  # a broken index fails before OUT exists
     with output_lock(cfg.out):  # one run per output directory (creates it)
         return _train_vae(cfg, preset, progress)
 
