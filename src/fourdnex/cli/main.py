@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("fourdnex.cli.train", "Fine-tune 4DNeX (LoRA + domain embeddings) on a dataset."),
     "eval": ("fourdnex.cli.eval", "Evaluate scenes: metrics, ground-truth comparison, report."),
     "info": ("fourdnex.cli.info", "Print a readable summary of a scene directory."),
+    "view": ("fourdnex.cli.view", "Show a scene in the browser: 4D point cloud, cameras, renders."),
+    "app": ("fourdnex.cli.app", "Serve the web app: upload an image, generate, view, download."),
 }
 
 #: Exit status for bad input.

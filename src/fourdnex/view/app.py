@@ -1,0 +1,280 @@
+"""The web app: upload an image (or pick a bundled example), generate, look at the result.
+
+A Gradio page over :class:`~fourdnex.pipeline.FourDNeXPipeline`: the model is loaded
+once; Generate runs with a progress bar and shows the RGB and XYZ videos side by side,
+the first frame's point cloud in 3D, a novel-view video along a trajectory preset, and
+downloads (the scene directory as a zip, PLY frames as a zip, the GLB of every frame,
+the cameras).
+
+Safe by default: bound to 127.0.0.1; one generation at a time per model (a queue);
+each request's files in a directory of its own, removed after ``keep_minutes``;
+uploads that are not images or are too large get a message in the page, and the
+server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fourdnex.errors import FourDNeXError
+from fourdnex.limits import MAX_STEPS, check_int
+from fourdnex.models.presets import SMALL_NAME
+from fourdnex.scene import RGB_PREVIEW, XYZ_PREVIEW, Scene4D
+
+#: Largest upload accepted by the page.
+MAX_UPLOAD = "20mb"
+#: The novel-view presets offered in the page.
+APP_TRAJECTORIES = ("orbit", "arc", "dolly-in", "pan", "spiral", "zoom", "static")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """How ``4dnex app`` serves."""
+
+    model: str = SMALL_NAME
+    """Model: fourdnex-small (bundled), a Wan2.1 I2V directory or a hub id."""
+    lora: Path | None = None
+    """4DNeX LoRA directory (with --model)."""
+    memory: str = "none"
+    """Memory mode of `generate` (none, model-offload, group-offload, fp8, ...)."""
+    device: str = "auto"
+    """Device: auto, cpu, cuda, cuda:N."""
+    host: str = "127.0.0.1"
+    """Address to bind (127.0.0.1: this machine only)."""
+    port: int = 7860
+    """Port of the page."""
+    steps: int = 50
+    """Default denoising steps shown in the page."""
+    keep_minutes: int = 60
+    """Request directories older than this are removed."""
+    workdir: Path | None = None
+    """Where request directories live (default: a new temporary directory)."""
+
+    def validate(self) -> None:
+        check_int(self.port, "port", 0, 65535)
+        check_int(self.steps, "steps", 1, MAX_STEPS)
+        check_int(self.keep_minutes, "keep_minutes", 1, 10**6)
+
+
+def first_frame(scene: Scene4D) -> Scene4D:
+    """Frame 0 of ``scene`` as a one-frame scene (for the 3D view)."""
+    fields = {k: v[:1] for k, v in scene.arrays().items()}
+    return Scene4D(**fields, meta=scene.meta.copy())
+
+
+class Generator:
+    """The model, loaded once, and one request at a time."""
+
+    def __init__(self, settings: AppSettings) -> None:
+        import torch
+
+        from fourdnex.devices import resolve_device
+        from fourdnex.models.loading import read_component_config, resolve_model
+        from fourdnex.models.lora import check_lora_compatible, inspect_lora
+        from fourdnex.models.small import resolve_model_name
+        from fourdnex.pipeline import FourDNeXPipeline, apply_memory, get_memory_mode
+
+        settings.validate()
+        self.settings = settings
+        device = resolve_device(settings.device)
+        memory = get_memory_mode(settings.memory)
+        source = resolve_model(resolve_model_name(settings.model))
+        if settings.lora is not None:
+            check_lora_compatible(inspect_lora(settings.lora), read_component_config(source))
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.pipe = FourDNeXPipeline.from_model(source.location, lora=settings.lora, dtype=dtype)
+        apply_memory(self.pipe, memory, device)
+        self._warm_up()
+        self.root = Path(settings.workdir or tempfile.mkdtemp(prefix="fourdnex-app-"))
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def _warm_up(self) -> None:
+        """One 1-step generation at start, so the first user does not wait for lazy
+        initialization (kernels, allocator)."""
+        from PIL import Image
+
+        from fourdnex.pipeline import GenerationSettings
+
+        blank = Image.new("RGB", (96, 64), (128, 128, 128))
+        self.pipe.generate([blank], "", GenerationSettings(steps=1, guidance=1.0))
+
+    def clean(self) -> None:
+        """Remove request directories older than ``keep_minutes``."""
+        limit = time.time() - 60 * self.settings.keep_minutes
+        for d in self.root.glob("req-*"):
+            try:
+                if d.stat().st_mtime < limit:
+                    shutil.rmtree(d, ignore_errors=True)
+            except OSError:
+                continue
+
+    def __call__(
+        self, image: str | None, prompt: str, seed: float, steps: float, trajectory: str
+    ) -> dict[str, Any]:
+        """Generate and package one scene; every problem is a FourDNeXError."""
+        from fourdnex.export import export_scene
+        from fourdnex.geometry import make_trajectory, register_scene
+        from fourdnex.geometry.novel_view import render_trajectory
+        from fourdnex.io.video_files import write_video
+        from fourdnex.pipeline import GenerationSettings, load_image
+
+        if not image:
+            raise FourDNeXError("upload an image or pick an example first")
+        try:
+            loaded = load_image(image)
+        except FourDNeXError:  # the upload's own name, not the server's cache path
+            raise FourDNeXError(
+                f"{Path(image).name} is not an image fourdnex can read (PNG, JPEG, WebP, ...)"
+            ) from None
+        if trajectory not in APP_TRAJECTORIES:
+            raise FourDNeXError(f"unknown trajectory {trajectory!r}")
+        settings = GenerationSettings(steps=int(steps), seed=int(seed))
+        settings.validate()
+        self.clean()
+        request = self.root / f"req-{uuid.uuid4().hex}"
+        request.mkdir()
+        started = time.perf_counter()
+        with self._lock:  # one generation at a time per model
+            scene = self.pipe.generate([loaded.image], prompt.strip(), settings)[0]
+        scene = register_scene(scene).scene
+        scene_dir = scene.save(request / "scene")
+        export_scene(first_frame(scene), "glb", request / "view.glb")
+        export_scene(scene, "glb", request / "scene.glb")
+        export_scene(scene, "ply", request / "ply")
+        export_scene(scene, "cameras", request / "cameras.json")
+        assert scene.K is not None and scene.cam2world is not None and scene.depth is not None
+        traj = make_trajectory(trajectory, scene.K, scene.cam2world, scene.depth)
+        views = render_trajectory(scene.rgb, scene.xyz, traj, radius=1, progress=False)
+        write_video(request / "novel_view.mp4", views.rgb)
+        downloads = [
+            Path(shutil.make_archive(str(request / "scene"), "zip", scene_dir)),
+            Path(shutil.make_archive(str(request / "ply"), "zip", request / "ply")),
+            request / "scene.glb",
+            request / "cameras.json",
+        ]
+        seconds = time.perf_counter() - started
+        (request / "request.json").write_text(
+            json.dumps(
+                {
+                    "seconds": round(seconds, 3),
+                    "steps": settings.steps,
+                    "seed": settings.seed,
+                    "trajectory": trajectory,
+                }
+            )
+            + "\n"  # fmt: skip
+        )
+        return {
+            "rgb": str(scene_dir / RGB_PREVIEW),
+            "xyz": str(scene_dir / XYZ_PREVIEW),
+            "view": str(request / "view.glb"),
+            "novel": str(request / "novel_view.mp4"),
+            "files": [str(p) for p in downloads],
+            "summary": (
+                f"{scene.frames} frames at {scene.height}x{scene.width}, seed {settings.seed}, "
+                f"{settings.steps} steps, {seconds:.1f} s; holes in the novel view "
+                f"{float(np.mean(views.hole_fraction)):.1%}"
+            ),
+        }
+
+
+def examples() -> list[list[str]]:
+    """``[image path, caption]`` of every bundled example."""
+    from importlib import resources
+
+    root = Path(str(resources.files("fourdnex") / "assets" / "examples"))
+    listing = json.loads((root / "examples.json").read_text())["examples"]
+    return [[str(root / e["image"]), e["caption"]] for e in listing]
+
+
+def _is_image(path: str) -> bool:
+    from fourdnex.pipeline import load_image
+
+    try:
+        load_image(path)
+    except FourDNeXError:
+        return False
+    return True
+
+
+def build_app(generator: Generator) -> Any:
+    """The Gradio page (``gr.Blocks``) over ``generator``."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    # third-party deprecation noise (pandas inside gradio's queue) stays out of our output
+    warnings.filterwarnings("ignore", module=r"gradio(\..*)?$")
+    import gradio as gr
+
+    TRACK_TQDM = gr.Progress(track_tqdm=True)  # Gradio reads the default: the page shows tqdm
+
+    def run(image: str | None, prompt: str, seed: float, steps: float, trajectory: str,
+            progress: Any = TRACK_TQDM) -> tuple[Any, ...]:  # fmt: skip
+        try:
+            out = generator(image, prompt, seed, steps, trajectory)
+        except FourDNeXError as exc:
+            raise gr.Error(str(exc)) from None
+        return out["rgb"], out["xyz"], out["view"], out["novel"], out["files"], out["summary"]
+
+    with gr.Blocks(title="fourdnex", analytics_enabled=False,
+                   delete_cache=(3600, 60 * generator.settings.keep_minutes)) as app:  # fmt: skip
+        gr.Markdown(
+            "# fourdnex: one image in, a 4D scene out\n"
+            f"Model: **{generator.settings.model}**. Upload an image or pick an example, then "
+            "Generate: RGB and XYZ videos, the point cloud in 3D, a novel view, downloads."
+        )
+        with gr.Row():
+            with gr.Column():
+                # a file input, not gr.Image: fourdnex reads and checks the upload itself,
+                # so a file that is not an image gets fourdnex's one-line message
+                image = gr.File(label="image (PNG, JPEG, ...)", file_types=["image"],
+                                type="filepath", elem_id="input-image")  # fmt: skip
+                preview = gr.Image(label="input", interactive=False, height=160)
+                prompt = gr.Textbox(label="prompt (optional)", lines=2)
+                with gr.Row():
+                    seed = gr.Number(label="seed", value=42, precision=0, minimum=0)
+                    steps = gr.Slider(label="steps", minimum=1, maximum=100, step=1,
+                                      value=generator.settings.steps)  # fmt: skip
+                trajectory = gr.Dropdown(label="novel view", choices=list(APP_TRAJECTORIES),
+                                         value="orbit")  # fmt: skip
+                button = gr.Button("Generate", variant="primary", elem_id="generate")
+                gr.Examples(examples=examples(), inputs=[image, prompt], label="examples")
+            with gr.Column():
+                summary = gr.Markdown(elem_id="summary")
+                with gr.Row():
+                    rgb = gr.Video(label="RGB", elem_id="rgb-video")
+                    xyz = gr.Video(label="XYZ (as colour)", elem_id="xyz-video")
+                view = gr.Model3D(label="point cloud (frame 0)", elem_id="view-3d")
+                novel = gr.Video(label="novel view", elem_id="novel-video")
+                files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
+
+        def show(path: str | None) -> str | None:
+            return path if path and _is_image(path) else None
+
+        image.change(show, image, preview)
+        button.click(run, [image, prompt, seed, steps, trajectory],
+                     [rgb, xyz, view, novel, files, summary], concurrency_limit=1,
+                     show_progress="minimal")  # fmt: skip
+    app.queue(default_concurrency_limit=1, max_size=16)
+    return app
+
+
+def launch(app: Any, generator: Generator, block: bool = True) -> Any:
+    """Serve ``app`` on the generator's host and port; ``block=False`` returns at once
+    (for tests: ``app.close()`` stops it)."""
+    s = generator.settings
+    app.launch(server_name=s.host, server_port=s.port, prevent_thread_lock=not block,
+               quiet=True, show_error=True, max_file_size=MAX_UPLOAD,
+               allowed_paths=[str(generator.root)], footer_links=[])  # fmt: skip
+    return app
