@@ -18,10 +18,10 @@ import tyro
 from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.paths import check_output_not_input, safe_output_name
+from fourdnex.limits import check_int
 from fourdnex.models.presets import SMALL_NAME
+from fourdnex.pipeline.batch import is_finished, write_generated
 from fourdnex.pipeline.settings import GenerationSettings
-
-GENERATION_JSON = "generation.json"
 
 
 @dataclass
@@ -33,7 +33,8 @@ class GenerateConfig:
     --lora, the released 4DNeX LoRA or one trained with `4dnex train`)."""
 
     images: Annotated[list[Path], tyro.conf.Positional]
-    """Input images (PNG, JPEG, ...). Grayscale, RGBA and 16-bit images are converted to RGB."""
+    """Input images (PNG, JPEG, ...) or folders of them. Grayscale, RGBA and 16-bit images
+    are converted to RGB."""
     out: Path
     """Output directory; each image gets the scene directory OUT/<image stem>/ (characters
     other than letters, digits and _ . + - become _, leading dots are dropped)."""
@@ -65,6 +66,15 @@ class GenerateConfig:
     """Images per denoising run (same resolution only)."""
     overwrite: bool = False
     """Replace existing scene directories."""
+    engine: Literal["serial", "ray"] = "serial"
+    """serial: this process; ray: spread the images over Ray workers (one model load each;
+    a re-run skips finished scenes; OUT/manifest.json says what ran where)."""
+    workers: int = 2
+    """Ray workers (with --num-gpus: at most one per GPU)."""
+    num_gpus: int = 0
+    """GPUs for the Ray workers (0: CPU workers)."""
+    address: str | None = None
+    """Address of a running Ray cluster (default: start a local one)."""
     previews: bool = True
     """Also write rgb.mp4 and xyz.mp4 previews."""
 
@@ -95,11 +105,63 @@ def read_prompt(cfg: GenerateConfig) -> str | list[str]:
     return " ".join(text.split())
 
 
+#: File suffixes taken from a folder given as input.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Folders become the image files directly inside them (sorted by name)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())  # fmt: skip
+            if not found:
+                raise ValidationError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {p}")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def run_on_ray(
+    cfg: GenerateConfig, model: str, settings: GenerationSettings, prompt: str | list[str],
+    dirs: list[Path],
+) -> int:  # fmt: skip
+    """The images of ``cfg`` on Ray workers; exit status 1 if any image failed."""
+    import dataclasses
+
+    from fourdnex.pipeline.batch import SceneJob, WorkerSpec, run_ray, summary
+    from fourdnex.provenance import provenance, to_jsonable
+
+    spec = WorkerSpec(
+        model=model, lora=str(cfg.lora) if cfg.lora else None, memory=cfg.memory,
+        dtype="fp32" if cfg.dtype == "fp32" else ("bf16" if cfg.dtype == "bf16" or cfg.num_gpus
+                                                  else "fp32"),
+        step_cache=cfg.step_cache, settings=dataclasses.asdict(settings),
+        record=to_jsonable(provenance(cfg)), previews=cfg.previews, overwrite=cfg.overwrite,
+        threads=0 if cfg.num_gpus else 1,
+    )  # fmt: skip
+    jobs = [
+        SceneJob(i, str(image), prompt if isinstance(prompt, str) else prompt[i],
+                 settings.seed + i, str(d))
+        for i, (image, d) in enumerate(zip(cfg.images, dirs, strict=True))
+    ]  # fmt: skip
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    results = run_ray(jobs, spec, cfg.out, cfg.workers, cfg.num_gpus, cfg.address)
+    for r in results:
+        if r.status == "skipped":
+            print(f"skipped {r.out} ({r.reason})")
+    print(f"ray: {summary(results)}; manifest {cfg.out / 'manifest.json'}")
+    return 1 if any(r.status == "failed" for r in results) else 0
+
+
 def scene_dirs(cfg: GenerateConfig) -> list[Path]:
     """OUT/<name> per image, the name its stem made safe (``safe_output_name``: never
     ``.``, ``..``, empty or hidden); duplicate names, existing scenes and scene
     directories that are, contain or lie inside an input are errors."""
     stems = [safe_output_name(p.stem) for p in cfg.images]
+    resumable = cfg.engine == "ray"  # finished scenes are skipped, not refused
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
         raise ValidationError(f"several images share the name {duplicates[0]!r}: rename them")
@@ -115,6 +177,8 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
         check_output_not_input(d, inputs, "scene directory")
     if not cfg.overwrite:
         existing = [d for d in dirs if d.exists() and (not d.is_dir() or any(d.iterdir()))]
+        if resumable:
+            existing = [d for d in existing if not is_finished(d)]
         if existing:
             raise FourDNeXError(f"scene directory exists: {existing[0]} (pass --overwrite)")
     return dirs
@@ -125,7 +189,6 @@ def main(argv: list[str]) -> int:
     import torch
 
     from fourdnex.devices import resolve_device
-    from fourdnex.io.atomic import atomic_directory
     from fourdnex.models.loading import resolve_model
     from fourdnex.models.lora import check_lora_compatible, inspect_lora
     from fourdnex.models.small import read_model_card, resolve_model_name
@@ -138,7 +201,7 @@ def main(argv: list[str]) -> int:
         resolve_resolution,
     )
     from fourdnex.pipeline.images import aspect_note
-    from fourdnex.provenance import provenance, write_json
+    from fourdnex.provenance import provenance
     from fourdnex.sixd import RESOLUTION_AREA
 
     # 1. Validate everything that is cheap to validate.
@@ -153,9 +216,12 @@ def main(argv: list[str]) -> int:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
     )
+    cfg.images = expand_images(cfg.images)
     prompt = read_prompt(cfg)
     if not cfg.images:
         raise ValidationError("no images given")
+    check_int(cfg.workers, "--workers", 1, 1024)
+    check_int(cfg.num_gpus, "--num-gpus", 0, 1024)
     loaded = [load_image(p) for p in cfg.images]
     for item in loaded:
         if item.note:
@@ -180,6 +246,9 @@ def main(argv: list[str]) -> int:
         from fourdnex.models.loading import read_component_config
 
         check_lora_compatible(inspect_lora(cfg.lora), read_component_config(source))
+
+    if cfg.engine == "ray":
+        return run_on_ray(cfg, source.location, settings, prompt, dirs)
 
     # 2. Load once, place according to the memory mode.
     started = time.perf_counter()
@@ -222,9 +291,7 @@ def main(argv: list[str]) -> int:
                 seconds=round(seconds, 3),
                 scene=scene.meta.to_dict(),
             )
-            with atomic_directory(dirs[i], overwrite=cfg.overwrite) as tmp:
-                scene.save(tmp, overwrite=True, previews=cfg.previews)
-                write_json(tmp / GENERATION_JSON, record)
+            write_generated(dirs[i], scene, record, cfg.overwrite, cfg.previews)
             print(
                 f"wrote {dirs[i]}  ({scene.frames} frames, {scene.height}x{scene.width}, "
                 f"seed {settings.seed + i}, {seconds:.1f} s)"
