@@ -215,7 +215,7 @@ def write_dataset(
             if any(e.id == clip_id for e in entries):
                 raise ValidationError(f"duplicate clip id {clip_id!r}")
             rel = f"{CLIPS_DIR}/{clip_id}"
-            write_scene_clip(tmp / rel, scene)
+            write_scene_clip(tmp / rel, scene, in_new_folder=True)  # tmp is ours
             header = read_header(tmp / rel)
             entries.append(
                 ClipEntry(clip_id, rel, scene.frames, scene.height, scene.width, header["caption"])

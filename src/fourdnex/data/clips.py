@@ -136,6 +136,7 @@ def write_clip(
     fps: int = CLIP_FPS,
     source: dict[str, Any] | None = None,
     overwrite: bool = False,
+    in_new_folder: bool = False,
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
@@ -152,6 +153,8 @@ def write_clip(
         fps: frame rate of the videos.
         source: JSON-ready provenance stored in ``clip.json``.
         overwrite: replace an existing clip directory.
+        in_new_folder: the parent folder was just created by this process (a dataset
+            being written): no debris of killed runs to look for there.
     """
     scene = Scene4D(
         rgb=rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb,
@@ -173,7 +176,7 @@ def write_clip(
     }
     if scene.dynamic_mask is not None:
         arrays["dynamic_mask"] = np.ascontiguousarray(scene.dynamic_mask)
-    with atomic_directory(directory, overwrite=overwrite) as tmp:
+    with atomic_directory(directory, overwrite=overwrite, recover_first=not in_new_folder) as tmp:
         save_file(arrays, str(tmp / GEOMETRY))
         write_video(tmp / RGB_LOSSLESS, rgb, fps=fps, lossless=True)
         write_video(tmp / RGB_VIDEO, rgb, fps=fps)
@@ -193,7 +196,9 @@ def write_clip(
     return Path(directory)
 
 
-def write_scene_clip(directory: str | Path, scene: Scene4D, overwrite: bool = False) -> Path:
+def write_scene_clip(
+    directory: str | Path, scene: Scene4D, overwrite: bool = False, in_new_folder: bool = False
+) -> Path:
     """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip.
 
     The caption is ``scene.meta.caption``; the source record holds the rest of the
@@ -211,6 +216,7 @@ def write_scene_clip(directory: str | Path, scene: Scene4D, overwrite: bool = Fa
         dynamic_mask=scene.dynamic_mask,
         source={k: v for k, v in scene.meta.to_dict().items() if k != "caption"},
         overwrite=overwrite,
+        in_new_folder=in_new_folder,
     )
 
 

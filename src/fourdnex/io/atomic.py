@@ -138,38 +138,32 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     parent = final.parent if str(final.parent) else Path(".")
     if not parent.is_dir():
         raise FourDNeXError(f"output directory does not exist: {parent}")
-    if final.is_dir():
-        raise FourDNeXError(f"output path is a directory: {final}")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(final), suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise _os_error(final, exc) from None
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        if tmp.exists():
-            publish_modes(tmp)
-        os.replace(tmp, final)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _os_error(final, exc) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with _staged(final) as tmp:
+        try:
+            yield tmp
+            if tmp.exists():
+                publish_modes(tmp)
+            os.replace(tmp, final)
+        except OSError as exc:
+            raise _os_error(final, exc) from None
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str], overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(
+    path: str | os.PathLike[str], overwrite: bool = False, recover_first: bool = True
+) -> Iterator[Path]:
     """Yield an empty temporary directory; on success it replaces ``path``.
 
     With ``overwrite=False`` an existing non-empty ``path`` is an error (raised
     before anything is written). With ``overwrite=True`` the old directory is
     moved aside, the new one renamed in, and only then the old one deleted; a kill
-    between the two renames is repaired by :func:`recover`.
+    between the two renames is repaired by :func:`recover`, which runs first (it
+    lists the parent folder: ``recover_first=False`` skips it where the parent is a
+    folder this process just created, such as the clips of a dataset being written).
     """
     final = Path(path)
-    recover(final)
+    if recover_first:
+        recover(final)
     if final.exists() and not final.is_dir():
         raise FourDNeXError(f"output path exists and is not a directory: {final}")
     if final.is_dir() and any(final.iterdir()) and not overwrite:
