@@ -220,23 +220,30 @@ def write_dataset(
             entries.append(
                 ClipEntry(clip_id, rel, scene.frames, scene.height, scene.width, header["caption"])
             )
-        with atomic_file(tmp / INDEX_JSONL) as f:
-            f.write_text("".join(json.dumps(e.__dict__) + "\n" for e in entries))
-        write_json(
-            tmp / DATASET_JSON,
-            {
-                "format": DATASET_FORMAT,
-                "format_version": DATASET_FORMAT_VERSION,
-                "clips": len(entries),
-                "fps": CLIP_FPS,
-                # No "created" timestamp: two runs of the same command must write
-                # byte-identical datasets (clips are deterministic too, see
-                # fourdnex.data.clips), so that copies can be checked by hash and
-                # latent caches keyed on clip contents stay valid.
-                "provenance": provenance(settings, timestamp=False),
-            },
-        )
+        write_index(tmp, entries, settings)
     return open_dataset(root)
+
+
+def write_index(root: Path, entries: list[ClipEntry], settings: Any = None) -> None:
+    """Write ``index.jsonl`` and then ``dataset.json`` of the clips in ``root/clips``
+    (each file atomically; the dataset record last, so that it is only there once the
+    index is)."""
+    with atomic_file(root / INDEX_JSONL) as f:
+        f.write_text("".join(json.dumps(e.__dict__) + "\n" for e in entries))
+    write_json(
+        root / DATASET_JSON,
+        {
+            "format": DATASET_FORMAT,
+            "format_version": DATASET_FORMAT_VERSION,
+            "clips": len(entries),
+            "fps": CLIP_FPS,
+            # No "created" timestamp: two runs of the same command must write
+            # byte-identical datasets (clips are deterministic too, see
+            # fourdnex.data.clips), so that copies can be checked by hash and
+            # latent caches keyed on clip contents stay valid.
+            "provenance": provenance(settings, timestamp=False),
+        },
+    )
 
 
 def export_rgb_mp4(

@@ -119,10 +119,15 @@ class Clip:
     def cam2world_model(self) -> NDArray[np.float32]:
         """Cameras (T, 4, 4) in model space: ``x_model = R @ x_cam / s + t`` with ``s`` the
         normalization scale (rotation in the upper block, translation in model units)."""
-        n = self.normalization
-        c2w = n.world_to_first @ self.cam2world.astype(np.float64)
-        c2w[:, :3, 3] = (c2w[:, :3, 3] - np.asarray(n.center).reshape(-1, 3)) / n.scale
-        return c2w.astype(np.float32)
+        return model_space_cameras(self.cam2world, self.normalization)
+
+
+def model_space_cameras(cam2world: np.ndarray, n: XYZNormalization) -> NDArray[np.float32]:
+    """(T, 4, 4) world cameras in the model space of normalization ``n`` (see
+    :attr:`Clip.cam2world_model`)."""
+    c2w = n.world_to_first @ np.asarray(cam2world, dtype=np.float64)
+    c2w[:, :3, 3] = (c2w[:, :3, 3] - np.asarray(n.center).reshape(-1, 3)) / n.scale
+    return c2w.astype(np.float32)
 
 
 def write_clip(

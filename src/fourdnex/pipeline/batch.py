@@ -9,7 +9,6 @@ interrupted one left; a failing image is reported with its reason and the rest g
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import time
@@ -144,13 +143,12 @@ def run_ray(
 ) -> list[JobResult]:
     """Run ``jobs`` on ``workers`` Ray actors (``num_gpus`` GPUs each gets one; on a CPU
     cluster each actor takes one CPU) and write ``out/manifest.json``."""
-    try:
-        import ray
-        from ray.util import ActorPool
-    except ImportError:
-        raise FourDNeXError("--engine ray needs ray: pip install 'fourdnex[ray]'") from None
     from tqdm import tqdm
 
+    from fourdnex.ray_cluster import import_ray, ray_session
+
+    import_ray()
+    from ray.util import ActorPool
     results: list[JobResult] = []
     todo = []
     for job in jobs:
@@ -160,18 +158,7 @@ def run_ray(
         else:
             todo.append(job)
     if todo:
-        init: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False,
-                                "include_dashboard": False, "configure_logging": False}  # fmt: skip
-        if address:
-            init["address"] = address
-        else:
-            init["num_cpus"] = max(workers, 1)
-            if num_gpus:
-                init["num_gpus"] = num_gpus
-        started_here = not ray.is_initialized()
-        if started_here:
-            ray.init(**init)
-        try:
+        with ray_session(workers, address, num_gpus) as ray:
             per_actor = {"num_gpus": 1} if num_gpus else {"num_cpus": 1}
             Actor = ray.remote(**per_actor)(SceneWorker)
             actors = [Actor.remote(spec, r) for r in range(min(workers, len(todo)))]
@@ -182,9 +169,6 @@ def run_ray(
                 bar.update(1)
                 bar.write(_line(result))
             bar.close()
-        finally:
-            if started_here:
-                ray.shutdown()
     results.sort(key=lambda r: r.index)
     write_json(out / MANIFEST_JSON, {"engine": "ray", "workers": workers, "num_gpus": num_gpus,
                                      "address": address, "record": spec.record,

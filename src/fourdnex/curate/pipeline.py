@@ -1,0 +1,612 @@
+"""The curation pipeline: videos -> clips -> filters -> captions -> geometry -> ranking.
+
+Stages, per video (a worker handles one video at a time):
+
+1. ingest: probe and plan clips (:mod:`fourdnex.curate.ingest`); an unreadable video is
+   quarantined with the reason and the run goes on;
+2. metadata filter (per video, when a CSV is given);
+3. per clip: brightness filter, caption (per video or per clip), reconstruction
+   (:class:`~fourdnex.curate.reconstruct.Reconstructor`), alignment-loss and camera-
+   smoothness filters, MCV and HCPR measured; surviving clips are written as candidate
+   training clips.
+
+Then, once every video is done, one pass over the whole run keeps the top r% of the
+candidates by MCV and by HCPR, publishes the kept clips as a dataset and writes the
+manifest of every clip with its decision and reason.
+
+Layout of ``OUT``::
+
+    curate.json        settings and provenance of the run
+    dataset.json       the dataset of kept clips (fourdnex.data.clip_dataset format)
+    index.jsonl
+    clips/<clip_id>/   kept training clips (fourdnex.data.clips format)
+    manifest.parquet   every planned clip and quarantined video (fourdnex.curate.manifest)
+    work/              per-clip records and candidate clips: what makes a run resumable
+
+Resuming: each clip's record (``work/records/<clip_id>.json``) and candidate are written
+atomically once the clip is finished, and each video's record once all its clips are. A
+re-run with the same settings skips what is recorded, so a run killed at any moment and
+run again ends with the same clips and manifest as an uninterrupted run (the final pass
+is recomputed from the records). Engines: ``local`` (in this process, or a pool of
+worker processes) and ``ray`` (Ray Data over a local or existing cluster) run the same
+:class:`VideoProcessor`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fourdnex.curate.filters import MetadataTable, brightness_reason, mean_luminance
+from fourdnex.curate.ingest import (
+    ClipPlan,
+    ClipSpan,
+    VideoError,
+    decode_clips,
+    list_videos,
+    plan_clips,
+    probe_video,
+)
+from fourdnex.curate.manifest import MANIFEST, write_manifest
+from fourdnex.curate.quality import hcpr, mcv, smoothness, top_fraction
+from fourdnex.curate.reconstruct.base import Reconstruction, Reconstructor
+from fourdnex.curate.settings import CurateSettings
+from fourdnex.data.clip_dataset import CLIPS_DIR, ClipEntry, write_index
+from fourdnex.data.clips import model_space_cameras, write_clip
+from fourdnex.errors import FourDNeXError
+from fourdnex.io.atomic import atomic_directory, atomic_file
+from fourdnex.io.paths import safe_output_name
+from fourdnex.provenance import provenance, to_jsonable, write_json
+from fourdnex.sixd import normalize_pointmaps
+
+CURATE_JSON = "curate.json"
+CURATE_FORMAT = "fourdnex.curate"
+CURATE_FORMAT_VERSION = 1
+WORK = "work"
+RECORDS = f"{WORK}/records"
+CANDIDATES = f"{WORK}/candidates"
+VIDEO_RECORDS = f"{WORK}/videos"
+#: Caption of clips when captions are off (a training clip needs a non-empty caption).
+NO_CAPTION = "a video"
+
+#: Builds the reconstructor in each worker (must be picklable for process and Ray
+#: workers: a module-level function or class).
+ReconstructorFactory = Callable[[], Reconstructor]
+
+
+def clip_id(video_id: str, index: int) -> str:
+    """Name of clip ``index`` of a video."""
+    return f"{video_id}-c{index:04d}"
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """One video of a run: its file, its id (a safe file name) and the output folder."""
+
+    path: str
+    video: str
+    video_id: str
+    out: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"path": self.path, "video": self.video, "video_id": self.video_id, "out": self.out}
+
+
+def plan_jobs(videos_dir: Path, out: Path) -> list[VideoJob]:
+    """A job per video of ``videos_dir``; two videos with the same id are refused."""
+    jobs: list[VideoJob] = []
+    seen: dict[str, str] = {}
+    for path in list_videos(videos_dir):
+        vid = safe_output_name(path.stem, fallback="video")
+        if vid in seen:
+            raise FourDNeXError(f"videos {seen[vid]!r} and {path.name!r} share the id {vid!r}")
+        seen[vid] = path.name
+        jobs.append(VideoJob(str(path.resolve()), path.name, vid, str(out)))
+    if not jobs:
+        raise FourDNeXError(f"{videos_dir}: no videos (looked for {', '.join(_suffixes())})")
+    return jobs
+
+
+def _suffixes() -> tuple[str, ...]:
+    from fourdnex.curate.ingest import VIDEO_SUFFIXES
+
+    return VIDEO_SUFFIXES
+
+
+def default_reconstructor(settings: CurateSettings) -> Reconstructor:
+    """The reconstructor named by the settings."""
+    r = settings.reconstruct
+    if r.method == "sfm-stereo":
+        from fourdnex.curate.reconstruct.sfm_stereo import SfMStereoReconstructor, SfMStereoSettings
+
+        return SfMStereoReconstructor(SfMStereoSettings())
+    from fourdnex.curate.reconstruct.learned_depth import LearnedDepth, LearnedDepthReconstructor
+    from fourdnex.curate.reconstruct.sfm_stereo import SfMStereoReconstructor, SfMStereoSettings
+
+    assert r.depth_model is not None
+    sfm = SfMStereoReconstructor(SfMStereoSettings())
+    return LearnedDepthReconstructor(LearnedDepth(r.depth_model, device=r.device), sfm.sparse)
+
+
+# ------------------------------------------------------------------ per-video work
+class VideoProcessor:
+    """Runs the per-video stages; one per worker (models are loaded once, lazily)."""
+
+    def __init__(
+        self, settings: CurateSettings, reconstructor: ReconstructorFactory | None = None
+    ) -> None:
+        self.settings = settings
+        self._factory = reconstructor
+        self._reconstructor: Reconstructor | None = None
+        self._captioner: Any = None
+        self._captions: Any = None
+        f = settings.filters
+        self._metadata = MetadataTable(f.metadata_csv) if f.metadata_csv is not None else None
+
+    # lazily built parts ------------------------------------------------------
+    def reconstructor(self) -> Reconstructor:
+        if self._reconstructor is None:
+            self._reconstructor = (
+                self._factory() if self._factory else default_reconstructor(self.settings)
+            )
+        return self._reconstructor
+
+    def _caption_frames(self, frames: np.ndarray) -> str:
+        if self._captioner is None:
+            from fourdnex.curate.captions import VLMCaptioner
+
+            c = self.settings.captions
+            assert c.model is not None
+            self._captioner = VLMCaptioner(c.model, device=c.device)
+        return str(self._captioner.caption(frames))
+
+    def _csv_caption(self, video: str) -> str:
+        if self._captions is None:
+            from fourdnex.curate.captions import CsvCaptions
+
+            assert self.settings.captions.csv is not None
+            self._captions = CsvCaptions(self.settings.captions.csv)
+        return str(self._captions.caption_for(Path(video).stem))
+
+    # the stages --------------------------------------------------------------
+    def __call__(self, job: dict[str, str]) -> dict[str, Any]:
+        """Process one video (a :meth:`VideoJob.to_dict`); returns its video record."""
+        j = VideoJob(**job)
+        out = Path(j.out)
+        record_path = out / VIDEO_RECORDS / f"{j.video_id}.json"
+        if record_path.is_file():
+            return dict(json.loads(record_path.read_text()))
+        i = self.settings.ingest
+        base: dict[str, Any] = {"video": j.video, "video_id": j.video_id}
+        try:
+            info = probe_video(Path(j.path))
+            plan = plan_clips(info, i.frames, i.fps, i.stride)
+        except VideoError as exc:
+            return _write_video_record(record_path, base | _quarantine(str(exc)))
+        base |= {
+            "source_fps": info.fps,
+            "source_height": info.height,
+            "source_width": info.width,
+            "source_frames_total": info.frames,
+            "codec": info.codec,
+            "clips": [clip_id(j.video_id, s.index) for s in plan.clips],
+            "tail_frames": plan.tail_frames,
+        }
+        try:
+            self._clips(j, plan, base)
+        except VideoError as exc:  # truncated or corrupt after probing
+            return _write_video_record(record_path, base | _quarantine(str(exc)))
+        return _write_video_record(record_path, base | {"status": "done"})
+
+    def _clips(self, j: VideoJob, plan: ClipPlan, base: dict[str, Any]) -> None:
+        out = Path(j.out)
+        todo = [s for s in plan.clips if not _record_path(out, j.video_id, s.index).is_file()]
+        if not todo:
+            return
+        rows = {s.index: _clip_row(j, s, base, self.settings) for s in todo}
+        drop_all = None
+        if self._metadata is not None:
+            reason = self._metadata.reason(Path(j.video).stem, self.settings.filters.metadata)
+            drop_all = ("metadata", reason) if reason else None
+        video_caption: str | None = None
+        c = self.settings.captions
+        if drop_all is None:
+            try:
+                if c.source == "csv":
+                    video_caption = self._csv_caption(j.video)
+                elif c.source == "vlm" and c.per == "video":
+                    video_caption = self._caption_frames(self._video_caption_frames(j, plan))
+            except VideoError:
+                raise  # the video itself is broken: quarantined by the caller
+            except FourDNeXError as exc:
+                drop_all = ("caption", str(exc))
+        if drop_all is not None:
+            for s in todo:
+                _write_record(out, rows[s.index] | _drop(*drop_all))
+            return
+        i = self.settings.ingest
+        pending = {s.index for s in todo}
+        for span, rgb in decode_clips(Path(j.path), plan, i.height, i.width, i.resize):
+            if span.index in pending:
+                row = self._clip(out, span, rgb, rows[span.index], video_caption)
+                _write_record(out, row)
+
+    def _video_caption_frames(self, j: VideoJob, plan: ClipPlan) -> np.ndarray:
+        """Frames sampled uniformly over the whole video for its caption."""
+        from fourdnex.curate.captions import CAPTION_FRAMES, uniform_frame_indices
+
+        all_frames = [f for s in plan.clips for f in s.source_frames]
+        lo, hi = min(all_frames), max(all_frames)
+        picks = np.unique(uniform_frame_indices(hi - lo + 1, CAPTION_FRAMES) + lo)
+        span = ClipSpan(0, tuple(int(p) for p in picks), 0.0, 0.0, 1.0)
+        i = self.settings.ingest
+        frames = [
+            rgb
+            for _, rgb in decode_clips(
+                Path(j.path), ClipPlan((span,), 0, 0), i.height, i.width, i.resize
+            )
+        ]
+        return frames[0]
+
+    def _clip(
+        self, out: Path, span: ClipSpan, rgb: np.ndarray, row: dict[str, Any], caption: str | None
+    ) -> dict[str, Any]:
+        s = self.settings
+        row["brightness"] = mean_luminance(rgb)
+        f = s.filters
+        reason = brightness_reason(row["brightness"], f.brightness_low, f.brightness_high)
+        if reason:
+            return row | _drop("brightness", reason)
+        if s.captions.source == "vlm" and s.captions.per == "clip":
+            caption = self._caption_frames(rgb)
+        row["caption"] = caption or NO_CAPTION
+        reconstructor = self.reconstructor()
+        row["reconstructor"] = reconstructor.name
+        try:
+            rec = reconstructor.reconstruct(rgb)
+            if rec.xyz.shape[:3] != rgb.shape[:3]:
+                raise FourDNeXError(
+                    f"reconstruction size {rec.xyz.shape[:3]} is not the clip's {rgb.shape[:3]}"
+                )
+        except FourDNeXError as exc:
+            return row | _drop("reconstruct", str(exc).splitlines()[0])
+        return self._measure(out, span, rgb, row, rec)
+
+    def _measure(
+        self, out: Path, span: ClipSpan, rgb: np.ndarray, row: dict[str, Any], rec: Reconstruction
+    ) -> dict[str, Any]:
+        q = self.settings.quality
+        row["alignment_loss"] = rec.alignment_loss
+        loss, bound = rec.alignment_loss, q.max_alignment_loss
+        if bound is not None and loss is not None and loss > bound:
+            return row | _drop("alignment", f"alignment loss {loss:.4g} > {bound}")
+        _, norm = normalize_pointmaps(rec.xyz, first_cam2world=rec.cam2world[0], mode="clip")
+        sm = smoothness(model_space_cameras(rec.cam2world, norm)[:, :3, 3])
+        row |= {"velocity": sm.velocity, "acceleration": sm.acceleration, "curvature": sm.curvature}
+        for name, value, bound in (
+            ("velocity", sm.velocity, q.max_velocity),
+            ("acceleration", sm.acceleration, q.max_acceleration),
+            ("curvature", sm.curvature, q.max_curvature),
+        ):
+            if bound is not None and value > bound:
+                return row | _drop("smoothness", f"mean camera {name} {value:.4g} > {bound}")
+        if rec.confidence is None:
+            return row | _drop("confidence", "the reconstruction has no confidence (no MCV / HCPR)")
+        row["mcv"], row["hcpr"] = mcv(rec.confidence), hcpr(rec.confidence, q.tau)
+        write_clip(
+            out / CANDIDATES / row["clip_id"],
+            rgb,
+            rec.xyz,
+            rec.K,
+            rec.cam2world,
+            row["caption"],
+            dynamic_mask=rec.dynamic_mask,
+            fps=max(1, round(span.fps)),
+            source={
+                "video": row["video"],
+                "span": span.to_dict(),
+                "reconstructor": row["reconstructor"],
+                "reconstruction": to_jsonable(rec.info),
+            },
+            overwrite=True,
+        )
+        return row | {"decision": "candidate", "stage": "", "reason": ""}
+
+
+def _clip_row(
+    j: VideoJob, s: ClipSpan, base: dict[str, Any], settings: CurateSettings
+) -> dict[str, Any]:
+    i = settings.ingest
+    return {
+        "clip_id": clip_id(j.video_id, s.index),
+        "video": j.video,
+        "clip_index": s.index,
+        "start_time": s.start_time,
+        "end_time": s.end_time,
+        "fps": s.fps,
+        "frames": s.frames,
+        "source_frames": list(s.source_frames),
+        "source_fps": base["source_fps"],
+        "source_height": base["source_height"],
+        "source_width": base["source_width"],
+        "height": i.height,
+        "width": i.width,
+    }
+
+
+def _drop(stage: str, reason: str) -> dict[str, str]:
+    return {"decision": "drop", "stage": stage, "reason": reason}
+
+
+def _quarantine(reason: str) -> dict[str, str]:
+    return {"status": "quarantined", "decision": "quarantine", "stage": "ingest", "reason": reason}
+
+
+def _record_path(out: Path, video_id: str, index: int) -> Path:
+    return out / RECORDS / f"{clip_id(video_id, index)}.json"
+
+
+def _write_record(out: Path, row: dict[str, Any]) -> None:
+    path = out / RECORDS / f"{row['clip_id']}.json"
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(row), sort_keys=True) + "\n")
+
+
+def _write_video_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(to_jsonable(record), sort_keys=True) + "\n")
+    return record
+
+
+# -------------------------------------------------------------------- the engines
+_WORKER: VideoProcessor | None = None
+
+
+def _init_worker(settings: CurateSettings, factory: ReconstructorFactory | None) -> None:
+    global _WORKER
+    import torch
+
+    torch.set_num_threads(1)  # one core per worker process
+    _WORKER = VideoProcessor(settings, factory)
+
+
+def _run_in_worker(job: dict[str, str]) -> dict[str, Any]:
+    assert _WORKER is not None
+    return _WORKER(job)
+
+
+def run_local(
+    jobs: list[VideoJob],
+    settings: CurateSettings,
+    workers: int = 1,
+    reconstructor: ReconstructorFactory | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Process videos in this process (``workers == 1``) or a pool of processes."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(jobs), desc="curate", unit="video", disable=not progress)
+    records: list[dict[str, Any]] = []
+    if workers <= 1:
+        processor = VideoProcessor(settings, reconstructor)
+        for job in jobs:
+            records.append(processor(job.to_dict()))
+            bar.update(1)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        with ProcessPoolExecutor(
+            workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(settings, reconstructor),
+        ) as pool:
+            for record in pool.map(_run_in_worker, [j.to_dict() for j in jobs]):
+                records.append(record)
+                bar.update(1)
+    bar.close()
+    return records
+
+
+class _RayProcessor:
+    """The Ray Data map of a run: one :class:`VideoProcessor` per actor."""
+
+    def __init__(self, settings: dict[str, Any], factory: ReconstructorFactory | None) -> None:
+        from fourdnex.curate.settings import _build
+
+        _init_worker(_build(CurateSettings, settings, "settings"), factory)
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        record = _run_in_worker({k: row[k] for k in ("path", "video", "video_id", "out")})
+        return {"video_id": row["video_id"], "record": json.dumps(to_jsonable(record))}
+
+
+def run_ray(
+    jobs: list[VideoJob],
+    settings: CurateSettings,
+    workers: int = 1,
+    address: str | None = None,
+    reconstructor: ReconstructorFactory | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Process videos with Ray Data: ``workers`` actors, on a local cluster started here
+    or the cluster at ``address``."""
+    from fourdnex.ray_cluster import ray_session
+
+    with ray_session(workers, address) as ray, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's own settings
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = progress
+        ctx.verbose_progress = False
+        ds = ray.data.from_items([j.to_dict() for j in jobs], override_num_blocks=len(jobs))
+        ds = ds.map(
+            _RayProcessor,
+            fn_constructor_kwargs={"settings": settings.to_dict(), "factory": reconstructor},
+            concurrency=max(1, min(workers, len(jobs))),
+            num_cpus=1,
+        )
+        rows = ds.take_all()
+    by_id = {r["video_id"]: json.loads(r["record"]) for r in rows}
+    return [by_id[j.video_id] for j in jobs]
+
+
+# ---------------------------------------------------------------- the final pass
+def finalize(out: Path, jobs: list[VideoJob], settings: CurateSettings) -> list[dict[str, Any]]:
+    """Rank the candidates over the whole run, publish the kept clips as the dataset of
+    ``out`` and write the manifest; returns the manifest rows (in video, clip order)."""
+    rows: list[dict[str, Any]] = []
+    for j in jobs:
+        vpath = out / VIDEO_RECORDS / f"{j.video_id}.json"
+        if not vpath.is_file():
+            raise FourDNeXError(f"video {j.video} was not processed (run again to resume)")
+        video = json.loads(vpath.read_text())
+        if "clips" not in video:  # quarantined before planning
+            rows.append(
+                {
+                    "clip_id": j.video_id,
+                    "video": j.video,
+                    "clip_index": -1,
+                    "decision": "quarantine",
+                    "stage": "ingest",
+                    "reason": video["reason"],
+                }
+            )
+            continue
+        for cid in video["clips"]:
+            rpath = out / RECORDS / f"{cid}.json"
+            if rpath.is_file():
+                rows.append(json.loads(rpath.read_text()))
+            else:  # the video broke before this clip was decoded
+                rows.append(
+                    {
+                        "clip_id": cid,
+                        "video": j.video,
+                        "decision": "quarantine",
+                        "stage": "ingest",
+                        "reason": video.get("reason", "not decoded"),
+                    }
+                )
+    candidates = [r for r in rows if r["decision"] == "candidate"]
+    pct = settings.quality.keep_top_percent
+    top_mcv = top_fraction({r["clip_id"]: r["mcv"] for r in candidates}, pct)
+    top_hcpr = top_fraction({r["clip_id"]: r["hcpr"] for r in candidates}, pct)
+    for r in candidates:
+        missed = [m for m, top in (("MCV", top_mcv), ("HCPR", top_hcpr)) if r["clip_id"] not in top]
+        if missed:
+            r |= _drop("ranking", f"{' and '.join(missed)} not in the top {pct:g}% of the run")
+        else:
+            r |= {
+                "decision": "keep",
+                "stage": "",
+                "reason": "",
+                "path": f"{CLIPS_DIR}/{r['clip_id']}",
+            }
+    _publish(out, [r for r in rows if r["decision"] == "keep"], settings)
+    write_manifest(out / MANIFEST, [_manifest_row(r) for r in rows])
+    return rows
+
+
+def _manifest_row(r: dict[str, Any]) -> dict[str, Any]:
+    from fourdnex.curate.manifest import COLUMNS
+
+    return {n: r[n] for n, _ in COLUMNS if n in r}
+
+
+def _publish(out: Path, kept: list[dict[str, Any]], settings: CurateSettings) -> None:
+    clips = out / CLIPS_DIR
+    clips.mkdir(exist_ok=True)
+    names = {r["clip_id"] for r in kept}
+    for r in kept:
+        target = clips / r["clip_id"]
+        if not target.is_dir():
+            with atomic_directory(target) as tmp:
+                _link_tree(out / CANDIDATES / r["clip_id"], tmp)
+    for stale in sorted(clips.iterdir()):
+        if stale.is_dir() and not stale.name.startswith(".") and stale.name not in names:
+            shutil.rmtree(stale)
+    entries = [
+        ClipEntry(r["clip_id"], r["path"], r["frames"], r["height"], r["width"], r["caption"])
+        for r in kept
+    ]
+    write_index(out, entries, settings)
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link (or copy, across file systems) the files of a clip directory."""
+    for f in sorted(source.iterdir()):
+        try:
+            os.link(f, target / f.name)
+        except OSError:
+            shutil.copy2(f, target / f.name)
+
+
+# -------------------------------------------------------------------- the whole run
+def check_resume(out: Path, settings: CurateSettings) -> None:
+    """``out`` is new, empty, or a run of the same settings (then it resumes)."""
+    if out.exists() and not out.is_dir():
+        raise FourDNeXError(f"output path exists and is not a directory: {out}")
+    record = out / CURATE_JSON
+    if record.is_file():
+        try:
+            old = json.loads(record.read_text())["settings"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise FourDNeXError(f"{record}: not a curation record") from None
+        if old != settings.to_dict():
+            raise FourDNeXError(
+                f"{out} holds a run with other settings ({record}): use another --out, or "
+                "the same settings to resume"
+            )
+    elif out.is_dir() and any(out.iterdir()):
+        raise FourDNeXError(f"output directory is not empty and holds no curation run: {out}")
+
+
+def curate(
+    videos_dir: Path,
+    out: Path,
+    settings: CurateSettings,
+    engine: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    reconstructor: ReconstructorFactory | None = None,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Curate a folder of videos into ``out`` (see the module doc); returns the manifest
+    rows. Every check that can fail on the inputs runs before any video is read."""
+    settings.check()
+    if settings.filters.metadata_csv is not None:
+        MetadataTable(settings.filters.metadata_csv).check_columns(settings.filters.metadata)
+    if settings.captions.source == "csv":
+        from fourdnex.curate.captions import CsvCaptions
+
+        assert settings.captions.csv is not None
+        CsvCaptions(settings.captions.csv)
+    check_resume(out, settings)
+    jobs = plan_jobs(videos_dir, out)
+    for folder in (RECORDS, CANDIDATES, VIDEO_RECORDS):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / CURATE_JSON,
+        {
+            "format": CURATE_FORMAT,
+            "format_version": CURATE_FORMAT_VERSION,
+            "settings": settings.to_dict(),
+            "provenance": provenance(None, timestamp=False),
+        },
+    )
+    if engine == "ray":
+        run_ray(jobs, settings, workers, address, reconstructor, progress)
+    elif engine == "local":
+        run_local(jobs, settings, workers, reconstructor, progress)
+    else:
+        raise FourDNeXError(f"unknown engine {engine!r} (local or ray)")
+    return finalize(out, jobs, settings)
