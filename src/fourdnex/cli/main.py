@@ -27,6 +27,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fourdnex.cli.synth",
         "Make procedural 4D scenes with exact ground truth (one scene or a dataset).",
     ),
+    "curate": (
+        "fourdnex.cli.curate",
+        "Curate raw videos into training clips: filters, captions, geometry, manifest.",
+    ),
     "register": ("fourdnex.cli.register", "Recover cameras and depth from a scene's XYZ."),
     "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
     "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),

@@ -27,17 +27,17 @@ Resuming: each clip's record (``work/records/<clip_id>.json``) and candidate are
 atomically once the clip is finished, and each video's record once all its clips are. A
 re-run with the same settings skips what is recorded, so a run killed at any moment and
 run again ends with the same clips and manifest as an uninterrupted run (the final pass
-is recomputed from the records). Engines: ``local`` (in this process, or a pool of
-worker processes) and ``ray`` (Ray Data over a local or existing cluster) run the same
+is recomputed from the records). The engines of :mod:`fourdnex.curate.engines`
+(``local``: here or a process pool; ``ray``: Ray Data) run the same
 :class:`VideoProcessor`.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from fourdnex.curate.engines import ENGINES, map_jobs
 from fourdnex.curate.filters import MetadataTable, brightness_reason, mean_luminance
 from fourdnex.curate.ingest import (
     ClipPlan,
@@ -63,7 +64,7 @@ from fourdnex.data.clip_dataset import CLIPS_DIR, ClipEntry, write_index
 from fourdnex.data.clips import model_space_cameras, write_clip
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_directory, atomic_file
-from fourdnex.io.paths import safe_output_name
+from fourdnex.io.paths import check_output_not_input, safe_output_name
 from fourdnex.provenance import provenance, to_jsonable, write_json
 from fourdnex.sixd import normalize_pointmaps
 
@@ -174,7 +175,7 @@ class VideoProcessor:
 
             assert self.settings.captions.csv is not None
             self._captions = CsvCaptions(self.settings.captions.csv)
-        return str(self._captions.caption_for(Path(video).stem))
+        return str(self._captions[video])
 
     # the stages --------------------------------------------------------------
     def __call__(self, job: dict[str, str]) -> dict[str, Any]:
@@ -366,100 +367,6 @@ def _write_video_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-# -------------------------------------------------------------------- the engines
-_WORKER: VideoProcessor | None = None
-
-
-def _init_worker(settings: CurateSettings, factory: ReconstructorFactory | None) -> None:
-    global _WORKER
-    import torch
-
-    torch.set_num_threads(1)  # one core per worker process
-    _WORKER = VideoProcessor(settings, factory)
-
-
-def _run_in_worker(job: dict[str, str]) -> dict[str, Any]:
-    assert _WORKER is not None
-    return _WORKER(job)
-
-
-def run_local(
-    jobs: list[VideoJob],
-    settings: CurateSettings,
-    workers: int = 1,
-    reconstructor: ReconstructorFactory | None = None,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Process videos in this process (``workers == 1``) or a pool of processes."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc="curate", unit="video", disable=not progress)
-    records: list[dict[str, Any]] = []
-    if workers <= 1:
-        processor = VideoProcessor(settings, reconstructor)
-        for job in jobs:
-            records.append(processor(job.to_dict()))
-            bar.update(1)
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        with ProcessPoolExecutor(
-            workers,
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(settings, reconstructor),
-        ) as pool:
-            for record in pool.map(_run_in_worker, [j.to_dict() for j in jobs]):
-                records.append(record)
-                bar.update(1)
-    bar.close()
-    return records
-
-
-class _RayProcessor:
-    """The Ray Data map of a run: one :class:`VideoProcessor` per actor."""
-
-    def __init__(self, settings: dict[str, Any], factory: ReconstructorFactory | None) -> None:
-        from fourdnex.curate.settings import _build
-
-        _init_worker(_build(CurateSettings, settings, "settings"), factory)
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        record = _run_in_worker({k: row[k] for k in ("path", "video", "video_id", "out")})
-        return {"video_id": row["video_id"], "record": json.dumps(to_jsonable(record))}
-
-
-def run_ray(
-    jobs: list[VideoJob],
-    settings: CurateSettings,
-    workers: int = 1,
-    address: str | None = None,
-    reconstructor: ReconstructorFactory | None = None,
-    progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Process videos with Ray Data: ``workers`` actors, on a local cluster started here
-    or the cluster at ``address``."""
-    from fourdnex.ray_cluster import ray_session
-
-    with ray_session(workers, address) as ray, warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # Ray Data's own settings
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = progress
-        ctx.verbose_progress = False
-        ds = ray.data.from_items([j.to_dict() for j in jobs], override_num_blocks=len(jobs))
-        ds = ds.map(
-            _RayProcessor,
-            fn_constructor_kwargs={"settings": settings.to_dict(), "factory": reconstructor},
-            concurrency=max(1, min(workers, len(jobs))),
-            num_cpus=1,
-        )
-        rows = ds.take_all()
-    by_id = {r["video_id"]: json.loads(r["record"]) for r in rows}
-    return [by_id[j.video_id] for j in jobs]
-
-
 # ---------------------------------------------------------------- the final pass
 def finalize(out: Path, jobs: list[VideoJob], settings: CurateSettings) -> list[dict[str, Any]]:
     """Rank the candidates over the whole run, publish the kept clips as the dataset of
@@ -496,21 +403,29 @@ def finalize(out: Path, jobs: list[VideoJob], settings: CurateSettings) -> list[
                         "reason": video.get("reason", "not decoded"),
                     }
                 )
+    return publish(out, rows, settings.quality.keep_top_percent, settings)
+
+
+def publish(
+    out: Path, rows: list[dict[str, Any]], keep_top_percent: float | None, settings: Any
+) -> list[dict[str, Any]]:
+    """Decide the candidates of ``rows`` (the top ``keep_top_percent`` % by MCV and by
+    HCPR, or all of them when None), publish the kept ones from ``work/candidates`` as
+    the dataset of ``out`` and write the manifest of every row; returns the rows."""
     candidates = [r for r in rows if r["decision"] == "candidate"]
-    pct = settings.quality.keep_top_percent
-    top_mcv = top_fraction({r["clip_id"]: r["mcv"] for r in candidates}, pct)
-    top_hcpr = top_fraction({r["clip_id"]: r["hcpr"] for r in candidates}, pct)
+    if keep_top_percent is None:
+        top_mcv = top_hcpr = {r["clip_id"] for r in candidates}
+    else:
+        top_mcv = top_fraction({r["clip_id"]: r["mcv"] for r in candidates}, keep_top_percent)
+        top_hcpr = top_fraction({r["clip_id"]: r["hcpr"] for r in candidates}, keep_top_percent)
     for r in candidates:
         missed = [m for m, top in (("MCV", top_mcv), ("HCPR", top_hcpr)) if r["clip_id"] not in top]
         if missed:
-            r |= _drop("ranking", f"{' and '.join(missed)} not in the top {pct:g}% of the run")
+            text = f"{' and '.join(missed)} not in the top {keep_top_percent:g}% of the run"
+            r |= _drop("ranking", text)
         else:
-            r |= {
-                "decision": "keep",
-                "stage": "",
-                "reason": "",
-                "path": f"{CLIPS_DIR}/{r['clip_id']}",
-            }
+            r |= {"decision": "keep", "stage": "", "reason": "",
+                  "path": f"{CLIPS_DIR}/{r['clip_id']}"}  # fmt: skip
     _publish(out, [r for r in rows if r["decision"] == "keep"], settings)
     write_manifest(out / MANIFEST, [_manifest_row(r) for r in rows])
     return rows
@@ -583,6 +498,9 @@ def curate(
     """Curate a folder of videos into ``out`` (see the module doc); returns the manifest
     rows. Every check that can fail on the inputs runs before any video is read."""
     settings.check()
+    if engine not in ENGINES:
+        raise FourDNeXError(f"unknown engine {engine!r} (one of {', '.join(ENGINES)})")
+    check_output_not_input(out, [videos_dir])
     if settings.filters.metadata_csv is not None:
         MetadataTable(settings.filters.metadata_csv).check_columns(settings.filters.metadata)
     if settings.captions.source == "csv":
@@ -603,10 +521,6 @@ def curate(
             "provenance": provenance(None, timestamp=False),
         },
     )
-    if engine == "ray":
-        run_ray(jobs, settings, workers, address, reconstructor, progress)
-    elif engine == "local":
-        run_local(jobs, settings, workers, reconstructor, progress)
-    else:
-        raise FourDNeXError(f"unknown engine {engine!r} (local or ray)")
+    factory = functools.partial(VideoProcessor, settings, reconstructor)
+    map_jobs(factory, [j.to_dict() for j in jobs], engine, workers, address, progress, "curate")
     return finalize(out, jobs, settings)

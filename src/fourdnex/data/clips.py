@@ -24,8 +24,10 @@ A clip directory ``clips/<id>/`` holds:
 Format version 1 clips (written before ``rgb.mkv`` existed) have only ``rgb.mp4``,
 which is then the RGB of record (decoded, lossy, cropped to H x W); they are still read.
 
-Every file of a clip is deterministic: the same inputs give byte-identical clips
-(the videos are encoded bit-exactly, see :func:`fourdnex.io.write_video`).
+Every file of record of a clip is deterministic: the same inputs give byte-identical
+``rgb.mkv``, ``geometry.safetensors`` and ``clip.json``. The ``rgb.mp4`` preview is not
+always byte-identical on a loaded machine (libx264, see :func:`fourdnex.io.write_video`)
+and is left out of the clip's fingerprint (:func:`fourdnex.train.cache.clip_fingerprint`).
 
 A clip is written atomically (a temporary directory renamed into place) and every
 read checks it fully: a broken clip raises :class:`ClipFormatError` naming the clip
@@ -145,7 +147,7 @@ def write_clip(
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
-    The same arguments always give byte-identical files.
+    The same arguments always give byte-identical files of record (not always the preview).
 
     Args:
         directory: the clip directory to create.

@@ -37,6 +37,7 @@ from safetensors.torch import save_file
 
 from fourdnex.condition import condition_video
 from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
+from fourdnex.data.clips import RGB_LOSSLESS, RGB_VIDEO
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_file, sweep
 from fourdnex.io.paths import check_output_not_input
@@ -84,9 +85,14 @@ def _sha(data: bytes) -> str:
 
 
 def clip_fingerprint(clip_dir: Path) -> str:
-    """SHA-256 over the names and contents of every file of a clip directory."""
+    """SHA-256 over the names and contents of the files of a clip directory: every file
+    but the H.264 preview when the lossless RGB of record is there (the preview's bytes
+    are not reproducible under load, see :func:`fourdnex.io.write_video`)."""
     h = hashlib.sha256()
-    for path in sorted(p for p in clip_dir.rglob("*") if p.is_file()):
+    files = sorted(p for p in clip_dir.rglob("*") if p.is_file())
+    if (clip_dir / RGB_LOSSLESS).is_file():
+        files = [p for p in files if p != clip_dir / RGB_VIDEO]
+    for path in files:
         h.update(str(path.relative_to(clip_dir)).encode() + b"\0")
         with path.open("rb") as f:
             while chunk := f.read(_HASH_CHUNK):
