@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "fourdnex.cli.curate",
         "Curate raw videos into training clips: filters, captions, geometry, manifest.",
     ),
+    "import": (
+        "fourdnex.cli.importer",
+        "Import a released dataset (4DNeX-10M: depth + cameras) as training clips.",
+    ),
     "register": ("fourdnex.cli.register", "Recover cameras and depth from a scene's XYZ."),
     "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
     "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),

@@ -803,11 +803,13 @@ class ImportItem:
     source: dict[str, Any] = field(default_factory=dict)
 
 
-def _fail(reason: str) -> Loader:
-    def load() -> tuple[U8, Reconstruction]:
-        raise FourDNeXError(reason)
+def _raise(reason: str) -> tuple[U8, Reconstruction]:
+    raise FourDNeXError(reason)
 
-    return load
+
+def _fail(reason: str) -> Loader:
+    """A loader that fails with ``reason`` (picklable, for worker processes)."""
+    return functools.partial(_raise, reason)
 
 
 def _entries(folder: Path) -> list[os.DirEntry[str]]:
