@@ -125,17 +125,26 @@ def _suffixes() -> tuple[str, ...]:
 
 def default_reconstructor(settings: CurateSettings) -> Reconstructor:
     """The reconstructor named by the settings."""
-    r = settings.reconstruct
-    if r.method == "sfm-stereo":
-        from fourdnex.curate.reconstruct.sfm_stereo import SfMStereoReconstructor, SfMStereoSettings
-
-        return SfMStereoReconstructor(SfMStereoSettings())
-    from fourdnex.curate.reconstruct.learned_depth import LearnedDepth, LearnedDepthReconstructor
     from fourdnex.curate.reconstruct.sfm_stereo import SfMStereoReconstructor, SfMStereoSettings
 
+    r = settings.reconstruct
+    if r.method == "sfm-stereo":
+        return SfMStereoReconstructor(SfMStereoSettings())
+    from fourdnex.curate.reconstruct.learned_depth import LearnedDepth, LearnedDepthReconstructor
+
     assert r.depth_model is not None
-    sfm = SfMStereoReconstructor(SfMStereoSettings())
-    return LearnedDepthReconstructor(LearnedDepth(r.depth_model, device=r.device), sfm.sparse)
+    cameras = functools.partial(_sfm_cameras, SfMStereoSettings())
+    return LearnedDepthReconstructor(LearnedDepth(r.depth_model, device=r.device), cameras)
+
+
+def _sfm_cameras(
+    sfm: Any, rgb: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """K, cam2world, sparse depth and its mask of a clip by structure from motion."""
+    from fourdnex.curate.reconstruct.sfm_stereo import estimate_cameras
+
+    cams = estimate_cameras(rgb, sfm)
+    return cams.K, cams.cam2world, cams.sparse_depth, cams.sparse_mask
 
 
 # ------------------------------------------------------------------ per-video work

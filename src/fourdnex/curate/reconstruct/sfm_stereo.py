@@ -1,0 +1,638 @@
+"""A reconstructor without model weights for static videos: SfM cameras + plane-sweep depth.
+
+1. **Cameras** by incremental structure from motion (pycolmap) with one shared pinhole
+   camera for the whole clip. Correspondences are KLT tracks by default (Shi-Tomasi
+   corners tracked frame to frame with pyramidal Lucas-Kanade and a forward-backward
+   check, written into the COLMAP database as keypoints and matches); SIFT
+   (``pycolmap.extract_features``) is the alternative. On the small, smoothly textured
+   frames of a curation clip SIFT finds a few hundred noisy keypoints while KLT tracks
+   are denser, sub-pixel and long, which is what the rotation accuracy needs.
+   COLMAP's ``cam_from_world`` is world-to-camera in the OpenCV axes; COLMAP puts pixel
+   centres at ``index + 0.5`` as :mod:`fourdnex.cameras` does, so keypoints are written
+   as OpenCV coordinates + 0.5 and the principal point needs no shift.
+2. **Dense depth** by plane-sweep stereo in torch: for each reference frame its
+   ``num_neighbors`` nearest frames (by index) are warped onto ``num_depths``
+   fronto-parallel planes, uniform in inverse depth over the range of the sparse SfM
+   points (widened by ``depth_margin``). Cost: ``1 - ZNCC`` of gray values over a
+   ``(2 * zncc_radius + 1)^2`` window (robust to the exposure and shading changes a
+   pure absolute difference is not). Per plane the costs of the neighbours are combined
+   as the mean of the best ``best_k`` (occlusion: a pixel hidden in one neighbour is
+   usually seen by another), box-filtered over ``cost_filter_radius``, and the winning
+   plane is refined by a parabola through its two neighbours in inverse depth.
+3. **Confidence** in ``[0, 1]``: ``clip(1 - c1, 0, 1) * clip(1 - c1 / c2, 0, 1)`` with
+   ``c1`` the best aggregated cost and ``c2`` the best cost outside ``+-1`` plane of the
+   winner (the "peak ratio"): high only where the match is good *and* unambiguous.
+
+The world frame and scale are COLMAP's: SfM is defined up to a similarity. A clip
+without camera translation (pure pan) has no parallax; it raises
+:class:`~fourdnex.errors.FourDNeXError` (``min_baseline_ratio``) instead of returning
+depth that would be noise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from fourdnex.cameras import PIXEL_CENTER_OFFSET, invert_rigid, pixel_centers
+from fourdnex.curate.reconstruct.base import Reconstruction
+from fourdnex.errors import FourDNeXError
+
+#: Fewest frames SfM + stereo can work with (two views and one more to check them).
+MIN_FRAMES = 3
+#: Fewest common tracks for a frame pair to be written as a match.
+MIN_PAIR_MATCHES = 8
+#: Camera models with one shared focal (``f, cx, cy``) or two (``fx, fy, cx, cy``).
+CAMERA_MODELS = ("SIMPLE_PINHOLE", "PINHOLE")
+#: Feature sources for SfM.
+FEATURES = ("klt", "sift")
+#: Image names written for COLMAP (frame index, zero padded).
+IMAGE_NAME = "{:05d}.png"
+#: Largest ZNCC cost (perfectly anti-correlated); also the cost of unseen pixels.
+MAX_COST = 2.0
+#: Variance floor of the ZNCC denominator (gray values in [0, 1]).
+ZNCC_EPS = 1e-4
+#: Lucas-Kanade pyramid levels and stopping criterion (iterations, epsilon).
+LK_LEVELS = 3
+LK_ITERATIONS = 30
+LK_EPSILON = 0.01
+#: Sparse depths outside these percentiles do not set the sweep range (outliers).
+DEPTH_RANGE_PERCENTILES = (1.0, 99.0)
+
+
+@dataclass(frozen=True)
+class SfMStereoSettings:
+    """Every parameter of :class:`SfMStereoReconstructor` (JSON-ready via ``asdict``)."""
+
+    features: str = "klt"
+    """Correspondences for SfM: ``"klt"`` (tracked corners) or ``"sift"`` (COLMAP SIFT)."""
+    max_corners: int = 1500
+    """KLT: corners kept per frame (tracked ones first, new ones fill up to this)."""
+    corner_min_distance: int = 3
+    """KLT: smallest distance in pixels between corners."""
+    corner_quality: float = 0.001
+    """KLT: Shi-Tomasi quality level, relative to the best corner of the frame."""
+    lk_window: int = 15
+    """KLT: Lucas-Kanade window size in pixels."""
+    lk_max_fb_error: float = 0.5
+    """KLT: largest forward-backward tracking error in pixels of a kept track."""
+    match_window: int = 5
+    """Frames ``i`` and ``j`` are matched when ``0 < |i - j| <= match_window``."""
+    camera_model: str = "SIMPLE_PINHOLE"
+    """The one COLMAP camera of the clip: ``SIMPLE_PINHOLE`` or ``PINHOLE``."""
+    focal_prior_px: float | None = None
+    """Known focal length in pixels; None starts from COLMAP's guess (1.2 x max side)."""
+    refine_focal: bool = True
+    """Refine the focal length in bundle adjustment (False keeps ``focal_prior_px``)."""
+    init_min_num_inliers: int = 30
+    """COLMAP: fewest inliers of the initial pair (COLMAP's default 100 is for large images)."""
+    init_min_tri_angle_deg: float = 4.0
+    """COLMAP: smallest triangulation angle of the initial pair (default 16 is for photo sets)."""
+    abs_pose_min_num_inliers: int = 15
+    """COLMAP: fewest 2D-3D inliers to register a frame."""
+    max_reproj_error_px: float = 4.0
+    """Geometric verification: RANSAC threshold in pixels."""
+    min_baseline_ratio: float = 0.02
+    """Largest camera-centre distance over the median sparse depth below which the clip
+    has no parallax (e.g. a pure pan) and is refused."""
+    num_neighbors: int = 4
+    """Stereo: frames matched against each reference frame (nearest by index)."""
+    num_depths: int = 48
+    """Stereo: depth hypotheses, uniform in inverse depth."""
+    depth_margin: float = 1.5
+    """Stereo: the sweep covers ``[near / margin, far * margin]`` of the sparse depths."""
+    zncc_radius: int = 5
+    """Stereo: ZNCC window radius in pixels (window ``2 r + 1``)."""
+    best_k: int = 2
+    """Stereo: the cost of a plane is the mean of the best ``best_k`` neighbours."""
+    cost_filter_radius: int = 5
+    """Stereo: radius of the box filter over each cost slice (0: none)."""
+    fill_confidence: float = 0.1
+    """Stereo: pixels below this confidence take their inverse depth from a
+    confidence-weighted push-pull interpolation of the others (textureless walls and
+    floors have no reliable match of their own); 0 keeps every winner."""
+    seed: int = 0
+    """Random seed of COLMAP's RANSAC and mapper (with one thread: deterministic)."""
+    num_threads: int = 1
+    """Threads of COLMAP and OpenCV (torch keeps the caller's setting)."""
+
+    def __post_init__(self) -> None:
+        if self.features not in FEATURES:
+            raise FourDNeXError(f"features must be one of {FEATURES}, got {self.features!r}")
+        if self.camera_model not in CAMERA_MODELS:
+            raise FourDNeXError(
+                f"camera_model must be one of {CAMERA_MODELS}, got {self.camera_model!r}"
+            )
+        positive_ints = (
+            "max_corners", "corner_min_distance", "lk_window", "match_window",
+            "init_min_num_inliers", "abs_pose_min_num_inliers", "num_neighbors",
+            "best_k", "num_threads",
+        )  # fmt: skip
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise FourDNeXError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("zncc_radius", "cost_filter_radius", "seed"):
+            if int(getattr(self, name)) < 0:
+                raise FourDNeXError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.num_depths < 3:
+            raise FourDNeXError(f"num_depths must be >= 3, got {self.num_depths}")
+        if self.best_k > self.num_neighbors:
+            raise FourDNeXError(
+                f"best_k ({self.best_k}) must not exceed num_neighbors ({self.num_neighbors})"
+            )
+        positive_floats = ("corner_quality", "lk_max_fb_error", "max_reproj_error_px")
+        for name in positive_floats:
+            if not float(getattr(self, name)) > 0.0:
+                raise FourDNeXError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0.0 <= self.init_min_tri_angle_deg < 90.0:
+            raise FourDNeXError(
+                f"init_min_tri_angle_deg must be in [0, 90), got {self.init_min_tri_angle_deg}"
+            )
+        if not self.min_baseline_ratio >= 0.0:
+            raise FourDNeXError(f"min_baseline_ratio must be >= 0, got {self.min_baseline_ratio}")
+        if not 0.0 <= self.fill_confidence < 1.0:
+            raise FourDNeXError(f"fill_confidence must be in [0, 1), got {self.fill_confidence}")
+        if not self.depth_margin >= 1.0:
+            raise FourDNeXError(f"depth_margin must be >= 1, got {self.depth_margin}")
+        if self.focal_prior_px is not None and not self.focal_prior_px > 0.0:
+            raise FourDNeXError(f"focal_prior_px must be > 0, got {self.focal_prior_px}")
+        if not self.refine_focal and self.focal_prior_px is None:
+            raise FourDNeXError("refine_focal=False needs focal_prior_px")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SfMCameras:
+    """Cameras and sparse points of one clip from structure from motion.
+
+    Attributes:
+        K: (T, 3, 3) float32 intrinsics (one shared camera, repeated per frame).
+        cam2world: (T, 4, 4) float32 OpenCV camera-to-world, COLMAP's world frame.
+        sparse_depth: (T, H, W) float32 z-depth of the SfM points at the pixels where
+            they were observed, 0 elsewhere.
+        sparse_mask: (T, H, W) bool, True where ``sparse_depth`` holds a point.
+        info: JSON-ready counts (points, reprojection error, focal).
+    """
+
+    K: NDArray[np.float32]
+    cam2world: NDArray[np.float32]
+    sparse_depth: NDArray[np.float32]
+    sparse_mask: NDArray[np.bool_]
+    info: dict[str, Any]
+
+
+class SfMStereoReconstructor:
+    """Structure from motion (pycolmap) + plane-sweep stereo (torch), no model weights.
+
+    For static scenes filmed with a translating camera; see the module docstring.
+    """
+
+    name = "sfm-stereo"
+
+    def __init__(self, settings: SfMStereoSettings | None = None) -> None:
+        self.settings = settings or SfMStereoSettings()
+
+    def reconstruct(self, rgb: NDArray[np.uint8]) -> Reconstruction:
+        """``rgb``: (T, H, W, 3) uint8 frames -> a :class:`Reconstruction` with depth,
+        confidence and cameras in COLMAP's world frame and scale."""
+        rec, _ = self.reconstruct_with_sparse(rgb)
+        return rec
+
+    def reconstruct_with_sparse(self, rgb: NDArray[np.uint8]) -> tuple[Reconstruction, SfMCameras]:
+        """Like :meth:`reconstruct`, also returning the SfM cameras and sparse depth."""
+        rgb = _checked_frames(rgb)
+        cams = estimate_cameras(rgb, self.settings)
+        depth, confidence, sweep = plane_sweep_depth(
+            rgb, cams.K, cams.cam2world, cams.sparse_depth[cams.sparse_mask], self.settings
+        )
+        info = {
+            "method": self.name,
+            "settings": self.settings.to_dict(),
+            "sfm": cams.info,
+            "stereo": sweep,
+        }
+        rec = Reconstruction.from_depth(
+            depth, cams.K, cams.cam2world, confidence=confidence, dynamic_mask=None, info=info
+        )
+        return rec, cams
+
+
+# ------------------------------------------------------------------ structure from motion
+def _checked_frames(rgb: np.ndarray) -> NDArray[np.uint8]:
+    arr = np.asarray(rgb)
+    if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
+        raise FourDNeXError(f"rgb must be (T, H, W, 3) uint8, got {arr.shape} {arr.dtype}")
+    if arr.shape[0] < MIN_FRAMES:
+        raise FourDNeXError(f"sfm-stereo needs at least {MIN_FRAMES} frames, got {arr.shape[0]}")
+    return np.ascontiguousarray(arr)
+
+
+@contextlib.contextmanager
+def _quiet_colmap() -> Iterator[None]:
+    """Silence COLMAP's glog output (restored afterwards)."""
+    import pycolmap
+
+    before = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = int(pycolmap.logging.Level.FATAL.value)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = before
+
+
+def klt_tracks(
+    rgb: NDArray[np.uint8], settings: SfMStereoSettings
+) -> tuple[list[NDArray[np.float32]], list[NDArray[np.int64]]]:
+    """Corner tracks through the clip.
+
+    Returns per frame the (N_t, 2) float32 OpenCV pixel coordinates (pixel centres at
+    integers) of its keypoints and their (N_t,) track ids; a track id seen in two frames
+    is a correspondence.
+    """
+    import cv2
+
+    cv2.setNumThreads(settings.num_threads)
+    T, H, W = rgb.shape[:3]
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in rgb]
+    lk: dict[str, Any] = {
+        "winSize": (settings.lk_window, settings.lk_window),
+        "maxLevel": LK_LEVELS,
+        "criteria": (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, LK_ITERATIONS, LK_EPSILON),
+    }
+    pos = np.zeros((0, 2), np.float32)
+    ids = np.zeros(0, np.int64)
+    next_id = 0
+    keypoints: list[NDArray[np.float32]] = []
+    track_ids: list[NDArray[np.int64]] = []
+    for t in range(T):
+        if t > 0 and len(pos):
+            fwd, st1, _ = cv2.calcOpticalFlowPyrLK(gray[t - 1], gray[t], pos[:, None], None, **lk)
+            back, st2, _ = cv2.calcOpticalFlowPyrLK(gray[t], gray[t - 1], fwd, None, **lk)
+            fwd, back = fwd.reshape(-1, 2), back.reshape(-1, 2)
+            inside = (fwd >= 0).all(axis=1) & (fwd[:, 0] <= W - 1) & (fwd[:, 1] <= H - 1)
+            fb_ok = np.linalg.norm(back - pos, axis=1) < settings.lk_max_fb_error
+            keep = (st1.ravel() == 1) & (st2.ravel() == 1) & inside & fb_ok
+            pos, ids = fwd[keep].astype(np.float32), ids[keep]
+        room = settings.max_corners - len(pos)
+        if room > 0:
+            mask = np.full((H, W), 255, np.uint8)
+            for x, y in np.round(pos).astype(int):
+                cv2.circle(mask, (int(x), int(y)), settings.corner_min_distance, 0, -1)
+            new = cv2.goodFeaturesToTrack(
+                gray[t], room, settings.corner_quality, settings.corner_min_distance, mask=mask
+            )
+            if new is not None:
+                new = new.reshape(-1, 2).astype(np.float32)
+                pos = np.concatenate([pos, new])
+                ids = np.concatenate([ids, np.arange(next_id, next_id + len(new))])
+                next_id += len(new)
+        keypoints.append(pos.copy())
+        track_ids.append(ids.copy())
+    return keypoints, track_ids
+
+
+def _write_klt(
+    db_path: Path, names: list[str], rgb: NDArray[np.uint8], settings: SfMStereoSettings
+) -> list[str]:
+    """Replace the database's keypoints by KLT tracks and write their matches; returns
+    the matched pairs as ``"name1 name2"`` lines."""
+    import pycolmap
+
+    keypoints, track_ids = klt_tracks(rgb, settings)
+    pairs: list[str] = []
+    with pycolmap.Database.open(str(db_path)) as db:
+        image_ids = {im.name: im.image_id for im in db.read_all_images()}
+        db.clear_keypoints()
+        db.clear_descriptors()
+        for name, kp in zip(names, keypoints, strict=True):
+            db.write_keypoints(image_ids[name], (kp + PIXEL_CENTER_OFFSET).astype(np.float32))
+        for a in range(len(names)):
+            for b in range(a + 1, min(len(names), a + 1 + settings.match_window)):
+                _, ia, ib = np.intersect1d(track_ids[a], track_ids[b], return_indices=True)
+                if len(ia) < MIN_PAIR_MATCHES:
+                    continue
+                matches = np.stack([ia, ib], axis=1).astype(np.uint32)
+                db.write_matches(image_ids[names[a]], image_ids[names[b]], matches)
+                pairs.append(f"{names[a]} {names[b]}")
+    return pairs
+
+
+def estimate_cameras(rgb: NDArray[np.uint8], settings: SfMStereoSettings) -> SfMCameras:
+    """Structure from motion of a (T, H, W, 3) uint8 clip with one shared camera.
+
+    Raises :class:`FourDNeXError` unless every frame is registered, or when the cameras
+    barely translate (no parallax, ``min_baseline_ratio``).
+    """
+    import pycolmap
+    from PIL import Image
+
+    rgb = _checked_frames(rgb)
+    T, H, W = rgb.shape[:3]
+    names = [IMAGE_NAME.format(i) for i in range(T)]
+    with tempfile.TemporaryDirectory(prefix="fourdnex-sfm-") as tmp, _quiet_colmap():
+        root = Path(tmp)
+        image_dir = root / "images"
+        image_dir.mkdir()
+        for name, frame in zip(names, rgb, strict=True):
+            Image.fromarray(frame).save(image_dir / name)
+        db_path = root / "database.db"
+        reader = pycolmap.ImageReaderOptions()
+        reader.camera_model = settings.camera_model
+        if settings.focal_prior_px is not None:
+            f = settings.focal_prior_px
+            focals = [f] if settings.camera_model == "SIMPLE_PINHOLE" else [f, f]
+            reader.camera_params = ",".join(str(v) for v in [*focals, W / 2.0, H / 2.0])
+        extraction = pycolmap.FeatureExtractionOptions()
+        extraction.num_threads = settings.num_threads
+        extraction.use_gpu = False
+        if settings.features == "klt":
+            extraction.sift.max_num_features = 1  # only the images and camera are used
+        pycolmap.extract_features(
+            str(db_path), str(image_dir), camera_mode=pycolmap.CameraMode.SINGLE,
+            reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu,
+        )  # fmt: skip
+        verification = pycolmap.TwoViewGeometryOptions()
+        verification.ransac.max_error = settings.max_reproj_error_px
+        verification.ransac.random_seed = settings.seed
+        if settings.features == "klt":
+            pairs = _write_klt(db_path, names, rgb, settings)
+            pairs_path = root / "pairs.txt"
+            pairs_path.write_text("".join(p + "\n" for p in pairs))
+            if pairs:
+                pycolmap.verify_matches(str(db_path), str(pairs_path), options=verification)
+        else:
+            matching = pycolmap.FeatureMatchingOptions()
+            matching.num_threads = settings.num_threads
+            matching.use_gpu = False
+            pairing = pycolmap.SequentialPairingOptions()
+            pairing.overlap = settings.match_window
+            pairing.quadratic_overlap = False
+            pairing.num_threads = settings.num_threads
+            pycolmap.match_sequential(
+                str(db_path), matching_options=matching, pairing_options=pairing,
+                verification_options=verification, device=pycolmap.Device.cpu,
+            )  # fmt: skip
+        options = pycolmap.IncrementalPipelineOptions()
+        options.num_threads = settings.num_threads
+        options.random_seed = settings.seed
+        options.mapper.random_seed = settings.seed
+        options.triangulation.random_seed = settings.seed
+        options.mapper.num_threads = settings.num_threads
+        options.min_model_size = MIN_FRAMES
+        options.mapper.init_min_num_inliers = settings.init_min_num_inliers
+        options.mapper.init_min_tri_angle = settings.init_min_tri_angle_deg
+        options.mapper.abs_pose_min_num_inliers = settings.abs_pose_min_num_inliers
+        options.ba_refine_focal_length = settings.refine_focal
+        options.mapper.abs_pose_refine_focal_length = settings.refine_focal
+        try:
+            models = pycolmap.incremental_mapping(
+                str(db_path), str(image_dir), str(root / "sparse"), options=options
+            )
+        except Exception as err:  # noqa: BLE001 - COLMAP raises plain RuntimeErrors
+            raise FourDNeXError(f"sfm-stereo: 0 of {T} frames registered ({err})") from err
+    if not models:
+        raise FourDNeXError(f"sfm-stereo: 0 of {T} frames registered")
+    model = max(models.values(), key=lambda m: m.num_reg_images())
+    return _cameras_from_model(model, T, H, W, settings)
+
+
+def _cameras_from_model(
+    model: Any, T: int, H: int, W: int, settings: SfMStereoSettings
+) -> SfMCameras:
+    """(K, cam2world, sparse depth) of a pycolmap reconstruction of frames ``IMAGE_NAME``."""
+    cam2world = np.tile(np.eye(4), (T, 1, 1))
+    registered = np.zeros(T, dtype=bool)
+    sparse_depth = np.zeros((T, H, W), np.float32)
+    sparse_mask = np.zeros((T, H, W), bool)
+    points = model.points3D
+    for image in model.images.values():
+        if not image.has_pose:
+            continue
+        t = int(Path(image.name).stem)
+        registered[t] = True
+        w2c = np.eye(4)
+        w2c[:3] = image.cam_from_world().matrix()
+        cam2world[t] = invert_rigid(w2c)
+        uv, xyz = [], []
+        for p2d in image.points2D:
+            if p2d.has_point3D():
+                uv.append(p2d.xy)
+                xyz.append(points[p2d.point3D_id].xyz)
+        if not uv:
+            continue
+        z = (np.asarray(xyz) @ w2c[:3, :3].T + w2c[:3, 3])[:, 2]
+        cols = np.floor(np.asarray(uv)[:, 0]).astype(int)  # COLMAP: pixel i spans [i, i+1)
+        rows = np.floor(np.asarray(uv)[:, 1]).astype(int)
+        ok = (z > 0) & (cols >= 0) & (cols < W) & (rows >= 0) & (rows < H)
+        sparse_depth[t, rows[ok], cols[ok]] = z[ok]
+        sparse_mask[t, rows[ok], cols[ok]] = True
+    k = int(registered.sum())
+    if k < T:
+        raise FourDNeXError(f"sfm-stereo: {k} of {T} frames registered")
+    camera = next(iter(model.cameras.values()))
+    params = np.asarray(camera.params, dtype=np.float64)
+    if settings.camera_model == "SIMPLE_PINHOLE":
+        fx = fy = params[0]
+        cx, cy = params[1], params[2]
+    else:
+        fx, fy, cx, cy = params[:4]
+    K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+    depths = sparse_depth[sparse_mask]
+    if depths.size == 0 or not (fx > 0 and fy > 0):
+        raise FourDNeXError("sfm-stereo: structure from motion gave no valid 3D points")
+    centres = cam2world[:, :3, 3]
+    baseline = float(np.linalg.norm(centres[:, None] - centres[None], axis=-1).max())
+    ratio = baseline / float(np.median(depths))
+    if ratio < settings.min_baseline_ratio:
+        raise FourDNeXError(
+            f"sfm-stereo: camera barely translates (baseline {ratio:.3g} of the median depth "
+            f"< {settings.min_baseline_ratio}); no parallax for depth (pure rotation?)"
+        )
+    info = {
+        "registered": k,
+        "points3D": int(model.num_points3D()),
+        "mean_reprojection_error_px": float(model.compute_mean_reprojection_error()),
+        "focal_px": [float(fx), float(fy)],
+        "principal_point_px": [float(cx), float(cy)],
+        "baseline_ratio": ratio,
+    }
+    return SfMCameras(
+        K=np.broadcast_to(K, (T, 3, 3)).astype(np.float32),
+        cam2world=cam2world.astype(np.float32),
+        sparse_depth=sparse_depth,
+        sparse_mask=sparse_mask,
+        info=info,
+    )
+
+
+# ------------------------------------------------------------------ plane-sweep stereo
+def neighbor_frames(T: int, ref: int, count: int) -> list[int]:
+    """The ``count`` frames nearest to ``ref`` by index (ties: earlier first), not ``ref``."""
+    others = sorted((abs(i - ref), i) for i in range(T) if i != ref)
+    return [i for _, i in others[:count]]
+
+
+def plane_sweep_depth(
+    rgb: NDArray[np.uint8],
+    K: np.ndarray,
+    cam2world: np.ndarray,
+    sparse_depths: np.ndarray,
+    settings: SfMStereoSettings,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], dict[str, Any]]:
+    """Depth and confidence of every frame by plane sweep over its neighbours.
+
+    Args:
+        rgb: (T, H, W, 3) uint8 frames.
+        K: (T, 3, 3) intrinsics; cam2world: (T, 4, 4) OpenCV poses.
+        sparse_depths: (N,) depths of the SfM points (set the sweep range).
+
+    Returns:
+        ``(depth, confidence, info)``: (T, H, W) float32 z-depth > 0, (T, H, W) float32
+        confidence in [0, 1] and the JSON-ready sweep range.
+    """
+    import torch
+
+    T, H, W = rgb.shape[:3]
+    d = np.asarray(sparse_depths, dtype=np.float64)
+    d = d[np.isfinite(d) & (d > 0)]
+    if d.size == 0:
+        raise FourDNeXError("sfm-stereo: no sparse depths to set the plane-sweep range")
+    lo, hi = np.percentile(d, DEPTH_RANGE_PERCENTILES)
+    near, far = lo / settings.depth_margin, hi * settings.depth_margin
+    inv = torch.linspace(1.0 / near, 1.0 / far, settings.num_depths, dtype=torch.float64)
+    step = float(inv[1] - inv[0])
+    gray = torch.from_numpy(rgb.astype(np.float32) / 255.0) @ torch.tensor([0.299, 0.587, 0.114])
+    K64 = np.asarray(K, dtype=np.float64)
+    c2w = np.asarray(cam2world, dtype=np.float64)
+    w2c = invert_rigid(c2w)
+    uv1 = np.concatenate([pixel_centers(H, W), np.ones((H, W, 1), np.float32)], axis=-1)
+    depth = np.zeros((T, H, W), np.float32)
+    conf = np.zeros((T, H, W), np.float32)
+    count = min(settings.num_neighbors, T - 1)
+    best_k = min(settings.best_k, count)
+    for ref in range(T):
+        rays = uv1.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(K64[ref]).T  # (HW, 3)
+        costs = []
+        for nb in neighbor_frames(T, ref, count):
+            rel = w2c[nb] @ c2w[ref]
+            a = torch.from_numpy(rays @ (K64[nb] @ rel[:3, :3]).T)  # (HW, 3)
+            b = torch.from_numpy(K64[nb] @ rel[:3, 3])  # (3,)
+            costs.append(_zncc_cost(gray[ref], gray[nb], a, b, 1.0 / inv, settings))
+        volume = torch.stack(costs)  # (N, D, H, W), inf where unseen
+        volume, _ = torch.sort(volume, dim=0)
+        top = volume[:best_k]
+        seen = torch.isfinite(top)
+        agg = torch.where(seen, top, torch.zeros_like(top)).sum(0) / seen.sum(0).clamp(min=1)
+        agg = torch.where(seen.any(0), agg, torch.full_like(agg, MAX_COST))  # (D, H, W)
+        if settings.cost_filter_radius > 0:
+            r = settings.cost_filter_radius
+            agg = torch.nn.functional.avg_pool2d(
+                agg[:, None], 2 * r + 1, stride=1, padding=r, count_include_pad=False
+            )[:, 0]
+        inv_depth, confidence = _winner_take_all(agg, inv, step)
+        if settings.fill_confidence > 0:
+            inv_depth = _push_pull_fill(inv_depth, confidence, settings.fill_confidence)
+        inv_depth = inv_depth.clamp(float(inv.min()), float(inv.max()))
+        depth[ref] = (1.0 / inv_depth).numpy()
+        conf[ref] = confidence.numpy()
+    info = {"near": float(near), "far": float(far), "num_depths": settings.num_depths}
+    return depth, conf, info
+
+
+def _zncc_cost(ref: Any, nb: Any, a: Any, b: Any, depths: Any, settings: SfMStereoSettings) -> Any:
+    """(D, H, W) cost ``1 - ZNCC`` of the (H, W) gray ``ref`` against neighbour ``nb``
+    warped by the planes at ``depths`` (D,): a neighbour pixel is ``a * d + b`` in
+    homogeneous pixels (``a``: (HW, 3), ``b``: (3,)). Unseen pixels cost ``inf``."""
+    import torch
+    import torch.nn.functional as F
+
+    H, W = ref.shape
+    D = depths.shape[0]
+    h = depths[:, None, None] * a[None] + b[None, None]  # (D, HW, 3)
+    z = h[..., 2]
+    front = z > 1e-9
+    zs = torch.where(front, z, torch.ones_like(z))
+    u, v = h[..., 0] / zs, h[..., 1] / zs
+    grid = torch.stack([2.0 * u / W - 1.0, 2.0 * v / H - 1.0], dim=-1)  # pixel centres +0.5
+    grid = torch.where(front[..., None], grid, torch.full_like(grid, -2.0)).float()
+    grid = grid.reshape(1, D * H, W, 2)
+    src = torch.stack([nb, torch.ones_like(nb)])[None]  # (1, 2, H, W): gray and coverage
+    warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    warped = warped[0].reshape(2, D, H, W)
+    w, seen = warped[0], warped[1] > 0.999
+    r = settings.zncc_radius
+
+    def box(x: Any) -> Any:
+        if r == 0:
+            return x
+        return F.avg_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r, count_include_pad=False)[
+            :, 0
+        ]
+
+    ref3 = ref[None]
+    mr, mw = box(ref3), box(w)
+    var_r = (box(ref3 * ref3) - mr * mr).clamp(min=0)
+    var_w = (box(w * w) - mw * mw).clamp(min=0)
+    cov = box(ref3 * w) - mr * mw
+    zncc = cov / torch.sqrt((var_r + ZNCC_EPS) * (var_w + ZNCC_EPS))
+    cost = (1.0 - zncc).clamp(0.0, MAX_COST)
+    seen_all = box(seen.float()) > 0.999
+    return torch.where(seen_all, cost, torch.full_like(cost, float("inf")))
+
+
+def _winner_take_all(agg: Any, inv: Any, step: float) -> tuple[Any, Any]:
+    """(H, W) inverse depth and confidence from a (D, H, W) cost volume over ``inv``
+    (D,), refined by a parabola through the winner and its two neighbours."""
+    import torch
+
+    D = agg.shape[0]
+    best = agg.argmin(0)  # (H, W)
+    c1 = agg.gather(0, best[None])[0]
+    lo = (best - 1).clamp(min=0)
+    hi = (best + 1).clamp(max=D - 1)
+    cm = agg.gather(0, lo[None])[0]
+    cp = agg.gather(0, hi[None])[0]
+    denom = cm - 2.0 * c1 + cp
+    interior = (best > 0) & (best < D - 1) & (denom > 1e-9)
+    offset = torch.where(interior, 0.5 * (cm - cp) / denom.clamp(min=1e-9), torch.zeros_like(c1))
+    offset = offset.clamp(-0.5, 0.5)
+    inv_depth = inv.float()[best] + offset * step
+    # Second best outside +-1 plane of the winner: the peak ratio.
+    planes = torch.arange(D)[:, None, None]
+    near_winner = (planes - best[None]).abs() <= 1
+    c2 = torch.where(near_winner, torch.full_like(agg, float("inf")), agg).min(0).values
+    c2 = torch.where(torch.isfinite(c2), c2, torch.full_like(c2, MAX_COST))
+    quality = (1.0 - c1).clamp(0.0, 1.0)
+    distinct = (1.0 - c1 / c2.clamp(min=1e-6)).clamp(0.0, 1.0)
+    return inv_depth, quality * distinct
+
+
+def _push_pull_fill(values: Any, confidence: Any, threshold: float) -> Any:
+    """(H, W) ``values`` with pixels of ``confidence`` below ``threshold`` replaced by a
+    confidence-weighted push-pull interpolation (an image pyramid of weighted means, then
+    coarse-to-fine blending where a level has too little weight)."""
+    import torch.nn.functional as F
+
+    weight = confidence * (confidence >= threshold).float()
+    if float(weight.sum()) <= 0:
+        return values
+    num, den = [(values * weight)[None, None]], [weight[None, None]]
+    while min(num[-1].shape[-2:]) > 2:
+        num.append(F.avg_pool2d(num[-1], 2, ceil_mode=True))
+        den.append(F.avg_pool2d(den[-1], 2, ceil_mode=True))
+    est = num[-1].sum() / den[-1].sum().clamp(min=1e-12) + 0 * num[-1]
+    for n, d in zip(reversed(num[:-1]), reversed(den[:-1]), strict=True):
+        up = F.interpolate(est, size=n.shape[-2:], mode="bilinear", align_corners=False)
+        alpha = (d / threshold).clamp(0.0, 1.0)
+        est = alpha * n / d.clamp(min=1e-12) + (1.0 - alpha) * up
+    filled = est[0, 0]
+    return values.where(confidence >= threshold, filled)
