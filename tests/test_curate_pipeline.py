@@ -182,7 +182,8 @@ def test_bad_settings_fail_before_any_work(tmp_path):
 
 def _tree(root: Path) -> dict[str, bytes]:
     """The published files by path: bytes, H.264 previews by their decoded size only
-    (libx264 is not reproducible under load, in bytes or in pixels); curate.json and dataset.json hold argv."""
+    (libx264 is not reproducible under load, in bytes or in pixels); curate.json and
+    dataset.json are left out (they hold the command line)."""
     skip = ("work/", "curate.json", "dataset.json")
     return {
         p.relative_to(root).as_posix(): str(read_video(p).shape).encode() if p.suffix == ".mp4"
@@ -249,3 +250,58 @@ def test_process_pool_and_ray_give_the_local_result(tmp_path):
         assert read_manifest(other / MANIFEST) == read_manifest(local / MANIFEST)
         assert _tree(other) == _tree(local)
     assert filecmp.cmp(local / "index.jsonl", on_ray / "index.jsonl", shallow=False)
+
+
+def test_captions_from_csv_and_from_a_vlm(tmp_path):
+    from fourdnex.curate.settings import CaptionSettings
+    from test_curate_captions import _save_tiny_llava
+
+    videos = _videos(tmp_path / "videos", seeds=(0, 1))
+    csv = tmp_path / "captions.csv"
+    csv.write_text("video,caption\nsynth_000000.mp4,a room\nsynth_000001,boxes on a floor\n")
+    with_csv = dataclasses.replace(SETTINGS, captions=CaptionSettings(source="csv", csv=csv))
+    rows = curate(videos, tmp_path / "csv", with_csv, reconstructor=gray_depth, progress=False)
+    assert [r["caption"] for r in rows] == ["a room", "a room"] + ["boxes on a floor"] * 2
+    assert open_dataset(tmp_path / "csv").entries[0].caption == "a room"
+
+    model = tmp_path / "llava"
+    _save_tiny_llava(model)
+    captions = {}
+    for per in ("video", "clip"):
+        vlm = CaptionSettings(source="vlm", model=str(model), per=per)  # type: ignore[arg-type]
+        settings = dataclasses.replace(SETTINGS, captions=vlm)
+        rows = curate(videos, tmp_path / per, settings, reconstructor=gray_depth, progress=False)
+        captions[per] = [r["caption"] for r in rows]
+        assert all(isinstance(c, str) and c for c in captions[per])
+    video_level = captions["video"]
+    assert video_level[0] == video_level[1] and video_level[2] == video_level[3]
+
+
+def test_cli_config_file_and_one_line_errors(tmp_path, capsys):
+    from fourdnex.cli.main import main
+
+    videos = _videos(tmp_path / "videos", seeds=(0,))
+    csv = tmp_path / "meta.csv"
+    csv.write_text("video,ocr\nsynth_000000,0.9\n")  # every clip dropped before reconstruction
+    out = tmp_path / "out"
+    args = ["curate", str(videos), "--out", str(out), "--ingest.frames", "5",
+            "--ingest.height", "24", "--ingest.width", "32",
+            "--filters.metadata-csv", str(csv), "--filters.metadata.ocr-max", "0.5"]  # fmt: skip
+    assert main(args) == 0
+    assert "kept 0 of 2 clips; dropped 2 (2 metadata)" in capsys.readouterr().out
+    saved = read_settings(out / "curate.json")
+    assert saved.ingest.frames == 5 and saved.filters.metadata.ocr_max == 0.5
+    again = tmp_path / "again"
+    assert (
+        main(["curate", str(videos), "--out", str(again), "--config", str(out / "curate.json")])
+        == 0
+    )
+    assert read_manifest(again / MANIFEST) == read_manifest(out / MANIFEST)
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"ingest": {"frame": 5}}')
+    assert main(["curate", str(videos), "--out", str(tmp_path / "x"), "--config", str(bad)]) == 2
+    assert main(["curate", str(videos), "--out", str(out), "--ingest.frames", "7"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "unknown setting settings.ingest.frame" in err[0]
+    assert "other settings" in err[1]

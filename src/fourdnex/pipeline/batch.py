@@ -149,6 +149,7 @@ def run_ray(
 
     import_ray()
     from ray.util import ActorPool
+
     results: list[JobResult] = []
     todo = []
     for job in jobs:

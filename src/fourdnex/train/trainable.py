@@ -20,9 +20,12 @@ TINY_DIR_NAME = "tiny-wan2.1-i2v"
 
 
 def model_location(model: str, build: bool = True) -> str:
-    """A local directory or hub id for ``model``; ``tiny`` is built on first use."""
+    """A local directory or hub id for ``model``; ``tiny`` is built on first use and
+    ``fourdnex-small`` is the bundled model."""
+    from fourdnex.models.small import resolve_model_name
+
     if model != TINY_MODEL_ID:
-        return str(resolve_model(model))
+        return str(resolve_model(resolve_model_name(model)))
     home = Path(os.environ.get("FOURDNEX_HOME", str(DEFAULT_HOME))).expanduser()
     path = home / TINY_DIR_NAME
     if not (path / "model_index.json").is_file():
