@@ -13,13 +13,14 @@ from safetensors.torch import save_file
 from fourdnex.errors import FourDNeXError
 from fourdnex.eval.aesthetic import AestheticLinear, AestheticMLP, load_aesthetic_head
 from fourdnex.eval.features import load_clip, load_dino
-from fourdnex.eval.optical_flow import dynamic_degree, lucas_kanade_flow, top_magnitude
+from fourdnex.eval.optical_flow import dynamic_degree, top_magnitude
 from fourdnex.eval.video_metrics import (
     SKIP_REASONS,
     VideoModels,
     temporal_consistency,
     video_metrics,
 )
+from fourdnex.optical_flow import flow_estimator
 
 TINY = 32  # image size of the tiny models
 
@@ -44,16 +45,28 @@ def test_temporal_consistency_known_values():
     assert score == 0.0
 
 
-def test_lucas_kanade_recovers_translation():
+@pytest.mark.parametrize("name", ["dis", "farneback"])
+def test_opencv_flow_recovers_translation(name):
     H, W = 48, 64
+    flow_of = flow_estimator(name)
     for d in [(1.5, -2.0), (4.0, 3.0)]:
-        flow = lucas_kanade_flow(_pattern(H, W)[None], _pattern(H, W, *d)[None])[0]
+        flow = flow_of(_pattern(H, W)[None], _pattern(H, W, *d)[None])[0]
         inner = flow[8:-8, 8:-8]
-        assert np.median(inner[..., 0]) == pytest.approx(d[0], abs=0.05)
-        assert np.median(inner[..., 1]) == pytest.approx(d[1], abs=0.05)
-        assert np.abs(inner - np.array(d)).mean() < 0.2
-    zero = lucas_kanade_flow(_pattern(H, W)[None], _pattern(H, W)[None])
-    assert np.abs(zero).max() < 1e-4
+        assert np.median(inner[..., 0]) == pytest.approx(d[0], abs=0.1)
+        assert np.median(inner[..., 1]) == pytest.approx(d[1], abs=0.1)
+        assert np.abs(inner - np.array(d)).mean() < 0.3
+    zero = flow_of(_pattern(H, W)[None], _pattern(H, W)[None])
+    assert np.abs(zero).mean() < 0.01 and np.abs(zero).max() < 0.2
+
+
+def test_dynamic_degree_records_the_estimator():
+    H, W = 48, 64
+    video = np.stack([np.repeat(_pattern(H, W, 2.0 * t)[..., None], 3, -1) for t in range(3)])
+    d = dynamic_degree(video, fps=8.0)
+    assert d.estimator in ("torchvision-raft-large", "opencv-dis-medium")
+    if d.estimator == "opencv-dis-medium":  # RAFT unavailable here: the reason is kept
+        assert d.notes and "RAFT unavailable" in d.notes[0]
+    assert dynamic_degree(video, fps=8.0, estimator="farneback").estimator == "opencv-farneback"
 
 
 def test_top_magnitude_of_known_flow():

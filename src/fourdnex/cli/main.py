@@ -37,6 +37,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "register": ("fourdnex.cli.register", "Recover cameras and depth from a scene's XYZ."),
     "export": ("fourdnex.cli.export", "Export a scene: ply, glb, npz, cameras, transforms, rrd."),
+    "tracks": (
+        "fourdnex.cli.tracks",
+        "Track first-frame pixels through a scene in 3D (optical flow + XYZ).",
+    ),
     "render": ("fourdnex.cli.render", "Render a novel-view video along a camera trajectory."),
     "encode": ("fourdnex.cli.encode", "Encode a training dataset into the latent cache."),
     "train-vae": (

@@ -89,7 +89,7 @@ COLUMNS: tuple[Column, ...] = (
 
 GROUP_TITLES = {
     "consistency": "Without ground truth: registration, RGB-XYZ consistency, camera smoothness",
-    "video": "Video metrics (VBench-style; dynamic degree with Lucas-Kanade flow, not RAFT)",
+    "video": "Video metrics (VBench-style; dynamic degree with RAFT or OpenCV DIS flow)",
     "gt": "Against ground truth (after alignment)",
 }
 

@@ -7,8 +7,9 @@ What is implemented (VBench's definitions, our loaders):
 - background consistency: the same formula on CLIP image embeddings;
 - aesthetic: LAION head on normalized CLIP ViT-L/14 embeddings, mean over frames of
   ``score / 10`` (a fraction; reports show it as percent);
-- dynamic degree: see :mod:`fourdnex.eval.optical_flow` (our Lucas-Kanade flow,
-  not RAFT).
+- dynamic degree: see :mod:`fourdnex.eval.optical_flow` (RAFT as in VBench where
+  torchvision and its weights are present, OpenCV DIS flow otherwise; the estimator is
+  recorded).
 
 Differences from VBench: frames are preprocessed by each checkpoint's own image
 processor (VBench resizes to 224 with its own transforms), and the models are

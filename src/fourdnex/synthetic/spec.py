@@ -286,3 +286,40 @@ def caption(spec: SceneSpec, cam2world: np.ndarray) -> str:
         where = f"on {floor} {env.floor_color} ground under a {env.wall_color2} sky"
     cam = _camera_phrase(spec.camera, right, cam2world[:, :3, 3].astype(np.float64))
     return f"{_join(parts)} {where}; {cam}."
+
+
+# ------------------------------------------------------------------------- from JSON
+def _from_jsonable(cls: type, data: Any) -> Any:
+    """Rebuild a (nested) spec dataclass from :func:`to_jsonable` output."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        value = data[f.name]
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            value = _from_jsonable(hint, value)  # type: ignore[arg-type]
+        elif typing.get_origin(hint) is tuple:
+            args = typing.get_args(hint)
+            inner = args[0] if args else None
+            if inner is not None and dataclasses.is_dataclass(inner):
+                value = tuple(_from_jsonable(inner, v) for v in value)  # type: ignore[arg-type]
+            else:
+                value = tuple(value)
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def spec_from_dict(data: dict[str, Any]) -> SceneSpec:
+    """The :class:`SceneSpec` of :meth:`SceneSpec.to_dict` output (``meta.settings`` of a
+    synthetic scene); raises :class:`~fourdnex.errors.ValidationError` if it is not one."""
+    from fourdnex.errors import ValidationError
+
+    try:
+        spec = _from_jsonable(SceneSpec, data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValidationError(f"not a synthetic scene description ({exc!r})") from None
+    assert isinstance(spec, SceneSpec)
+    return spec
