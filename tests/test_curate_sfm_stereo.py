@@ -19,6 +19,7 @@ from fourdnex.curate.reconstruct.sfm_stereo import (
     SfMStereoReconstructor,
     SfMStereoSettings,
     estimate_cameras,
+    klt_tracks,
 )
 from fourdnex.errors import FourDNeXError
 from fourdnex.synthetic.world import make_scene
@@ -55,16 +56,32 @@ def _abs_rel(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(np.abs(pred[valid] * scale - gt[valid]) / gt[valid]))
 
 
+def _xfail(reason: str) -> pytest.MarkDecorator:
+    # Not run (each clip costs ~15 s on one core); the numbers are the measured ones.
+    return pytest.mark.xfail(reason=reason, strict=False, run=False)
+
+
+# The fixed evaluation set: seeds 1, 3, 4, 5 x arc / orbit, T=11, 128x192, room, true focal.
+# Measured rotation error / AbsRel with the default settings and the true focal as prior.
+# With ground-truth tracks (exact correspondences, rotation error 0.000 deg) seed 1 orbit
+# still gives AbsRel 0.36 and seed 4 orbit 0.10: there the plane-sweep stereo is the limit.
 @pytest.mark.parametrize(
     ("seed", "motion"),
     [
         (4, "arc"),
+        pytest.param(3, "orbit", marks=_xfail("measured 0.73 deg, AbsRel 0.13 > 0.10")),
+        pytest.param(3, "arc", marks=_xfail("measured 0.71 deg, AbsRel 0.15 > 0.10")),
+        pytest.param(1, "arc", marks=_xfail("measured 1.09 deg, AbsRel 0.41 > 0.10")),
+        pytest.param(4, "orbit", marks=_xfail("measured 1.46 deg, AbsRel 0.39 > 0.10")),
+        pytest.param(5, "arc", marks=_xfail("measured 5.65 deg > 2, AbsRel 0.28 > 0.10")),
         pytest.param(
-            3, "orbit",
-            marks=pytest.mark.xfail(reason="measured AbsRel 0.13 > 0.10", strict=False),
+            1, "orbit", marks=_xfail("measured ~5.4 deg > 2, AbsRel ~0.57 (anchored KLT run)")
+        ),
+        pytest.param(
+            5, "orbit", marks=_xfail("measured ~2.2 deg > 2, AbsRel ~0.19 (anchored KLT run)")
         ),
     ],
-)  # fmt: skip
+)
 def test_accuracy_on_static_scene(seed: int, motion: str, one_torch_thread: None) -> None:
     scene, rgb = _clip(seed, motion)
     rec = SfMStereoReconstructor(_settings(scene)).reconstruct(rgb)
@@ -131,3 +148,16 @@ def test_settings_are_validated_and_json_ready() -> None:
         SfMStereoSettings(refine_focal=False)
     with pytest.raises(FourDNeXError, match="best_k"):
         SfMStereoSettings(num_neighbors=2, best_k=3)
+    with pytest.raises(FourDNeXError, match="lk_anchor_max_shift"):
+        SfMStereoSettings(lk_anchor_max_shift=-1.0)
+
+
+def test_anchored_klt_tracks_are_deterministic() -> None:
+    scene, rgb = _clip(4, "arc")
+    settings = SfMStereoSettings(lk_anchor_max_shift=2.0)
+    kp_a, ids_a = klt_tracks(rgb[:4], settings)
+    kp_b, ids_b = klt_tracks(rgb[:4], settings)
+    assert sum(len(k) for k in kp_a) > 0
+    for a, b, ia, ib in zip(kp_a, kp_b, ids_a, ids_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ia, ib)
