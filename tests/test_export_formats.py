@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -148,3 +149,32 @@ def test_export_errors(scene, tmp_path):
         export_scene(scene, "ply", tmp_path / "p", ExportOptions(stride=0))
     res = export_scene(bare, "glb", tmp_path / "pts.glb")
     assert any("registered from its XYZ" in r for r in res.report)
+
+
+def test_rrd_shows_tracks(scene, tmp_path, capsys):
+    from fourdnex.cli.main import main
+    from fourdnex.export.rrd import read_rrd_summary
+    from fourdnex.tracks import TRACKS_FILE, grid_pixels, save_tracks, track_points
+
+    tracks = track_points(scene, grid_pixels(scene.height, scene.width, 4))
+    out = tmp_path / "tracks.rrd"
+    export_scene(scene, "rrd", out, ExportOptions(stride=4), progress=False, tracks=tracks)
+    assert read_rrd_summary(out).get("/world/tracks", 0) == 3
+    short = dataclasses.replace(tracks, tracks=tracks.tracks[:, :2], visible=tracks.visible[:, :2])
+    with pytest.raises(FourDNeXError, match="tracks have 2 frames"):
+        export_scene(scene, "rrd", tmp_path / "short.rrd", tracks=short, progress=False)
+    # the CLI: the scene directory's tracks.npz when it is this scene's, a note when stale
+    path = scene.save(tmp_path / "scene", previews=False)
+    save_tracks(path / TRACKS_FILE, tracks)
+    runs = {"with": [], "without": ["--no-tracks"]}
+    for name, extra in runs.items():
+        args = ["export", str(path), "--format", "rrd", "--out", str(tmp_path / f"{name}.rrd")]
+        assert main([*args, *extra]) == 0
+    assert "/world/tracks" in read_rrd_summary(tmp_path / "with.rrd")
+    assert "/world/tracks" not in read_rrd_summary(tmp_path / "without.rrd")
+    capsys.readouterr()
+    other = scene.replace(xyz=scene.xyz + 1.0)
+    save_tracks(path / TRACKS_FILE, track_points(other, tracks.pixels))
+    assert main(["export", str(path), "--format", "rrd", "--out", str(tmp_path / "stale.rrd")]) == 0
+    assert "made from another scene" in capsys.readouterr().out
+    assert "/world/tracks" not in read_rrd_summary(tmp_path / "stale.rrd")

@@ -51,3 +51,34 @@ def test_view_and_app_refuse_bad_input(tmp_path, capsys):
     assert main(["app", "--device", "tpu"]) == 2
     err = capsys.readouterr().err
     assert "port must be in" in err and "unknown device" in err
+
+
+def test_viewer_draws_track_trails():
+    from fourdnex.tracks import TRAIL_FRAMES, grid_pixels, track_points, trail_segments
+    from fourdnex.view.viewer import SceneViewer, ViewerSettings
+
+    scene = make_scene(2, 12, 24, 32)
+    tracks = track_points(scene, grid_pixels(24, 32, 4))
+    seg, idx = trail_segments(tracks, 11)
+    vis = tracks.visible
+    pairs = vis[:, 11:12] & vis[:, 4:11] & vis[:, 5:12]  # the last 8 frames: 4..11
+    assert len(seg) == int(pairs.sum()) > 0 and TRAIL_FRAMES == 8
+    s = 4 + int(np.flatnonzero(pairs[idx[0]])[0])
+    np.testing.assert_array_equal(seg[0], tracks.tracks[idx[0], s : s + 2])
+    viewer = SceneViewer(scene, ViewerSettings(port=0), tracks=tracks)
+    try:
+        assert viewer.trail_segments == 0  # frame 0: no trail yet
+        viewer.show(11)
+        assert viewer.trail_segments == len(seg) and viewer._trails is not None
+        np.testing.assert_allclose(viewer._trails.points, seg)
+        viewer.show_tracks.value = False
+        viewer.show(11)
+        assert viewer.trail_segments == 0 and viewer._trails is None
+    finally:
+        viewer.stop()
+    bare = SceneViewer(scene, ViewerSettings(port=0))
+    try:
+        bare.show(5)
+        assert bare.tracks is None and bare.trail_segments == 0 and bare.show_tracks.disabled
+    finally:
+        bare.stop()

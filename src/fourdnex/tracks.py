@@ -15,7 +15,13 @@ Method (``track_points``):
    a row or leaves the image is dropped for good (no re-detection). The 3D position of
    an invisible point holds its last visible value; its 2D position is the followed
    one, then held once dropped.
-3. **3D** from the XYZ frames at the tracked positions, edge-aware bilinear: of the
+3. **Geometry** (``geometry``, scenes with cameras): the point's last visible 3D
+   position is projected into camera t+1; where the XYZ there is within ``geo_rel`` of
+   the extent of it, the point is visible at the projection (static points: no drift,
+   re-found after occlusions); else the flow position is used and the point is occluded
+   when the XYZ there is closer to the camera than ``(1 - occ_rel)`` of its depth. A point
+   whose last 3D position projects outside camera t+1 has left the image.
+4. **3D** from the XYZ frames at the tracked positions, edge-aware bilinear: of the
    four pixels around the position, only those whose depth is within ``edge_rel`` of
    the nearest pixel's depth are interpolated (so no point floats between a
    foreground edge and the background). Depth is the scene's ``depth``, or the distance
@@ -41,6 +47,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from fourdnex.cameras import point_extent, project, world_to_camera
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.optical_flow import DEFAULT_ESTIMATOR, ESTIMATORS, flow_estimator, sample_bilinear
 from fourdnex.scene import Scene4D
@@ -55,9 +62,17 @@ FB_ABS_PX = 1.0
 FB_REL = 0.05
 #: Failed checks in a row after which a point is dropped for good is this + 1.
 PATIENCE = 4
+#: Geometry: a point whose last 3D position, projected into camera t, lands on a pixel
+#: whose XYZ is within this fraction of the scene extent of it is followed there.
+GEO_REL = 0.01
+#: Geometry: a point is occluded at its flow position when the XYZ there is closer to
+#: camera t than its last 3D position by more than this fraction of that depth.
+OCC_REL = 0.1
 #: Corners of the sampling cell whose depth differs from the nearest corner's by more
 #: than this fraction are left out of the bilinear interpolation of XYZ.
 EDGE_REL = 0.03
+#: Frames of trail shown behind each point by the rerun export and the viewer.
+TRAIL_FRAMES = 8
 Sampling = Literal["edge-aware", "bilinear", "nearest"]
 
 
@@ -75,6 +90,14 @@ class TrackSettings:
     """How XYZ is read at sub-pixel positions."""
     edge_rel: float = EDGE_REL
     """Edge-aware sampling: relative depth difference that marks a depth edge."""
+    geometry: bool = True
+    """Use the scene's cameras and XYZ (when it has cameras): static points are followed
+    by projection where the XYZ confirms them, re-found after occlusions, judged out of
+    the image by their projection, and occlusion is also read from depth."""
+    geo_rel: float = GEO_REL
+    """Geometry: 3D match tolerance, a fraction of the scene extent."""
+    occ_rel: float = OCC_REL
+    """Geometry: depth margin of the occlusion test, a fraction of the point's depth."""
     patience: int = PATIENCE
     """Frames a point may fail the check in a row and still be followed (by its forward
     flow, invisible meanwhile) and come back; a point that fails more often in a row, or
@@ -85,8 +108,9 @@ class TrackSettings:
             raise ValidationError(
                 f"unknown flow estimator {self.estimator!r} (one of {', '.join(ESTIMATORS)})"
             )
-        if not (self.fb_abs_px >= 0 and self.fb_rel >= 0 and self.edge_rel >= 0):
-            raise ValidationError("fb_abs_px, fb_rel and edge_rel must be >= 0")
+        values = (self.fb_abs_px, self.fb_rel, self.edge_rel, self.geo_rel, self.occ_rel)
+        if not all(v >= 0 for v in values):
+            raise ValidationError("fb_abs_px, fb_rel, edge_rel, geo_rel and occ_rel must be >= 0")
         if self.patience < 0:
             raise ValidationError(f"patience must be >= 0, got {self.patience}")
 
@@ -175,6 +199,11 @@ def read_points(path: str | Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- tracking
+def _inside(uv: np.ndarray, height: int, width: int) -> NDArray[np.bool_]:
+    """Positions (N, 2) inside ``[0, W) x [0, H)``."""
+    return (uv[:, 0] >= 0) & (uv[:, 0] < width) & (uv[:, 1] >= 0) & (uv[:, 1] < height)
+
+
 def _range_maps(scene: Scene4D) -> np.ndarray | None:
     """(T, H, W) depth-like values for edge detection, or None (no depth, no cameras)."""
     if scene.depth is not None:
@@ -244,6 +273,8 @@ def track_points(
     )
     live = np.ones(N, bool)  # still followed (visible, or within its patience)
     misses = np.zeros(N, np.int64)
+    geo = settings.geometry and scene.K is not None and scene.cam2world is not None
+    extent = point_extent(scene.xyz) if geo else 0.0
     for t in range(T - 1):
         a, b = scene.rgb[t : t + 1], scene.rgb[t + 1 : t + 2]
         fwd = estimator(a, b)[0]
@@ -254,22 +285,31 @@ def track_points(
         back = sample_bilinear(bwd, q).astype(np.float64)
         err = np.linalg.norm(f + back, axis=1)
         ok = err <= settings.fb_abs_px + settings.fb_rel * np.linalg.norm(f, axis=1)
-        inside = (q[:, 0] >= 0) & (q[:, 0] < W) & (q[:, 1] >= 0) & (q[:, 1] < H)
+        inside = _inside(q, H, W)
+        rng_t = None if rng is None else rng[t + 1]
+        X = sample_xyz(scene.xyz[t + 1], q, rng_t, settings.sampling, settings.edge_rel)
+        match = np.zeros(N, bool)
+        if geo:
+            assert scene.K is not None and scene.cam2world is not None
+            last = pts[:, t].astype(np.float64)  # the last visible 3D position
+            cam = world_to_camera(last, scene.cam2world[t + 1].astype(np.float64))
+            u, z = project(cam, scene.K[t + 1].astype(np.float64))
+            u_in = (z > 0) & _inside(np.nan_to_num(u, nan=-1.0), H, W)
+            u = np.where(u_in[:, None], u, q)
+            X_u = sample_xyz(scene.xyz[t + 1], u, rng_t, settings.sampling, settings.edge_rel)
+            match = u_in & (np.linalg.norm(X_u - last, axis=1) <= settings.geo_rel * extent)
+            z_q = world_to_camera(X.astype(np.float64), scene.cam2world[t + 1])[:, 2]
+            ok &= ~(z_q < (1.0 - settings.occ_rel) * z)  # something in front of the point
+            inside &= u_in  # its 3D position projects outside camera t + 1: it left
+            q = np.where(match[:, None], u, q)
+            X = np.where(match[:, None], X_u, X).astype(np.float32)
         followed = live & inside
-        alive = followed & ok
+        alive = (followed & ok) | match
         misses = np.where(alive, 0, misses + 1)
-        live = followed & (misses <= settings.patience)
+        live = (followed & (misses <= settings.patience)) | match
         vis[:, t + 1] = alive
         pos[:, t + 1] = np.where(live[:, None], q, p).astype(np.float32)
-        pts[:, t + 1] = pts[:, t]
-        if alive.any():
-            pts[alive, t + 1] = sample_xyz(
-                scene.xyz[t + 1],
-                pos[alive, t + 1],
-                None if rng is None else rng[t + 1],
-                settings.sampling,
-                settings.edge_rel,
-            )
+        pts[:, t + 1] = np.where(alive[:, None], X, pts[:, t])
     from fourdnex.provenance import to_jsonable
 
     info: dict[str, Any] = {
@@ -342,3 +382,44 @@ def load_tracks(path: str | Path) -> Tracks:
         visible=vis,
         info=info,
     )
+
+
+def scene_tracks(scene_dir: str | Path, scene: Scene4D) -> tuple[Tracks | None, str]:
+    """``(tracks, note)``: the tracks of ``SCENE_DIR/tracks.npz`` and "" when they were
+    made from ``scene`` (same digest); otherwise None and a note saying why they are
+    left out (a stale or unreadable file), or "" when there is no file."""
+    path = Path(scene_dir) / TRACKS_FILE
+    if not path.is_file():
+        return None, ""
+    try:
+        tracks = load_tracks(path)
+    except FourDNeXError as exc:
+        return None, f"tracks left out: {exc}"
+    if tracks.info.get("scene_digest") != scene.digest():
+        return None, f"tracks left out: {path} was made from another scene (rerun 4dnex tracks)"
+    if tracks.frames != scene.frames:
+        return None, f"tracks left out: {path} has {tracks.frames} frames, the scene {scene.frames}"
+    return tracks, ""
+
+
+def track_colors(scene: Scene4D, tracks: Tracks) -> NDArray[np.uint8]:
+    """Each point's first-frame RGB (N, 3) uint8."""
+    rgb = sample_bilinear(scene.rgb[0], tracks.pixels)
+    return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
+
+
+def trail_segments(
+    tracks: Tracks, t: int, length: int = TRAIL_FRAMES
+) -> tuple[F32, NDArray[np.int64]]:
+    """The trails at frame ``t``: for each point visible at ``t``, a segment between each
+    two consecutive frames of the last ``length`` (both visible). Returns segments
+    (M, 2, 3) float32 (from the earlier to the later frame) and each one's point index (M,).
+    """
+    if not 0 <= t < tracks.frames:
+        raise ValidationError(f"frame {t} outside 0..{tracks.frames - 1}")
+    start = max(t - max(length, 1) + 1, 0)
+    vis = tracks.visible[:, start : t + 1]
+    both = vis[:, :-1] & vis[:, 1:] & tracks.visible[:, t : t + 1]  # (N, S)
+    idx, s = np.nonzero(both)
+    seg = np.stack([tracks.tracks[idx, start + s], tracks.tracks[idx, start + s + 1]], axis=1)
+    return seg.astype(np.float32), idx.astype(np.int64)

@@ -2,7 +2,9 @@
 
 Formats: ``ply`` (folder, one binary PLY per frame), ``glb`` (file), ``npz`` (file),
 ``cameras`` (OpenCV JSON file), ``transforms`` (nerfstudio folder), ``rrd`` (rerun
-file). Conventions are in docs/geometry.md.
+file). Conventions are in docs/geometry.md. An rrd export also shows the point tracks
+of ``SCENE_DIR/tracks.npz`` (``4dnex tracks``) when they were made from this scene
+(``--no-tracks`` leaves them out; a stale file is left out with a note).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class ExportConfig:
     """Which points are exported (point formats)."""
     overwrite: bool = False
     """Replace an existing output."""
+    tracks: bool = True
+    """rrd: show SCENE_DIR/tracks.npz (4dnex tracks) as trails when made from this scene."""
 
 
 def main(argv: list[str]) -> int:
@@ -48,7 +52,16 @@ def main(argv: list[str]) -> int:
     options.validate()
     check_output_not_input(cfg.out, [cfg.scene])
     scene = Scene4D.load(cfg.scene)
-    result = export_scene(scene, cfg.format, cfg.out, options, provenance(cfg), cfg.overwrite)
+    tracks, note = None, ""
+    if cfg.format == "rrd" and cfg.tracks:
+        from fourdnex.tracks import scene_tracks
+
+        tracks, note = scene_tracks(cfg.scene, scene)
+    result = export_scene(
+        scene, cfg.format, cfg.out, options, provenance(cfg), cfg.overwrite, tracks=tracks
+    )
+    if note:
+        result.report.insert(0, note)
     for line in result.report:
         print(f"note: {line}")
     what = f"{len(result.files)} files in {result.path}" if len(result.files) > 1 else result.path

@@ -45,8 +45,13 @@ def main(argv: list[str]) -> int:
     cfg.settings.validate()
     renders = cfg.renders or cfg.scene.parent / f"{cfg.scene.resolve().name}-views"
     check_output_not_input(renders, [cfg.scene], "--renders")
+    from fourdnex.tracks import scene_tracks
+
     scene = Scene4D.load(cfg.scene)
-    viewer = SceneViewer(scene, cfg.settings, renders=renders, name=cfg.scene.name)
+    tracks, note = scene_tracks(cfg.scene, scene)
+    if note:
+        print(f"note: {note}")
+    viewer = SceneViewer(scene, cfg.settings, renders=renders, name=cfg.scene.name, tracks=tracks)
     if viewer.registered:
         print("scene has no cameras or depth: registered them for viewing (not saved)")
     print(

@@ -3,7 +3,10 @@ RGB and depth images.
 
 Entities: ``world`` (OpenCV view coordinates, RDF), ``world/points`` (Points3D),
 ``world/camera`` (Transform3D: cam2world; Pinhole: K and resolution),
-``world/camera/rgb`` (Image) and ``world/camera/depth`` (DepthImage, meter = 1 unit).
+``world/camera/rgb`` (Image), ``world/camera/depth`` (DepthImage, meter = 1 unit) and,
+with point tracks, ``world/tracks`` (LineStrips3D: the last
+:data:`~fourdnex.tracks.TRAIL_FRAMES` frames of each visible point's trail, one strip
+per segment between two visible frames, in the point's first-frame colour).
 """
 
 from __future__ import annotations
@@ -19,8 +22,12 @@ from fourdnex.export.selection import FramePoints
 from fourdnex.io.atomic import atomic_file
 from fourdnex.io.video_files import to_uint8
 from fourdnex.scene import Scene4D
+from fourdnex.tracks import Tracks, track_colors, trail_segments
 
 TIMELINE = "frame"
+TRACKS_ENTITY = "world/tracks"
+#: Width of the track lines on screen (rerun UI points).
+TRACK_LINE_UI_POINTS = 1.5
 
 
 def require_rerun() -> Any:
@@ -32,11 +39,19 @@ def require_rerun() -> Any:
     return rerun
 
 
-def write_rrd(path: Path, scene: Scene4D, frames: list[FramePoints], progress: bool = True) -> Path:
-    """Write a rerun ``.rrd`` recording atomically."""
+def write_rrd(
+    path: Path,
+    scene: Scene4D,
+    frames: list[FramePoints],
+    progress: bool = True,
+    tracks: Tracks | None = None,
+) -> Path:
+    """Write a rerun ``.rrd`` recording atomically (with ``tracks`` as line strips)."""
     rr = require_rerun()
 
     rgb = to_uint8(scene.rgb)
+    track_rgb = None if tracks is None else track_colors(scene, tracks)
+    radius = rr.components.Radius.ui_points(TRACK_LINE_UI_POINTS)
     with atomic_file(path) as tmp:
         rec = rr.RecordingStream("fourdnex")
         rec.save(str(tmp))
@@ -53,6 +68,10 @@ def write_rrd(path: Path, scene: Scene4D, frames: list[FramePoints], progress: b
                 rec.log("world/camera/rgb", rr.Image(rgb[t]))
                 if scene.depth is not None:
                     rec.log("world/camera/depth", rr.DepthImage(scene.depth[t], meter=1.0))
+            if tracks is not None and track_rgb is not None:
+                seg, idx = trail_segments(tracks, t)
+                strips = rr.LineStrips3D(seg, colors=track_rgb[idx], radii=radius)
+                rec.log(TRACKS_ENTITY, strips)
         rec.flush()
         rec.disconnect()
     return path

@@ -24,6 +24,7 @@ from fourdnex.export.selection import ExportOptions, select_points
 from fourdnex.io.atomic import atomic_directory, atomic_file
 from fourdnex.provenance import write_json
 from fourdnex.scene import Scene4D
+from fourdnex.tracks import Tracks
 
 #: Name of the provenance record inside folder outputs, and suffix of the sidecar of files.
 PROVENANCE_NAME = "export.json"
@@ -50,6 +51,8 @@ class ExportJob:
     overwrite: bool
     progress: bool
     provenance: dict[str, Any] | None
+    tracks: Tracks | None = None
+    """Point tracks of the scene (formats that show them: rrd)."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ def _rrd(job: ExportJob, result: ExportResult) -> list[Path]:
 
     frames, dropped = select_points(job.scene, job.options)
     result.report += dropped
-    write_rrd(job.out, job.scene, frames, progress=job.progress)
+    write_rrd(job.out, job.scene, frames, progress=job.progress, tracks=job.tracks)
     return [job.out]
 
 
@@ -162,11 +165,13 @@ def export_scene(
     provenance: dict[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    tracks: Tracks | None = None,
 ) -> ExportResult:
     """Export ``scene`` in format ``fmt`` to ``out`` (a file, or a folder for ply/transforms).
 
     Nothing is written unless the whole export succeeds. ``provenance`` (settings and
-    versions) is stored inside folder outputs and beside file outputs.
+    versions) is stored inside folder outputs and beside file outputs. ``tracks``
+    (:mod:`fourdnex.tracks`, made from ``scene``) are shown by the rrd format.
     """
     exporter = EXPORTERS.get(fmt)
     if exporter is None:
@@ -194,7 +199,9 @@ def export_scene(
             out.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise FourDNeXError(f"cannot create {out.parent}: {exc.strerror}") from None
-    job = ExportJob(scene, out, options, overwrite, progress, provenance)
+    if tracks is not None and tracks.frames != scene.frames:
+        raise ValidationError(f"tracks have {tracks.frames} frames, the scene {scene.frames}")
+    job = ExportJob(scene, out, options, overwrite, progress, provenance, tracks)
     result.files = exporter.write(job, result)
     if not exporter.folder:
         _record(out.with_name(out.name + PROVENANCE_SUFFIX), provenance, result.report)

@@ -4,7 +4,9 @@ that renders the current viewpoint with fourdnex's renderer.
 The scene's cameras are used, or registered first (the library's one camera policy,
 :func:`fourdnex.geometry.with_cameras`). viser, like fourdnex, uses OpenCV cameras
 (+Z forward, +Y down); the viewer's up direction is the scene cameras' mean up vector,
-so a y-up synthetic world and a y-down generated scene both stand upright.
+so a y-up synthetic world and a y-down generated scene both stand upright. With point
+tracks (``4dnex tracks``), the last :data:`~fourdnex.tracks.TRAIL_FRAMES` frames of each
+visible point's trail are drawn at the current frame (checkbox "Tracks").
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from numpy.typing import NDArray
 from fourdnex.errors import FourDNeXError
 from fourdnex.limits import MAX_FPS, check_int
 from fourdnex.scene import PREVIEW_FPS, Scene4D, xyz_to_colors
+from fourdnex.tracks import Tracks, track_colors, trail_segments
 
 ColorMode = Literal["rgb", "xyz"]
 #: Points per frame sent to the browser by default (the stride is raised to stay below).
@@ -32,6 +35,8 @@ FRUSTUM_SCALE = 0.02
 #: The first view: this far behind and above the first camera (fractions of the extent).
 START_BACK = 0.35
 START_UP = 0.08
+#: Width of the track trails on screen (pixels).
+TRACK_LINE_PX = 2.0
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,8 @@ class SceneViewer:
         settings: host, port, playback.
         renders: folder for the videos of the "Render this view" button.
         name: shown in the page title.
+        tracks: point tracks of this scene (:func:`fourdnex.tracks.scene_tracks`), drawn
+            as trails.
     """
 
     def __init__(
@@ -103,6 +110,7 @@ class SceneViewer:
         settings: ViewerSettings | None = None,
         renders: Path | None = None,
         name: str = "scene",
+        tracks: Tracks | None = None,
     ) -> None:
         import viser
         import viser.transforms as vtf
@@ -151,6 +159,13 @@ class SceneViewer:
                                      initial_value=stride)  # fmt: skip
         self.colors = gui.add_dropdown("colour", ("rgb", "xyz"), initial_value="rgb")
         self.show_cameras = gui.add_checkbox("cameras", initial_value=True)
+        if tracks is not None and tracks.frames != T:
+            raise FourDNeXError(f"tracks have {tracks.frames} frames, the scene {T}")
+        self.tracks = tracks
+        self.show_tracks = gui.add_checkbox("Tracks", initial_value=True, disabled=tracks is None)
+        self._track_rgb = None if tracks is None else track_colors(self.scene, tracks)
+        self._trails: Any = None
+        self.trail_segments = 0  # segments drawn now
         self.render_button = gui.add_button("Render this view")
         self.status = gui.add_markdown(
             "cameras: registered from the XYZ (not saved)"
@@ -178,7 +193,9 @@ class SceneViewer:
         self.frame = -1
         self.show(0)
 
-        for handle in (self.time, self.point_size, self.stride, self.colors, self.show_cameras):
+        handles = (self.time, self.point_size, self.stride, self.colors, self.show_cameras,
+                   self.show_tracks)  # fmt: skip
+        for handle in handles:
             handle.on_update(lambda _event: self.show(int(self.time.value)))
         self.render_button.on_click(self._on_render)
 
@@ -217,7 +234,25 @@ class SceneViewer:
             for i, frustum in enumerate(self._frustums):
                 frustum.visible = bool(self.show_cameras.value)
                 frustum.color = (255, 80, 40) if i == t else (120, 120, 120)
+            self._show_trails(t)
             self.frame = t
+
+    def _show_trails(self, t: int) -> None:
+        """Draw the tracks' trails at frame ``t`` (none when off or without tracks)."""
+        if self._trails is not None:
+            self._trails.remove()
+            self._trails = None
+        self.trail_segments = 0
+        if self.tracks is None or self._track_rgb is None or not self.show_tracks.value:
+            return
+        seg, idx = trail_segments(self.tracks, t)
+        if len(seg):
+            colors = np.repeat(self._track_rgb[idx][:, None], 2, axis=1)
+            self._trails = self.server.scene.add_line_segments(
+                "/tracks", points=seg, colors=colors, thickness=TRACK_LINE_PX,
+                thickness_units="screen",
+            )  # fmt: skip
+            self.trail_segments = len(seg)
 
     def _play(self) -> None:
         while not self._stop.is_set():
