@@ -21,7 +21,8 @@ from fourdnex.io.paths import check_output_not_input, safe_output_name
 from fourdnex.limits import check_int
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.pipeline.batch import is_finished, write_generated
-from fourdnex.pipeline.settings import GenerationSettings
+from fourdnex.pipeline.settings import DEFAULT_STEPS, GenerationSettings
+from fourdnex.pipeline.speed import DISTILLED_GUIDANCE, DISTILLED_STEPS, SpeedSettings
 
 
 @dataclass
@@ -58,6 +59,10 @@ class GenerateConfig:
     fp8-model-offload, fp8-group-offload (see docs/model.md)."""
     step_cache: float = 0.0
     """First Block Cache threshold (e.g. 0.05): faster, slightly different results; 0 = off."""
+    speed: Annotated[SpeedSettings, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=SpeedSettings
+    )
+    """Speed modes (see docs/model.md, "Speed modes")."""
     dtype: Literal["auto", "bf16", "fp32"] = "auto"
     """Compute dtype of the transformer and encoders (auto: bf16 on GPU, fp32 on CPU)."""
     device: str = "auto"
@@ -138,7 +143,7 @@ def run_on_ray(
         model=model, lora=str(cfg.lora) if cfg.lora else None, memory=cfg.memory,
         dtype="fp32" if cfg.dtype == "fp32" else ("bf16" if cfg.dtype == "bf16" or cfg.num_gpus
                                                   else "fp32"),
-        step_cache=cfg.step_cache, settings=dataclasses.asdict(settings),
+        step_cache=cfg.step_cache, speed=cfg.speed.to_dict(), settings=dataclasses.asdict(settings),
         record=to_jsonable(provenance(cfg)), previews=cfg.previews, overwrite=cfg.overwrite,
         threads=0 if cfg.num_gpus else 1,
     )  # fmt: skip
@@ -172,6 +177,7 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
         *cfg.images,
         *([cfg.prompt_file] if cfg.prompt_file else []),
         *([cfg.lora] if cfg.lora else []),
+        *([cfg.speed.extra_lora] if cfg.speed.extra_lora else []),
     ]
     for d in dirs:
         check_output_not_input(d, inputs, "scene directory")
@@ -201,6 +207,7 @@ def main(argv: list[str]) -> int:
         resolve_resolution,
     )
     from fourdnex.pipeline.images import aspect_note
+    from fourdnex.pipeline.speed import apply_speed, inspect_extra_lora
     from fourdnex.provenance import provenance
     from fourdnex.sixd import RESOLUTION_AREA
 
@@ -213,6 +220,7 @@ def main(argv: list[str]) -> int:
     if cfg.step_cache < 0:
         raise ValidationError(f"--step-cache must be >= 0, got {cfg.step_cache}")
     device = resolve_device(cfg.device)
+    cfg.speed.validate(device)
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
     )
@@ -242,23 +250,41 @@ def main(argv: list[str]) -> int:
             f"model: {SMALL_NAME} (bundled, trained on the synthetic world; {card.frames} frames "
             f"at {card.height}x{card.width}). For Wan2.1 + 4DNeX pass --model and --lora."
         )
-    if cfg.lora is not None:
+    if cfg.lora is not None or cfg.speed.extra_lora is not None:
         from fourdnex.models.loading import read_component_config
 
-        check_lora_compatible(inspect_lora(cfg.lora), read_component_config(source))
+        config = read_component_config(source)
+        if cfg.lora is not None:
+            check_lora_compatible(inspect_lora(cfg.lora), config)
+        if cfg.speed.extra_lora is not None:
+            inspect_extra_lora(cfg.speed.extra_lora, config)
+            if settings.steps == DEFAULT_STEPS:
+                print(
+                    f"note: --extra-lora with the default {DEFAULT_STEPS} steps: a "
+                    "step-distillation LoRA is made for its own steps and guidance "
+                    f"(e.g. --steps {DISTILLED_STEPS} --guidance {DISTILLED_GUIDANCE:g})"
+                )
 
     if cfg.engine == "ray":
         return run_on_ray(cfg, source.location, settings, prompt, dirs)
 
     # 2. Load once, place according to the memory mode.
     started = time.perf_counter()
-    pipe = FourDNeXPipeline.from_model(source.location, lora=cfg.lora, dtype=dtype)
+    pipe = FourDNeXPipeline.from_model(
+        source.location,
+        lora=cfg.lora,
+        dtype=dtype,
+        extra_lora=cfg.speed.extra_lora,
+        extra_lora_scale=cfg.speed.extra_lora_scale,
+    )
     apply_memory(pipe, memory, device)
     if cfg.step_cache:
         enable_step_cache(pipe, cfg.step_cache)
+    apply_speed(pipe, cfg.speed, device)
     load_s = time.perf_counter() - started
     name = SMALL_NAME if cfg.model == SMALL_NAME else str(source)
-    print(f"loaded {name} ({cfg.lora or 'no LoRA'}) in {load_s:.1f} s on {device}")
+    extra = f" + extra LoRA {cfg.speed.extra_lora}" if cfg.speed.extra_lora else ""
+    print(f"loaded {name} ({cfg.lora or 'no LoRA'}{extra}) in {load_s:.1f} s on {device}")
 
     # 3. Generate, writing each scene as soon as it exists.
     for start in range(0, len(loaded), cfg.batch_size):

@@ -72,6 +72,32 @@ def _on_meta(build: Any) -> nn.Module:
         return build()
 
 
+def random_transformer(
+    preset: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.bfloat16
+) -> nn.Module:
+    """The 4DNeX-adapted ``WanTransformer3DModel`` of ``preset`` with random weights, built
+    directly on ``device`` (the 14B one never exists in float32 on the CPU)."""
+    from diffusers import WanTransformer3DModel
+
+    p = get_preset(preset)
+    transformer = materialize(
+        _on_meta(lambda: WanTransformer3DModel(**p.transformer)), device, dtype
+    )
+    adapt_transformer(transformer)
+    return transformer.eval().requires_grad_(False)
+
+
+def random_vae(
+    preset: str, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> nn.Module:
+    """The ``AutoencoderKLWan`` of ``preset`` with random weights, built on ``device``."""
+    from diffusers import AutoencoderKLWan
+
+    p = get_preset(preset)
+    vae = materialize(_on_meta(lambda: AutoencoderKLWan(**p.vae)), device, dtype)
+    return vae.eval().requires_grad_(False)
+
+
 def random_components(
     preset: str,
     device: str | torch.device = "cpu",

@@ -3,6 +3,7 @@
 - :class:`FourDNeXPipeline` (load once with :meth:`FourDNeXPipeline.from_model`, call many times)
 - :class:`GenerationSettings` (steps, guidance, frames, resolution, seed)
 - :data:`MEMORY_MODES` / :func:`apply_memory` (offloading, VAE tiling, fp8 weight storage)
+- :class:`SpeedSettings` / :func:`apply_speed` (extra LoRA, attention backend, torch.compile)
 - :func:`load_image` (read and convert input images, stating every conversion)
 """
 
@@ -17,16 +18,30 @@ from fourdnex.pipeline.memory_modes import (
     get_memory_mode,
 )
 from fourdnex.pipeline.settings import GenerationSettings
+from fourdnex.pipeline.speed import (
+    ATTENTION_BACKENDS,
+    SpeedSettings,
+    apply_speed,
+    compile_transformer,
+    load_extra_lora,
+    set_attention,
+)
 
 __all__ = [
+    "ATTENTION_BACKENDS",
     "MEMORY_MODES",
     "FourDNeXPipeline",
     "GenerationSettings",
     "LoadedImage",
     "MemorySettings",
+    "SpeedSettings",
     "apply_memory",
+    "apply_speed",
+    "compile_transformer",
     "enable_step_cache",
     "get_memory_mode",
+    "load_extra_lora",
     "load_image",
     "resolve_resolution",
+    "set_attention",
 ]

@@ -78,6 +78,7 @@ class WorkerSpec:
     previews: bool
     overwrite: bool
     threads: int  # torch threads per CPU worker (0: torch's default)
+    speed: dict[str, Any] = field(default_factory=dict)  # SpeedSettings fields
 
 
 class SceneWorker:
@@ -94,16 +95,23 @@ class SceneWorker:
             enable_step_cache,
             get_memory_mode,
         )
+        from fourdnex.pipeline.speed import SpeedSettings, apply_speed
 
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec, self.rank = spec, rank
         self.device = resolve_device("auto")
         dtype = torch.bfloat16 if spec.dtype == "bf16" else torch.float32
-        self.pipe = FourDNeXPipeline.from_model(spec.model, lora=spec.lora, dtype=dtype)
+        speed = SpeedSettings(**{**spec.speed, "extra_lora": None})
+        extra = spec.speed.get("extra_lora")
+        self.pipe = FourDNeXPipeline.from_model(
+            spec.model, lora=spec.lora, dtype=dtype, extra_lora=extra,
+            extra_lora_scale=speed.extra_lora_scale,
+        )  # fmt: skip
         apply_memory(self.pipe, get_memory_mode(spec.memory), self.device)
         if spec.step_cache:
             enable_step_cache(self.pipe, spec.step_cache)
+        apply_speed(self.pipe, speed, self.device)
         self.settings = GenerationSettings(**spec.settings)
         self.where = {"rank": rank, "host": socket.gethostname(), "pid": os.getpid(),
                       "device": str(self.device)}  # fmt: skip

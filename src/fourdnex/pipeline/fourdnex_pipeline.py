@@ -47,6 +47,7 @@ from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.models.small import ModelCard, read_model_card, resolve_model_name
 from fourdnex.pipeline.images import as_pil, aspect_note, resolve_resolution
 from fourdnex.pipeline.settings import DEFAULT_FRAMES, GenerationSettings
+from fourdnex.pipeline.speed import inspect_extra_lora, load_extra_lora, speed_record
 from fourdnex.provenance import library_versions
 from fourdnex.scene import Scene4D
 from fourdnex.scene_meta import PIPELINE_GENERATOR, SceneMeta
@@ -67,7 +68,8 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
     Extra attributes set by :meth:`from_model`: ``model_source``, ``lora_info``,
     ``model_card`` (the model directory's ``fourdnex.json``, if any), ``xyz_stats``
     (the XYZ latent normalization: the LoRA's, else the model card's, else the
-    released one) and ``compute_dtype``.
+    released one), ``compute_dtype`` and ``speed`` (the speed modes in use, recorded in
+    every scene's settings).
     """
 
     model_source: ModelSource | None = None
@@ -75,6 +77,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
     model_card: ModelCard | None = None
     xyz_stats: XYZLatentNorm = XYZLatentNorm()
     compute_dtype: torch.dtype | None = None
+    speed: dict | None = None  # the speed modes in use (fourdnex.pipeline.speed.speed_record)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -85,6 +88,8 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         dtype: torch.dtype = torch.bfloat16,
         vae_dtype: torch.dtype = torch.float32,
         fuse_lora: bool = True,
+        extra_lora: str | Path | None = None,
+        extra_lora_scale: float = 1.0,
     ) -> FourDNeXPipeline:
         """Load a Wan2.1 I2V directory or hub id (or ``fourdnex-small``, the bundled model)
         plus an optional 4DNeX LoRA directory.
@@ -93,12 +98,19 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         fused into the weights by default (no per-step cost; required for fp8 storage).
         The VAE is loaded in ``vae_dtype`` (float32 by default) and the CLIP image
         encoder in float32, as released (method 5); the rest in ``dtype``.
+        ``extra_lora`` stacks a second LoRA (e.g. a step-distillation one) at
+        ``extra_lora_scale`` with diffusers' Wan LoRA loader, fused when ``fuse_lora``
+        (see :mod:`fourdnex.pipeline.speed`); its headers are checked before loading.
         Models stay on the CPU: call ``.to(device)`` or :func:`apply_memory` next.
         """
         from transformers import CLIPVisionModel
 
         source = resolve_model(resolve_model_name(str(model)))
         card = read_model_card(source.location) if source.local else None
+        if extra_lora is not None:
+            from fourdnex.models.loading import read_component_config
+
+            inspect_extra_lora(extra_lora, read_component_config(source))
         transformer, info = load_transformer(source, lora, dtype=dtype, fuse_lora=fuse_lora)
         try:
             with quiet_dtype_deprecation(), quiet_loading():
@@ -128,6 +140,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         else:
             pipe.xyz_stats = XYZLatentNorm()
         pipe.compute_dtype = dtype
+        speed_record(pipe)
+        if extra_lora is not None:
+            load_extra_lora(pipe, extra_lora, extra_lora_scale, fuse=fuse_lora)
         return pipe
 
     def _dtype(self) -> torch.dtype:
@@ -385,6 +400,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 "resize": s.resize,
                 "clamp_xyz": s.clamp_xyz,
                 "dtype": str(self._dtype()).removeprefix("torch."),
+                "speed": dict(speed_record(self)),
             },
             provenance={"versions": library_versions()},
             xyz_space="model",  # a generated scene has no source frame to map back to

@@ -69,7 +69,10 @@ def enable_step_cache(pipe: Any, threshold: float) -> None:
 
     if not threshold > 0:
         raise FourDNeXError(f"step cache threshold must be > 0, got {threshold}")
+    from fourdnex.pipeline.speed import speed_record
+
     pipe.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+    speed_record(pipe)["step_cache"] = threshold
 
 
 def get_memory_mode(name: str) -> MemorySettings:
