@@ -88,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"4dnex: error: unknown command {name!r} (see `4dnex --help`)", file=sys.stderr)
         return EXIT_USAGE
     module = importlib.import_module(COMMANDS[name][0])
+    from fourdnex.threads import apply_thread_policy
+
+    apply_thread_policy()
     try:
         status: int = module.main(rest)
     except FourDNeXError as exc:
