@@ -19,11 +19,21 @@
    ``(2 * zncc_radius + 1)^2`` window (robust to the exposure and shading changes a
    pure absolute difference is not). Per plane the costs of the neighbours are combined
    as the mean of the best ``best_k`` (occlusion: a pixel hidden in one neighbour is
-   usually seen by another), box-filtered over ``cost_filter_radius``, and the winning
-   plane is refined by a parabola through its two neighbours in inverse depth.
-3. **Confidence** in ``[0, 1]``: ``clip(1 - c1, 0, 1) * clip(1 - c1 / c2, 0, 1)`` with
-   ``c1`` the best aggregated cost and ``c2`` the best cost outside ``+-1`` plane of the
-   winner (the "peak ratio"): high only where the match is good *and* unambiguous.
+   usually seen by another), box-filtered over ``cost_filter_radius`` and aggregated by
+   semi-global matching (Hirschmueller) along ``sgm_directions`` scanlines with a
+   penalty ``sgm_p1`` for one-plane steps and ``sgm_p2`` (lowered across intensity
+   edges) for jumps; the winning plane is refined by a parabola through its two
+   neighbours in inverse depth.
+3. **Confidence** in ``[0, 1]``: ``clip(1 - c1, 0, 1) * clip(1 - s1 / s2, 0, 1)`` with
+   ``c1`` the box-filtered matching cost of the winner, ``s1`` the best SGM-aggregated
+   cost and ``s2`` the best aggregated cost outside ``+-1`` plane of the winner (the
+   "peak ratio"): high only where the match is good *and* unambiguous. Without SGM
+   (``sgm_directions=0``) ``s`` is ``c``.
+4. **Fill**: pixels below ``fill_confidence`` get a push-pull interpolation of the
+   others, then the whole inverse-depth map is re-solved as a confidence-weighted,
+   edge-aware membrane (conjugate gradients, ``fill_iterations``): on a plane inverse
+   depth is affine in the pixel coordinates and affine functions are harmonic, so a
+   textureless wall takes the plane through its confident border.
 
 The world frame and scale are COLMAP's: SfM is defined up to a similarity. A clip
 without camera translation (pure pan) has no parallax; it raises
@@ -65,6 +75,8 @@ ZNCC_EPS = 1e-4
 LK_LEVELS = 3
 LK_ITERATIONS = 30
 LK_EPSILON = 0.01
+#: Semi-global aggregation: none, rows and columns, or also the diagonals.
+SGM_DIRECTIONS = (0, 4, 8)
 #: Sparse depths outside these percentiles do not set the sweep range (outliers).
 DEPTH_RANGE_PERCENTILES = (1.0, 99.0)
 
@@ -122,10 +134,34 @@ class SfMStereoSettings:
     """Stereo: the cost of a plane is the mean of the best ``best_k`` neighbours."""
     cost_filter_radius: int = 5
     """Stereo: radius of the box filter over each cost slice (0: none)."""
+    sgm_directions: int = 4
+    """Stereo: semi-global aggregation of the cost volume along 4 (rows and columns, both
+    ways) or 8 (also diagonals) scanline directions; 0 keeps winner-take-all on the
+    box-filtered cost."""
+    sgm_p1: float = 0.05
+    """Stereo SGM: penalty of a one-plane depth change between neighbouring pixels (in
+    units of the ``1 - ZNCC`` cost)."""
+    sgm_p2: float = 0.3
+    """Stereo SGM: penalty of a larger depth jump, divided by
+    ``1 + |grad I| / sgm_gradient_sigma`` (jumps are cheap across intensity edges)."""
+    sgm_gradient_sigma: float = 0.05
+    """Stereo SGM: gray-level difference (gray in [0, 1]) that halves ``sgm_p2``."""
     fill_confidence: float = 0.1
     """Stereo: pixels below this confidence take their inverse depth from a
     confidence-weighted push-pull interpolation of the others (textureless walls and
-    floors have no reliable match of their own); 0 keeps every winner."""
+    floors have no reliable match of their own), then the membrane fill below re-solves
+    the map with weight 0 on them; 0 keeps every winner (and skips both fills)."""
+    fill_iterations: int = 300
+    """Stereo: conjugate-gradient iterations of the edge-aware membrane fill (0: push-pull
+    only). Inverse depth is affine in the pixel coordinates on a plane and affine
+    functions are harmonic, so a textureless wall is filled with the plane through its
+    confident border instead of a blur of the nearer floor and objects."""
+    fill_smoothness: float = 4.0
+    """Stereo fill: weight of the membrane term relative to the confidence-weighted data
+    term (larger: confident pixels are smoothed more)."""
+    fill_edge_sigma: float = 0.02
+    """Stereo fill: gray-level difference over which the membrane coupling of two
+    neighbouring pixels falls to ``1 / e`` (the fill does not cross intensity edges)."""
     seed: int = 0
     """Random seed of COLMAP's RANSAC and mapper (with one thread: deterministic)."""
     num_threads: int = 1
@@ -169,6 +205,19 @@ class SfMStereoSettings:
             raise FourDNeXError(f"min_baseline_ratio must be >= 0, got {self.min_baseline_ratio}")
         if not 0.0 <= self.fill_confidence < 1.0:
             raise FourDNeXError(f"fill_confidence must be in [0, 1), got {self.fill_confidence}")
+        if self.sgm_directions not in SGM_DIRECTIONS:
+            raise FourDNeXError(
+                f"sgm_directions must be one of {SGM_DIRECTIONS}, got {self.sgm_directions}"
+            )
+        if not 0.0 <= self.sgm_p1 <= self.sgm_p2:
+            raise FourDNeXError(f"need 0 <= sgm_p1 <= sgm_p2, got {self.sgm_p1}, {self.sgm_p2}")
+        if not self.sgm_gradient_sigma > 0.0:
+            raise FourDNeXError(f"sgm_gradient_sigma must be > 0, got {self.sgm_gradient_sigma}")
+        if self.fill_iterations < 0:
+            raise FourDNeXError(f"fill_iterations must be >= 0, got {self.fill_iterations}")
+        for name in ("fill_smoothness", "fill_edge_sigma"):
+            if not float(getattr(self, name)) > 0.0:
+                raise FourDNeXError(f"{name} must be > 0, got {getattr(self, name)}")
         if not self.depth_margin >= 1.0:
             raise FourDNeXError(f"depth_margin must be >= 1, got {self.depth_margin}")
         if self.focal_prior_px is not None and not self.focal_prior_px > 0.0:
@@ -585,14 +634,13 @@ def plane_sweep_depth(
         seen = torch.isfinite(top)
         agg = torch.where(seen, top, torch.zeros_like(top)).sum(0) / seen.sum(0).clamp(min=1)
         agg = torch.where(seen.any(0), agg, torch.full_like(agg, MAX_COST))  # (D, H, W)
-        if settings.cost_filter_radius > 0:
-            r = settings.cost_filter_radius
-            agg = torch.nn.functional.avg_pool2d(
-                agg[:, None], 2 * r + 1, stride=1, padding=r, count_include_pad=False
-            )[:, 0]
-        inv_depth, confidence = _winner_take_all(agg, inv, step)
+        agg = _box_filter(agg, settings.cost_filter_radius)
+        total = _semi_global(agg, gray[ref], settings) if settings.sgm_directions > 0 else agg
+        inv_depth, confidence = _winner_take_all(total, inv, step, agg)
         if settings.fill_confidence > 0:
             inv_depth = _push_pull_fill(inv_depth, confidence, settings.fill_confidence)
+            if settings.fill_iterations > 0:
+                inv_depth = _harmonic_fill(inv_depth, confidence, gray[ref], settings)
         inv_depth = inv_depth.clamp(float(inv.min()), float(inv.max()))
         depth[ref] = (1.0 / inv_depth).numpy()
         conf[ref] = confidence.numpy()
@@ -624,11 +672,7 @@ def _zncc_cost(ref: Any, nb: Any, a: Any, b: Any, depths: Any, settings: SfMSter
     r = settings.zncc_radius
 
     def box(x: Any) -> Any:
-        if r == 0:
-            return x
-        return F.avg_pool2d(x[:, None], 2 * r + 1, stride=1, padding=r, count_include_pad=False)[
-            :, 0
-        ]
+        return _box_filter(x, r)
 
     ref3 = ref[None]
     mr, mw = box(ref3), box(w)
@@ -641,9 +685,121 @@ def _zncc_cost(ref: Any, nb: Any, a: Any, b: Any, depths: Any, settings: SfMSter
     return torch.where(seen_all, cost, torch.full_like(cost, float("inf")))
 
 
-def _winner_take_all(agg: Any, inv: Any, step: float) -> tuple[Any, Any]:
+def _box_filter(x: Any, radius: int) -> Any:
+    """Mean of (N, H, W) ``x`` over ``(2 radius + 1)^2`` windows clipped at the border
+    (separable: a row pass, then a column pass; a clipped box is the product of two
+    clipped intervals, so this equals the 2D mean without padding)."""
+    import torch.nn.functional as F
+
+    if radius == 0:
+        return x
+    k = 2 * radius + 1
+    y = F.avg_pool2d(x[:, None], (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+    y = F.avg_pool2d(y, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)
+    return y[:, 0]
+
+
+def _semi_global(cost: Any, gray: Any, settings: SfMStereoSettings) -> Any:
+    """Semi-global aggregation (Hirschmueller 2008) of a (D, H, W) cost volume along
+    ``settings.sgm_directions`` scanline directions, returned as the mean over the
+    directions (on the scale of ``cost``). Along a path ``r``::
+
+        L_r(p, d) = C(p, d) + min(L_r(p - r, d), L_r(p - r, d +- 1) + P1,
+                                  min_k L_r(p - r, k) + P2(p)) - min_k L_r(p - r, k)
+
+    with ``P2(p) = sgm_p2 / (1 + |I(p) - I(p - r)| / sgm_gradient_sigma)``: depth jumps
+    are cheap across intensity edges. Each step is one (D, M) tensor operation."""
+    import torch
+
+    c = cost.float()
+    g = gray.float()
+    paths: list[tuple[Any, Any, tuple[int, ...]]] = [
+        (c.permute(2, 0, 1), g.T, (1, 2, 0)),  # left to right: (W, D, H)
+        (c.permute(1, 0, 2), g, (1, 0, 2)),  # top to bottom: (H, D, W)
+    ]
+    total = torch.zeros_like(c)
+    for seq, img, back in paths:
+        for flip in (False, True):
+            s, i = (seq.flip(0), img.flip(0)) if flip else (seq, img)
+            out = _scanline(s.contiguous(), i.contiguous(), settings)
+            if flip:
+                out = out.flip(0)
+            total += out.permute(*back)
+    if settings.sgm_directions == 8:
+        for flip_w in (False, True):
+            cw = c.flip(2) if flip_w else c
+            gw = g.flip(1) if flip_w else g
+            # Diagonal paths: shear the volume so that a diagonal becomes a column.
+            for flip_h in (False, True):
+                ch = cw.flip(1) if flip_h else cw
+                gh = gw.flip(0) if flip_h else gw
+                out = _diagonal(ch, gh, settings)
+                if flip_h:
+                    out = out.flip(1)
+                if flip_w:
+                    out = out.flip(2)
+                total += out
+    return total / settings.sgm_directions
+
+
+def _scanline(seq: Any, img: Any, settings: SfMStereoSettings) -> Any:
+    """Path costs of (N, D, M) ``seq`` along its first axis, guided by (N, M) ``img``."""
+    import torch
+
+    N, D, M = seq.shape
+    p1 = settings.sgm_p1
+    p2 = settings.sgm_p2 / (
+        1.0 + (img[1:] - img[:-1]).abs() / settings.sgm_gradient_sigma
+    )  # (N - 1, M)
+    p2 = torch.maximum(p2, torch.full_like(p2, p1))
+    out = torch.empty_like(seq)
+    prev = seq[0]
+    out[0] = prev
+    wall = torch.full((1, M), float("inf"))
+    for n in range(1, N):
+        low = prev.min(0).values  # (M,)
+        shifted = torch.minimum(torch.cat([prev[1:], wall]), torch.cat([wall, prev[:-1]]))
+        best = torch.minimum(prev, shifted + p1)
+        best = torch.minimum(best, (low + p2[n - 1])[None])
+        prev = seq[n] + best - low[None]
+        out[n] = prev
+    return out
+
+
+def _diagonal(cost: Any, gray: Any, settings: SfMStereoSettings) -> Any:
+    """Path costs of a (D, H, W) volume along the down-right diagonal (row ``y`` steps
+    from pixel ``(y - 1, x - 1)``); border pixels start their own paths."""
+    import torch
+
+    D, H, W = cost.shape
+    p1 = settings.sgm_p1
+    out = torch.empty_like(cost)
+    prev = cost[:, 0]  # (D, W)
+    out[:, 0] = prev
+    inf_col = torch.full((D, 1), float("inf"))
+    for y in range(1, H):
+        # Predecessor of (y, x) is (y - 1, x - 1); column 0 has none (starts a path).
+        pred = torch.cat([inf_col, prev[:, :-1]], dim=1)
+        low = pred.min(0).values
+        grad = torch.cat([torch.zeros(1), (gray[y, 1:] - gray[y - 1, :-1]).abs()])
+        p2 = settings.sgm_p2 / (1.0 + grad / settings.sgm_gradient_sigma)
+        p2 = torch.maximum(p2, torch.full_like(p2, p1))
+        wall = torch.full((1, W), float("inf"))
+        shifted = torch.minimum(torch.cat([pred[1:], wall]), torch.cat([wall, pred[:-1]]))
+        best = torch.minimum(pred, shifted + p1)
+        best = torch.minimum(best, (low + p2)[None])
+        cur = cost[:, y] + best - low[None]
+        cur[:, 0] = cost[:, y, 0]
+        out[:, y] = cur
+        prev = cur
+    return out
+
+
+def _winner_take_all(agg: Any, inv: Any, step: float, data: Any | None = None) -> tuple[Any, Any]:
     """(H, W) inverse depth and confidence from a (D, H, W) cost volume over ``inv``
-    (D,), refined by a parabola through the winner and its two neighbours."""
+    (D,), refined by a parabola through the winner and its two neighbours. ``data``:
+    the (D, H, W) matching cost before semi-global aggregation, which sets the match
+    quality of the confidence (``agg`` when None)."""
     import torch
 
     D = agg.shape[0]
@@ -663,9 +819,53 @@ def _winner_take_all(agg: Any, inv: Any, step: float) -> tuple[Any, Any]:
     near_winner = (planes - best[None]).abs() <= 1
     c2 = torch.where(near_winner, torch.full_like(agg, float("inf")), agg).min(0).values
     c2 = torch.where(torch.isfinite(c2), c2, torch.full_like(c2, MAX_COST))
-    quality = (1.0 - c1).clamp(0.0, 1.0)
+    c1_data = data.gather(0, best[None])[0] if data is not None else c1
+    quality = (1.0 - c1_data).clamp(0.0, 1.0)
     distinct = (1.0 - c1 / c2.clamp(min=1e-6)).clamp(0.0, 1.0)
     return inv_depth, quality * distinct
+
+
+def _harmonic_fill(values: Any, confidence: Any, gray: Any, settings: SfMStereoSettings) -> Any:
+    """(H, W) ``values`` re-solved as ``argmin_x sum w (x - values)^2 + lambda sum_pq
+    s_pq (x_p - x_q)^2`` over 4-neighbour pairs, with ``w`` the confidence (0 below
+    ``fill_confidence``) and ``s_pq = exp(-|I_p - I_q| / fill_edge_sigma)``, by conjugate
+    gradients started at ``values`` (a fixed number of iterations: deterministic)."""
+    import torch
+
+    x0 = values.double()
+    w = (confidence * (confidence >= settings.fill_confidence)).double()
+    g = gray.double()
+    lam = settings.fill_smoothness
+    sx = lam * torch.exp(-(g[:, 1:] - g[:, :-1]).abs() / settings.fill_edge_sigma)  # (H, W-1)
+    sy = lam * torch.exp(-(g[1:] - g[:-1]).abs() / settings.fill_edge_sigma)  # (H-1, W)
+    reg = 1e-6 * lam  # keeps the system definite where a region has no confident pixel
+
+    def apply(x: Any) -> Any:
+        out = (w + reg) * x
+        dx = sx * (x[:, 1:] - x[:, :-1])
+        dy = sy * (x[1:] - x[:-1])
+        out[:, 1:] += dx
+        out[:, :-1] -= dx
+        out[1:] += dy
+        out[:-1] -= dy
+        return out
+
+    b = (w + reg) * x0
+    x = x0.clone()
+    r = b - apply(x)
+    p = r.clone()
+    rr = (r * r).sum()
+    for _ in range(settings.fill_iterations):
+        if float(rr) <= 1e-30:
+            break
+        ap = apply(p)
+        alpha = rr / (p * ap).sum()
+        x = x + alpha * p
+        r = r - alpha * ap
+        rr_new = (r * r).sum()
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x.to(values.dtype)
 
 
 def _push_pull_fill(values: Any, confidence: Any, threshold: float) -> Any:
