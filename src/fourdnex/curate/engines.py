@@ -106,7 +106,7 @@ def _map_ray(
         ds = ds.map(
             _RayMapper,
             fn_constructor_kwargs={"factory": factory, "jobs": list(jobs)},
-            concurrency=max(1, min(workers, len(jobs))),
+            compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(jobs)))),
             num_cpus=1,
         )
         rows = ds.take_all()
