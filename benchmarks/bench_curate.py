@@ -25,6 +25,7 @@ from fourdnex.curate.pipeline import RECORDS, curate
 from fourdnex.curate.settings import CurateSettings, IngestSettings, QualitySettings
 from fourdnex.io.video_files import write_video
 from fourdnex.synthetic import make_scene
+from fourdnex.threads import apply_thread_policy
 
 STAGES = ("decode", "filter", "caption", "reconstruct", "measure_write")
 CAMERA_MOTIONS = ("orbit", "dolly", "arc")
@@ -66,11 +67,13 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=144)
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
+    threads = apply_thread_policy()  # as `4dnex curate` runs (pool workers: 1 thread each)
     settings = CurateSettings(
         ingest=IngestSettings(frames=17, fps=16, height=args.height, width=args.width),
         quality=QualitySettings(keep_top_percent=100.0),
     )
-    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}; {args.videos} videos "
+    print(f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}, threads {threads}; "
+          f"{args.videos} videos "
           f"of {args.frames} x {args.height} x {args.width}, clips of 17 frames")  # fmt: skip
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fourdnex.cameras import invert_rigid
-from fourdnex.geometry.heap import retain_freed_memory
+from fourdnex.geometry.heap import retained_heap
 from fourdnex.geometry.splat import splat
 from fourdnex.geometry.trajectories import make_trajectory
 from fourdnex.testing.geometry import known_pointmaps
@@ -24,8 +24,8 @@ TARGET_FPS = 30.0
 H, W = 480, 720
 
 
+@retained_heap()  # as render_trajectory (4dnex render) runs
 def main() -> int:
-    retain_freed_memory()  # as render_trajectory (4dnex render) does
     print(f"threads: torch {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     truth = known_pointmaps(0, 2, H, W)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from fourdnex.cameras import invert_rigid
 from fourdnex.errors import ValidationError
-from fourdnex.geometry.heap import retain_freed_memory
+from fourdnex.geometry.heap import retained_heap
 from fourdnex.geometry.splat import splat
 from fourdnex.geometry.trajectories import Trajectory
 
@@ -29,6 +29,7 @@ class NovelViews:
         return float(1.0 - self.mask.mean())
 
 
+@retained_heap()
 def render_trajectory(
     rgb: np.ndarray,
     xyz: np.ndarray,
@@ -51,7 +52,6 @@ def render_trajectory(
         raise ValidationError(f"rgb and xyz must be (T, H, W, 3), got {rgb.shape}, {xyz.shape}")
     T = xyz.shape[0]
     trajectory.validate(T)
-    retain_freed_memory()
     dev = torch.device(device or "cpu")
     M, h, w = len(trajectory), trajectory.height, trajectory.width
     out_rgb = np.zeros((M, h, w, 3), dtype=np.float32)

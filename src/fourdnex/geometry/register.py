@@ -35,7 +35,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fourdnex.cameras import intrinsics, invert_rigid, pixel_centers
-from fourdnex.geometry.heap import retain_freed_memory
+from fourdnex.geometry.heap import retained_heap
 from fourdnex.geometry.inputs import Samples, check_pointmaps, sample_pixels, spread
 from fourdnex.geometry.linear import calibrated_pose, lmeds_weights, planar_pose, resect
 from fourdnex.geometry.refine import Cameras, planes, refine, residuals, robust_weights
@@ -128,6 +128,7 @@ def fallback_intrinsics(height: int, width: int) -> NDArray[np.float64]:
     return intrinsics(f, f, width / 2.0, height / 2.0).astype(np.float64)
 
 
+@retained_heap()
 def register(
     xyz: object,
     conf: object | None = None,
@@ -147,7 +148,6 @@ def register(
             points, or a frame whose points coincide or lie on a line.
     """
     settings = settings or RegisterSettings()
-    retain_freed_memory()
     settings.validate()
     checked = check_pointmaps(xyz, conf, settings.min_conf)
     T, H, W = checked.valid.shape
