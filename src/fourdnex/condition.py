@@ -15,12 +15,21 @@ in two places, differently):
    the condition is NOT XYZ-normalized (method 3.3).
 4. :func:`model_condition`: ``[guided mask (4) | condition latent (16)]`` (method 3.4).
 
+Generalized: :class:`KnownFrames` says, per frame and pixel, what is known of the clip
+to generate (RGB and XYZ values, each with a mask in [0, 1]); :func:`known_condition`
+turns it into the condition video and the pixel mask, which :func:`model_condition`
+packs in Wan's latent layout. The 4DNeX image condition is the special case
+:meth:`KnownFrames.first_frame` (bit-identical to :func:`condition_video` and the
+guided mask); novel-view completion (:mod:`fourdnex.pipeline.completion`) knows the
+rendered pixels of every frame.
+
 Shapes: images (H, W, 3) float32 in [0, 1]; videos (B, 3, T, H, 2W) in [-1, 1];
 latents (B, 16, T', H / 8, 2W / 8) with ``T' = (T - 1) / 4 + 1``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -30,8 +39,11 @@ from PIL import Image
 
 from fourdnex.errors import ValidationError
 from fourdnex.sixd import (
+    GUIDED_MASK_RGB,
+    GUIDED_MASK_XYZ,
     LATENT_WIDTH_AXIS,
     VIDEO_WIDTH_AXIS,
+    check_frames,
     fuse_width,
     guided_mask_latent,
     plane_init,
@@ -125,6 +137,89 @@ def model_space_video(
     return torch.from_numpy(np.ascontiguousarray(fused)).permute(3, 0, 1, 2)[None]
 
 
+# ------------------------------------------------------------ known frames (general)
+@dataclass(frozen=True)
+class KnownFrames:
+    """What is known of a clip before generation, per frame and pixel.
+
+    Attributes:
+        rgb: (T, H, W, 3) float32 in [0, 1]; values where ``mask_rgb`` is 0 are ignored.
+        xyz: (T, H, W, 3) float32 model-space points; ignored where ``mask_xyz`` is 0.
+        mask_rgb, mask_xyz: (T, H, W) float32 in [0, 1]: 1 known, 0 to generate, values
+            between: known approximately (the 4DNeX plane init has 0.5).
+    """
+
+    rgb: np.ndarray
+    xyz: np.ndarray
+    mask_rgb: np.ndarray
+    mask_xyz: np.ndarray
+
+    def __post_init__(self) -> None:
+        T, H, W = np.shape(self.mask_rgb)[:3] if np.ndim(self.mask_rgb) == 3 else (0, 0, 0)
+        shapes = {"rgb": (T, H, W, 3), "xyz": (T, H, W, 3), "mask_rgb": (T, H, W),
+                  "mask_xyz": (T, H, W)}  # fmt: skip
+        for name, shape in shapes.items():
+            value = np.asarray(getattr(self, name))
+            if value.shape != shape or T == 0:
+                raise ValidationError(
+                    f"known frames: {name} has shape {value.shape}, expected {shape} "
+                    "(masks (T, H, W), values (T, H, W, 3))"
+                )
+            if not np.isfinite(value).all():
+                raise ValidationError(f"known frames: {name} has NaN or inf values")
+        for name in ("mask_rgb", "mask_xyz"):
+            m = np.asarray(getattr(self, name))
+            if m.min() < 0.0 or m.max() > 1.0:
+                raise ValidationError(f"known frames: {name} must lie in [0, 1]")
+        check_frames(T)
+
+    @property
+    def frames(self) -> int:
+        return int(np.shape(self.mask_rgb)[0])
+
+    @property
+    def height(self) -> int:
+        return int(np.shape(self.mask_rgb)[1])
+
+    @property
+    def width(self) -> int:
+        return int(np.shape(self.mask_rgb)[2])
+
+    @classmethod
+    def first_frame(cls, first_rgb: np.ndarray, frames: int) -> KnownFrames:
+        """The 4DNeX image condition: frame 0's RGB known (mask 1), its XYZ the plane
+        init known approximately (mask 0.5), every later frame to generate."""
+        rgb0 = np.asarray(first_rgb, dtype=np.float32)
+        H, W = rgb0.shape[:2]
+        rgb = np.zeros((frames, H, W, 3), np.float32)
+        xyz = np.zeros((frames, H, W, 3), np.float32)
+        m_rgb = np.zeros((frames, H, W), np.float32)
+        m_xyz = np.zeros((frames, H, W), np.float32)
+        rgb[0], xyz[0] = rgb0, plane_init(H, W)
+        m_rgb[0], m_xyz[0] = GUIDED_MASK_RGB, GUIDED_MASK_XYZ
+        return cls(rgb, xyz, m_rgb, m_xyz)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The four arrays by name, float32 and contiguous (for saving)."""
+        return {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32)
+                for k in ("rgb", "xyz", "mask_rgb", "mask_xyz")}  # fmt: skip
+
+
+def known_condition(known: KnownFrames) -> tuple[torch.Tensor, torch.Tensor]:
+    """The condition video (1, 3, T, H, 2W) in [-1, 1], ``[rgb | xyz]`` where known and 0
+    elsewhere (XYZ clipped to [-1, 1], as training targets are), and the fused pixel mask
+    (1, T, H, 2W), which :func:`fourdnex.sixd.pack_mask_latent` brings to latent form."""
+    rgb = torch.as_tensor(np.asarray(known.rgb, dtype=np.float32)) * 2.0 - 1.0
+    xyz = torch.as_tensor(np.asarray(known.xyz, dtype=np.float32))
+    m_rgb = torch.as_tensor(np.asarray(known.mask_rgb, dtype=np.float32))
+    m_xyz = torch.as_tensor(np.asarray(known.mask_xyz, dtype=np.float32))
+    rgb = torch.where(m_rgb[..., None] > 0, rgb, torch.zeros(()))
+    xyz = torch.where(m_xyz[..., None] > 0, xyz.clamp(-1.0, 1.0), torch.zeros(()))
+    video = fuse_width(rgb, xyz, VIDEO_WIDTH_AXIS).permute(3, 0, 1, 2)[None]  # (1, 3, T, H, 2W)
+    mask = fuse_width(m_rgb, m_xyz, 2)[None]  # (1, T, H, 2W)
+    return video.contiguous(), mask.contiguous()
+
+
 # --------------------------------------------------------------------- 3. encoding
 def vae_statistics(vae: Any, device: torch.device | None = None) -> tuple[torch.Tensor, ...]:
     """The VAE's per-channel latent mean and std, each (1, C, 1, 1, 1) float32."""
@@ -157,14 +252,22 @@ def encode_latents(
 
 # --------------------------------------------------------- 4. the model condition
 def model_condition(
-    cond_latent: torch.Tensor, frames: int, height: int, width: int
+    cond_latent: torch.Tensor,
+    frames: int,
+    height: int,
+    width: int,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``[guided mask | condition latent]``: (B, 16, T', h, 2w) -> (B, 20, T', h, 2w).
+    """``[mask | condition latent]``: (B, 16, T', h, 2w) -> (B, 20, T', h, 2w).
 
-    ``frames``, ``height``, ``width``: the pixel size of ONE modality.
+    ``frames``, ``height``, ``width``: the pixel size of ONE modality. ``mask``: the
+    latent mask (B, 4, T', h, 2w) (:func:`fourdnex.sixd.pack_mask_latent` of a pixel
+    mask); default the 4DNeX guided mask.
     """
     B = cond_latent.shape[0]
-    mask = guided_mask_latent(frames, height, width, batch=B).to(cond_latent.device)
+    if mask is None:
+        mask = guided_mask_latent(frames, height, width, batch=B)
+    mask = mask.to(cond_latent.device)
     if mask.shape[2:] != cond_latent.shape[2:]:
         raise ValidationError(
             f"condition latent {tuple(cond_latent.shape)} does not fit {frames} frames of "
@@ -175,6 +278,8 @@ def model_condition(
 
 __all__ = [
     "LATENT_WIDTH_AXIS",
+    "KnownFrames",
+    "known_condition",
     "RESIZE_POLICIES",
     "ResizePolicy",
     "condition_frame",

@@ -267,8 +267,11 @@ def guided_mask(
 def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
     """Pack a pixel-frame mask (T, H, W2) or (B, T, H, W2) into Wan's latent form.
 
-    The mask is subsampled 8x in space, frame 0 is repeated 4 times (T + 3 frames),
-    reshaped to (T_lat, 4, h, w2) and the 4 moved to channels.
+    Each 8 x 8 pixel cell becomes one latent cell holding the cell's smallest value (a
+    latent cell is known only as far as all of its pixels are: for masks that are
+    constant per frame half, such as the guided mask, this is plain subsampling), frame
+    0 is repeated 4 times (T + 3 frames), reshaped to (T_lat, 4, h, w2) and the 4 moved
+    to channels (Wan's layout).
 
     Returns:
         (B, 4, T_lat, H / 8, W2 / 8) float32 with ``T_lat = (T - 1) / 4 + 1``.
@@ -282,7 +285,7 @@ def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
     check_frames(T)
     if H % VAE_SPATIAL_FACTOR or W2 % VAE_SPATIAL_FACTOR:
         raise ValidationError(f"mask size must be a multiple of {VAE_SPATIAL_FACTOR}, got {H}x{W2}")
-    m = m[:, :, ::VAE_SPATIAL_FACTOR, ::VAE_SPATIAL_FACTOR]
+    m = -torch.nn.functional.max_pool2d(-m, VAE_SPATIAL_FACTOR)  # min over each cell
     first = m[:, :1].repeat_interleave(VAE_TEMPORAL_FACTOR, dim=1)
     m = torch.cat([first, m[:, 1:]], dim=1)  # (B, T + 3, h, w)
     T_lat = (T + VAE_TEMPORAL_FACTOR - 1) // VAE_TEMPORAL_FACTOR

@@ -3,6 +3,7 @@
 4dnex synth --seed 3 --frames 49 --height 480 --width 720 --out scene_dir
 4dnex synth --count 100 --out dataset_dir            # training clips, seeds 0..99
 4dnex synth --count 20 --rgb-only --out videos_dir   # plain mp4 videos (curation tests)
+4dnex synth --count 100 --novel-views 0.5 --out dir  # half of them novel-view completion clips
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from tqdm import tqdm
 
 from fourdnex.cli.args import parse
+from fourdnex.data.clips import KnownClip
 from fourdnex.errors import FourDNeXError
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
 from fourdnex.synthetic import make_scene
+from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.synthetic.sample import SceneOptions, check_size
+
+#: Random stream of the per-seed draw of --novel-views.
+_NOVEL_STREAM = 0x636C6970
 
 CameraMotion = Literal["static", "dolly", "orbit", "pan", "arc", "handheld"]
 ObjectMotion = Literal["static", "translate", "roll", "rotate", "bounce", "rise"]
@@ -56,6 +63,10 @@ class SynthConfig:
     """Force the horizontal field of view in degrees (drawn from 40-90 otherwise)."""
     objects: int | None = None
     """Force the number of primitives, 1-8 (drawn from 2-6 otherwise)."""
+    novel_views: float = 0.0
+    """With --count: the fraction of clips that are novel-view completion clips (the exact
+    views along a drawn trajectory, with the render of the scene's points there as known
+    frames; clip ids novel_<seed>); the rest are ordinary clips."""
     rgb_only: bool = False
     """Write only a folder of plain RGB mp4 videos (<id>.mp4 and videos.json with captions)."""
     previews: bool = True
@@ -81,6 +92,10 @@ def _check(cfg: SynthConfig) -> None:
     cfg.options().check()
     if cfg.seed < 0:
         raise FourDNeXError(f"--seed must be >= 0, got {cfg.seed}")
+    if not 0.0 <= cfg.novel_views <= 1.0:
+        raise FourDNeXError(f"--novel-views must be in [0, 1], got {cfg.novel_views}")
+    if cfg.novel_views and (cfg.count is None or cfg.rgb_only):
+        raise FourDNeXError("--novel-views makes training clips: it needs --count (not --rgb-only)")
     if cfg.count is not None and cfg.count < 1:
         raise FourDNeXError(f"--count must be >= 1, got {cfg.count}")
     out = cfg.out
@@ -112,9 +127,27 @@ def clip_id(seed: int) -> str:
     return f"synth_{seed:06d}"
 
 
+def is_novel_view(seed: int, fraction: float) -> bool:
+    """Whether the clip of ``seed`` is a completion clip (a fixed draw per seed)."""
+    return fraction > 0 and np.random.default_rng([seed, _NOVEL_STREAM]).random() < fraction
+
+
 def _scenes(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D]]:
     for seed in tqdm(range(cfg.seed, cfg.seed + n), desc="synth", unit="scene"):
         yield clip_id(seed), _scene(cfg, seed)
+
+
+def _clips(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D | KnownClip]]:
+    """The clips of a dataset: scenes, and completion clips where --novel-views draws them."""
+    for seed in tqdm(range(cfg.seed, cfg.seed + n), desc="synth", unit="clip"):
+        if is_novel_view(seed, cfg.novel_views):
+            case = novel_view_sample(seed, cfg.frames, cfg.height, cfg.width, cfg.options())
+            known = case.rendered
+            assert known.normalization is not None  # synthetic scenes are in world units
+            case.target.meta.extra["novel_view"] = {"preset": case.preset}
+            yield f"novel_{seed:06d}", KnownClip(case.target, known.known, known.normalization)
+        else:
+            yield clip_id(seed), _scene(cfg, seed)
 
 
 def main(argv: list[str]) -> int:
@@ -139,7 +172,7 @@ def main(argv: list[str]) -> int:
         from fourdnex.data import write_dataset
 
         index = write_dataset(
-            cfg.out, _scenes(cfg, cfg.count), settings=cfg, overwrite=cfg.overwrite
+            cfg.out, _clips(cfg, cfg.count), settings=cfg, overwrite=cfg.overwrite
         )
         print(
             f"wrote a dataset of {len(index)} clips ({cfg.frames} x {cfg.height} x {cfg.width}) "

@@ -33,6 +33,7 @@ from fourdnex.data.clips import (
     CLIP_FPS,
     RGB_VIDEO,
     Clip,
+    KnownClip,
     read_clip,
     read_header,
     write_scene_clip,
@@ -195,7 +196,7 @@ def check_dataset(root: str | Path, rgb: bool = True) -> list[Problem]:
 
 def write_dataset(
     root: str | Path,
-    scenes: Iterable[tuple[str, Scene4D]],
+    scenes: Iterable[tuple[str, Scene4D | KnownClip]],
     settings: Any = None,
     overwrite: bool = False,
 ) -> DatasetIndex:
@@ -205,7 +206,8 @@ def write_dataset(
     identical files (``dataset.json`` holds no timestamp).
 
     Scenes are consumed one at a time (pass a generator to bound memory; wrap it in a
-    progress bar if you like). Each scene needs cameras and a caption in its meta.
+    progress bar if you like). Each scene needs cameras and a caption in its meta; a
+    :class:`~fourdnex.data.clips.KnownClip` is written with its known frames.
     """
     entries: list[ClipEntry] = []
     with atomic_directory(root, overwrite=overwrite) as tmp:
@@ -217,9 +219,8 @@ def write_dataset(
             rel = f"{CLIPS_DIR}/{clip_id}"
             write_scene_clip(tmp / rel, scene, in_new_folder=True)  # tmp is ours
             header = read_header(tmp / rel)
-            entries.append(
-                ClipEntry(clip_id, rel, scene.frames, scene.height, scene.width, header["caption"])
-            )
+            T, H, W = int(header["frames"]), int(header["height"]), int(header["width"])
+            entries.append(ClipEntry(clip_id, rel, T, H, W, header["caption"]))
         write_index(tmp, entries, settings)
     return open_dataset(root)
 

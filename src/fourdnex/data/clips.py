@@ -15,6 +15,10 @@ A clip directory ``clips/<id>/`` holds:
   ``fourdnex.sixd.normalize_pointmaps(mode="clip")``);
   ``K`` (T, 3, 3) float32 intrinsics in pixels; ``cam2world`` (T, 4, 4) float32 OpenCV
   cameras in the source's world frame; optionally ``dynamic_mask`` (T, H, W) bool.
+- ``condition.safetensors`` (optional): what is known before generation when it is
+  more than the first frame (:class:`fourdnex.condition.KnownFrames`: ``rgb``, ``xyz``
+  in the clip's model space, ``mask_rgb``, ``mask_xyz``), e.g. the rendered pixels of a
+  novel-view completion clip. Without it a clip trains the 4DNeX image condition.
 - ``clip.json``: ``format`` (``"fourdnex.clip"``), ``format_version``, ``frames``,
   ``height``, ``width``, ``fps``, ``caption``, ``xyz_normalization`` (the
   :class:`~fourdnex.sixd.XYZNormalization` record: world points are
@@ -47,6 +51,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from fourdnex.cameras import check_intrinsics, check_rigid
+from fourdnex.condition import KnownFrames
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
@@ -65,6 +70,8 @@ RGB_LOSSLESS = "rgb.mkv"
 #: The H.264 RGB preview (the RGB of record of version 1 clips).
 RGB_VIDEO = "rgb.mp4"
 GEOMETRY = "geometry.safetensors"
+#: The optional known frames of a clip (see the module doc).
+CONDITION = "condition.safetensors"
 #: Frame rate of clip videos (Wan2.1 generates 16 frames per second).
 CLIP_FPS = 16
 
@@ -89,6 +96,7 @@ class Clip:
         fps: frames per second of the video.
         source: provenance of the clip (JSON).
         path: the clip directory it was read from (``None`` if not on disk).
+        condition: what is known before generation, when it is more than frame 0.
     """
 
     rgb: NDArray[np.float32]
@@ -101,6 +109,7 @@ class Clip:
     fps: int = CLIP_FPS
     source: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    condition: KnownFrames | None = None
 
     @property
     def frames(self) -> int:
@@ -144,6 +153,8 @@ def write_clip(
     source: dict[str, Any] | None = None,
     overwrite: bool = False,
     in_new_folder: bool = False,
+    normalization: XYZNormalization | None = None,
+    condition: KnownFrames | None = None,
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
@@ -162,6 +173,9 @@ def write_clip(
         overwrite: replace an existing clip directory.
         in_new_folder: the parent folder was just created by this process (a dataset
             being written): no debris of killed runs to look for there.
+        normalization: the model-space transform to use instead of fitting one to this
+            clip (e.g. a novel view kept in the model space of the scene it shows).
+        condition: the clip's known frames (model space), stored as ``condition.safetensors``.
     """
     scene = Scene4D(
         rgb=rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb,
@@ -173,9 +187,18 @@ def write_clip(
     if not caption.strip():
         raise ValidationError("caption must not be empty")
     assert scene.K is not None and scene.cam2world is not None
-    xyz_model, transform = normalize_pointmaps(
-        scene.xyz, first_cam2world=scene.cam2world[0], mode="clip"
-    )
+    if normalization is None:
+        xyz_model, transform = normalize_pointmaps(
+            scene.xyz, first_cam2world=scene.cam2world[0], mode="clip"
+        )
+    else:
+        xyz_model, transform = normalization.normalize(scene.xyz), normalization
+    if condition is not None and (condition.frames, condition.height, condition.width) != (
+        scene.frames,
+        scene.height,
+        scene.width,
+    ):
+        raise ValidationError("the clip's known frames must have the clip's frames and size")
     arrays: dict[str, np.ndarray] = {
         "xyz_model": xyz_model,
         "K": np.ascontiguousarray(scene.K),
@@ -185,6 +208,8 @@ def write_clip(
         arrays["dynamic_mask"] = np.ascontiguousarray(scene.dynamic_mask)
     with atomic_directory(directory, overwrite=overwrite, recover_first=not in_new_folder) as tmp:
         save_file(arrays, str(tmp / GEOMETRY))
+        if condition is not None:
+            save_file(condition.arrays(), str(tmp / CONDITION))
         write_video(tmp / RGB_LOSSLESS, rgb, fps=fps, lossless=True)
         write_video(tmp / RGB_VIDEO, rgb, fps=fps)
         header = {
@@ -203,14 +228,32 @@ def write_clip(
     return Path(directory)
 
 
+@dataclass(frozen=True)
+class KnownClip:
+    """A scene to write as a clip with known frames (e.g. a novel-view completion clip:
+    the exact views, and what a render knew of them), in the model space of
+    ``normalization`` (that of the scene the views show)."""
+
+    scene: Scene4D
+    known: KnownFrames
+    normalization: XYZNormalization
+
+
 def write_scene_clip(
-    directory: str | Path, scene: Scene4D, overwrite: bool = False, in_new_folder: bool = False
+    directory: str | Path,
+    scene: Scene4D | KnownClip,
+    overwrite: bool = False,
+    in_new_folder: bool = False,
 ) -> Path:
-    """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip.
+    """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip, or a
+    :class:`KnownClip` as a clip with its known frames.
 
     The caption is ``scene.meta.caption``; the source record holds the rest of the
     scene's meta.
     """
+    known: KnownClip | None = None
+    if isinstance(scene, KnownClip):
+        known, scene = scene, scene.scene
     if scene.K is None or scene.cam2world is None:
         raise ValidationError("a training clip needs cameras: the scene has no K or cam2world")
     return write_clip(
@@ -224,6 +267,8 @@ def write_scene_clip(
         source={k: v for k, v in scene.meta.to_dict().items() if k != "caption"},
         overwrite=overwrite,
         in_new_folder=in_new_folder,
+        normalization=None if known is None else known.normalization,
+        condition=None if known is None else known.known,
     )
 
 
@@ -291,6 +336,9 @@ def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
         else:  # version 1: the H.264 video is the only RGB
             frames = _read_rgb(directory, RGB_VIDEO, T, H, W)
     mask = arrays.get("dynamic_mask")
+    condition = _read_condition(directory) if (directory / CONDITION).exists() else None
+    if condition is not None and (condition.frames, condition.height, condition.width) != (T, H, W):
+        raise ClipFormatError(f"{directory}: {CONDITION} does not have {T} frames of {H} x {W}")
     return Clip(
         rgb=frames,
         xyz_model=xyz.astype(np.float32, copy=False),
@@ -302,6 +350,7 @@ def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
         fps=int(header["fps"]),
         source=header.get("source", {}),
         path=directory,
+        condition=condition,
     )
 
 
@@ -309,6 +358,17 @@ def validate_clip(directory: str | Path) -> None:
     """Raise :class:`ClipFormatError` (a ``ValidationError``) with the reason if the clip
     at ``directory`` cannot be used; return ``None`` if it is sound."""
     read_clip(directory, rgb=True)
+
+
+def _read_condition(directory: Path) -> KnownFrames:
+    path = directory / CONDITION
+    try:
+        arrays = load_file(str(path))
+        return KnownFrames(**{k: arrays[k] for k in ("rgb", "xyz", "mask_rgb", "mask_xyz")})
+    except KeyError as exc:
+        raise ClipFormatError(f"{path}: missing array {exc}") from None
+    except (SafetensorError, OSError, ValueError, ValidationError) as exc:
+        raise ClipFormatError(f"{path}: {exc}") from None
 
 
 def _read_geometry(directory: Path, header: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -26,9 +26,11 @@ from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from fourdnex.condition import (
+    KnownFrames,
     ResizePolicy,
     condition_video,
     encode_latents,
+    known_condition,
     model_condition,
     resize_image,
     to_uint8_image,
@@ -55,6 +57,7 @@ from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
     RESOLUTION_AREA,
     XYZLatentNorm,
+    pack_mask_latent,
     split_width,
     with_prompt_suffix,
 )
@@ -219,6 +222,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         prompt: str | Sequence[str] = "",
         settings: GenerationSettings | None = None,
         seeds: Sequence[int] | None = None,
+        known: Sequence[KnownFrames] | None = None,
     ) -> list[Scene4D]:
         """Generate a batch of scenes, one per image (all at one resolution).
 
@@ -227,6 +231,10 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             prompt: one prompt for all images or one per image ("" is allowed).
             settings: generation settings (official defaults when None).
             seeds: one seed per image (default ``settings.seed + i``).
+            known: instead of the image condition, what is known of each clip (one per
+                image, at the generation's frames and size; the images are then what
+                the CLIP image encoder sees: pass each one's known RGB of frame 0, as
+                training does). See :class:`fourdnex.condition.KnownFrames`.
 
         Returns:
             One :class:`Scene4D` per image: ``rgb`` (T, H, W, 3) in [0, 1] and ``xyz``
@@ -266,7 +274,10 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         # 3-6. The condition (one builder for training and inference, fourdnex.condition):
         #    the image at the generation size, [I0 | plane init] then zero frames, its VAE
         #    latent (mode; the XYZ half NOT XYZ-normalized), the guided mask in front.
-        rgb0, condition = self.build_condition(pil, H, W, frames, s.resize, device)
+        if known is None:
+            rgb0, condition = self.build_condition(pil, H, W, frames, s.resize, device)
+        else:
+            rgb0, condition = self.build_known_condition(known, H, W, frames, device)
         clip_input = [to_uint8_image(x) for x in rgb0]
         image_embeds = self.encode_image(clip_input, device).to(dtype)  # (B, 257, image_dim)
         condition = condition.to(dtype)  # (B, 20, T_lat, h, 2w)
@@ -347,6 +358,29 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         latents = [encode_latents(self.vae, condition_video(x, frames)) for x in rgb0]
         cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
         return rgb0, model_condition(cond_latent.to(device), frames, height, width)
+
+    def build_known_condition(
+        self,
+        known: Sequence[KnownFrames],
+        height: int,
+        width: int,
+        frames: int,
+        device: torch.device | str = "cpu",
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The model condition of known frames (one per clip), as the latent cache builds
+        it; returns ``(known RGB of frame 0 (B, H, W, 3), condition (B, 20, T', h, 2w))``."""
+        for k in known:
+            if (k.frames, k.height, k.width) != (frames, height, width):
+                raise ValidationError(
+                    f"known frames of {k.frames} x {k.height} x {k.width} do not fit a "
+                    f"generation of {frames} x {height} x {width}"
+                )
+        videos, masks = zip(*(known_condition(k) for k in known), strict=True)
+        latents = [encode_latents(self.vae, v) for v in videos]  # one at a time, as cached
+        cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
+        mask = pack_mask_latent(torch.cat(masks))
+        condition = model_condition(cond_latent.to(device), frames, height, width, mask=mask)
+        return np.stack([np.asarray(k.rgb[0], dtype=np.float32) for k in known]), condition
 
     def _predict(
         self,

@@ -11,13 +11,17 @@ An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / 8``, ``w = W / 8``):
 - ``rgb_latent`` (16, T', h, w) and ``xyz_latent`` (16, T', h, w): VAE latents (mode,
   VAE-normalized) of the RGB and model-space XYZ videos. The XYZ *target* is further
   normalized with :class:`fourdnex.sixd.XYZLatentNorm` at training time, not here.
-- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros,
-  built and encoded by :mod:`fourdnex.condition`, the same code generation runs.
+- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros
+  (or, for a clip with known frames, those frames), built and encoded by
+  :mod:`fourdnex.condition`, the same code generation runs.
+- ``cond_mask`` (4, T', h, 2w): the mask in Wan's latent layout (the guided mask, or the
+  packed mask of the clip's known frames).
 - ``rgb_latent_std``, ``xyz_latent_std``, ``cond_latent_std``: the VAE posterior std of
   each in the same normalized units, so that training can use posterior samples
   (``mode + std * noise``, the released recipe) or the mode (a training setting).
 - ``prompt_embeds`` (512, D_text): the caption with the 4DNeX suffix.
-- ``image_embeds`` (N, D_image): CLIP penultimate states of the first RGB frame.
+- ``image_embeds`` (N, D_image): CLIP penultimate states of the known RGB of frame 0
+  (the first RGB frame for the image condition).
 
 Its metadata ``key`` hashes the clip's files (content), the settings and the model
 id: when any of them changes the entry is stale and is encoded again.
@@ -31,11 +35,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from fourdnex.condition import condition_video
+from fourdnex.condition import KnownFrames, known_condition
 from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
 from fourdnex.data.clips import RGB_LOSSLESS, RGB_VIDEO
 from fourdnex.errors import FourDNeXError
@@ -43,12 +48,13 @@ from fourdnex.io.atomic import atomic_file, sweep
 from fourdnex.io.paths import check_output_not_input
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.provenance import provenance, write_json
-from fourdnex.sixd import PROMPT_SUFFIX, check_frames, with_prompt_suffix
+from fourdnex.sixd import PROMPT_SUFFIX, check_frames, pack_mask_latent, with_prompt_suffix
 from fourdnex.train.clipsource import ClipRef, list_clips, load_clip
 from fourdnex.train.encoder import LatentEncoder, prepare_modalities, to_vae_video
 
 CACHE_FORMAT = "fourdnex.latent_cache"
-CACHE_VERSION = 2
+#: Version 3: entries hold ``cond_mask`` (clips with known frames).
+CACHE_VERSION = 3
 CACHE_JSON = "cache.json"
 ENTRIES_DIR = "entries"
 NULL_PROMPT_FILE = "null_prompt.safetensors"
@@ -141,7 +147,16 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
     both, both_std = encoder.encode_video(
         torch.cat([to_vae_video(rgb * 2.0 - 1.0), to_vae_video(xyz)])
     )
-    cond, cond_std = encoder.encode_video(condition_video(rgb[0], settings.frames))
+    known = clip.condition or KnownFrames.first_frame(rgb[0], settings.frames)
+    if (known.frames, known.height, known.width) != (settings.frames, settings.height,
+                                                    settings.width):  # fmt: skip
+        raise FourDNeXError(
+            f"clip {ref.clip_id}: its known frames are {known.frames} x {known.height} x "
+            f"{known.width}, the cache encodes {settings.frames} x {settings.height} x "
+            f"{settings.width}"
+        )
+    video, pixel_mask = known_condition(known)
+    cond, cond_std = encoder.encode_video(video)
     prompt = with_prompt_suffix(clip.caption, settings.prompt_suffix)
     tensors = {
         "rgb_latent": both[0],
@@ -150,8 +165,9 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
         "rgb_latent_std": both_std[0],
         "xyz_latent_std": both_std[1],
         "cond_latent_std": cond_std[0],
+        "cond_mask": pack_mask_latent(pixel_mask)[0],
         "prompt_embeds": encoder.encode_prompts([prompt])[0],
-        "image_embeds": encoder.encode_images([rgb[0]])[0],
+        "image_embeds": encoder.encode_images([np.asarray(known.rgb[0])])[0],
     }
     for name, t in tensors.items():
         if not torch.isfinite(t).all():

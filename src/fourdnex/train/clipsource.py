@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fourdnex.condition import KnownFrames
 from fourdnex.errors import FourDNeXError
 
 
@@ -31,11 +32,13 @@ class ClipArrays:
         rgb: (T, H, W, 3) float32 in [0, 1].
         xyz: (T, H, W, 3) float32 model-space points (about [-1, 1]).
         caption: the clip's caption (without the 4DNeX suffix).
+        condition: the clip's known frames when it has more than the first frame.
     """
 
     rgb: np.ndarray
     xyz: np.ndarray
     caption: str
+    condition: KnownFrames | None = None
 
 
 def list_clips(data_dir: Path) -> list[ClipRef]:
@@ -55,4 +58,4 @@ def load_clip(ref: ClipRef) -> ClipArrays:
     xyz = np.asarray(clip.xyz_model, dtype=np.float32)
     if rgb.shape[:3] != xyz.shape[:3]:
         raise FourDNeXError(f"clip {ref.clip_id}: rgb {rgb.shape} and xyz {xyz.shape} differ")
-    return ClipArrays(rgb, xyz, str(clip.caption))
+    return ClipArrays(rgb, xyz, str(clip.caption), clip.condition)

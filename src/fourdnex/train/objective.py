@@ -9,9 +9,10 @@
 3. Condition dropout: the prompt becomes the empty prompt with probability
    ``text_dropout``; the CLIP image embedding becomes zeros with ``image_dropout``
    (the first-frame condition latent is kept: the mask declares frame 0 known).
-4. Model input ``[x_s | guided mask | condition]`` (16 + 4 + 16 channels; the mask and
-   condition assembled by :func:`fourdnex.condition.model_condition`, as in generation), timestep
-   ``1000 s``; loss: (weighted) MSE to the velocity ``noise - target``.
+4. Model input ``[x_s | mask | condition]`` (16 + 4 + 16 channels; the cached mask, the
+   guided mask or that of the clip's known frames, and the condition, assembled by
+   :func:`fourdnex.condition.model_condition` as in generation), timestep ``1000 s``;
+   loss: (weighted) MSE to the velocity ``noise - target``.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def flow_loss(
 
     Args:
         batch: ``rgb_latent``, ``xyz_latent`` (B, 16, T', h, w), ``cond_latent``
-            (B, 16, T', h, 2w), their ``*_std`` (same shapes), ``prompt_embeds``
+            (B, 16, T', h, 2w), their ``*_std`` (same shapes), ``cond_mask``
+            (B, 4, T', h, 2w), ``prompt_embeds``
             (B, 512, D), ``image_embeds`` (B, N, D').
         null_prompt: (512, D) embedding of the empty prompt.
         generator: CPU generator for noise, noise levels and dropout (reproducible).
@@ -114,8 +116,9 @@ def flow_loss(
     image = image * (~drop_image).to(device, dtype)[:, None, None]
 
     condition = model_condition(
-        cond.to(device, dtype), settings.frames, settings.height, settings.width
-    )
+        cond.to(device, dtype), settings.frames, settings.height, settings.width,
+        mask=batch["cond_mask"].to(device, dtype),
+    )  # fmt: skip
     x_s = interpolate(target, noise, sigma)
     inputs = torch.cat([x_s, condition], 1)
     prediction = model(

@@ -30,6 +30,7 @@ SAMPLE_KEYS = (
     "rgb_latent_std",
     "xyz_latent_std",
     "cond_latent_std",
+    "cond_mask",
     "prompt_embeds",
     "image_embeds",
 )
