@@ -26,47 +26,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
-import torch
 
-from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
-from fourdnex.pipeline.completion import complete_novel_views
+from fourdnex.eval.completion import inpaint_telea, psnr_where
+from fourdnex.pipeline import GenerationSettings
+from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
 from fourdnex.synthetic import HELD_OUT_SEED_START
 from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.threads import apply_thread_policy
 
-#: Targets (see the module docstring).
+#: Target (see the module docstring).
 HOLE_PSNR_MARGIN_DB = 3.0
-TELEA_RADIUS = 3
-
-
-def psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    """PSNR (dB, peak 1) over the pixels ``where`` (T, H, W) of (T, H, W, 3) videos."""
-    if not where.any():
-        return math.nan
-    mse = float(((a - b) ** 2)[where].mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def telea(rgb: np.ndarray, hole: np.ndarray) -> np.ndarray:
-    """OpenCV Telea inpainting of each frame's holes; (T, H, W, 3) in [0, 1]."""
-    frames = [
-        cv2.inpaint(
-            np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8),
-            h.astype(np.uint8),
-            TELEA_RADIUS,
-            cv2.INPAINT_TELEA,
-        )
-        for f, h in zip(rgb, hole, strict=True)
-    ]
-    return np.stack(frames).astype(np.float32) / 255.0
 
 
 def main() -> int:
@@ -78,7 +53,7 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     threads = apply_thread_policy()
-    pipe = FourDNeXPipeline.from_model(args.model, dtype=torch.float32)
+    pipe = load_completion_pipeline(args.model)
     pipe.set_progress_bar_config(disable=True)
     card = pipe.model_card
     frames = card.frames if card else 17
@@ -105,11 +80,11 @@ def main() -> int:
             "seed": seed,
             "preset": case.preset,
             "hole_fraction": float(hole.mean()),
-            "psnr_holes_model": psnr(done.rgb, truth, hole),
-            "psnr_holes_telea": psnr(telea(render, hole), truth, hole),
-            "psnr_holes_render": psnr(render, truth, hole),
-            "psnr_outside_model": psnr(done.rgb, truth, ~hole),
-            "psnr_outside_render": psnr(render, truth, ~hole),
+            "psnr_holes_model": psnr_where(done.rgb, truth, hole),
+            "psnr_holes_telea": psnr_where(inpaint_telea(render, hole), truth, hole),
+            "psnr_holes_render": psnr_where(render, truth, hole),
+            "psnr_outside_model": psnr_where(done.rgb, truth, ~hole),
+            "psnr_outside_render": psnr_where(render, truth, ~hole),
             "xyz_err_holes": xyz_err,
             "seconds": seconds,
         }

@@ -33,5 +33,5 @@ $X train --preset small-synthetic --model fourdnex-small --data "$RUN/train-data
     "${RESUME[@]}"
 
 step "4. the model directory"
-.venv/bin/python scripts/package_small.py --base "$BASE" --run "$RUN/transformer" \
+.venv/bin/python scripts/package_small.py --base "$BASE" --completion-run "$RUN/transformer" \
     --out "$MODEL_OUT"

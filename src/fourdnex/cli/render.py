@@ -194,10 +194,9 @@ def _complete(
     import torch
 
     from fourdnex.devices import resolve_device
-    from fourdnex.models.loading import resolve_model
+    from fourdnex.models.loading import completion_transformer, resolve_model
     from fourdnex.models.small import read_model_card, resolve_model_name
-    from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.pipeline.completion import complete_novel_views
+    from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
 
     check_int(cfg.steps, "--steps", 1, MAX_STEPS)
     device = resolve_device(cfg.device)
@@ -210,11 +209,10 @@ def _complete(
             f"got {len(traj)} (a preset takes --frames {frames})"
         )
     started = time.perf_counter()
-    pipe = FourDNeXPipeline.from_model(
-        source.location, lora=cfg.lora,
-        dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
-    ).to(device)  # fmt: skip
-    print(f"loaded {cfg.model} in {time.perf_counter() - started:.1f} s on {device}")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    pipe = load_completion_pipeline(source.location, cfg.lora, dtype).to(device)
+    which = completion_transformer(source)
+    print(f"loaded {cfg.model} ({which}) in {time.perf_counter() - started:.1f} s on {device}")
     settings = GenerationSettings(steps=cfg.steps, seed=cfg.seed)
     return complete_novel_views(
         pipe, scene, traj, prompt=cfg.prompt, settings=settings, radius=cfg.radius, valid=valid

@@ -64,6 +64,21 @@ class ModelSource:
         return self.location
 
 
+#: The transformer subfolder of a diffusers Wan2.1 I2V directory.
+TRANSFORMER = "transformer"
+#: A second transformer of a model directory, fine-tuned for novel-view completion
+#: (fourdnex-small ships one; `4dnex render --complete` uses it when present).
+COMPLETION_TRANSFORMER = "transformer_completion"
+
+
+def completion_transformer(source: ModelSource) -> str:
+    """The transformer subfolder completion runs with: the completion transformer where
+    the (local) model directory has one, else its only transformer."""
+    if source.local and (Path(source.location) / COMPLETION_TRANSFORMER / "config.json").is_file():
+        return COMPLETION_TRANSFORMER
+    return TRANSFORMER
+
+
 def resolve_model(model: str | Path) -> ModelSource:
     """Resolve ``model`` to a local directory (checked) or a hub id.
 
@@ -128,11 +143,14 @@ def load_transformer(
     lora: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
     fuse_lora: bool = True,
+    subfolder: str = TRANSFORMER,
 ) -> tuple[torch.nn.Module, LoraInfo | None]:
     """Load the 4DNeX transformer: Wan2.1 I2V + shared RoPE + domain embeddings + LoRA.
 
     The transformer config and the LoRA headers are checked first (hidden size,
-    layers, shapes), then the weights are loaded.
+    layers, shapes), then the weights are loaded. ``subfolder`` picks a transformer of
+    the model directory other than ``transformer`` (e.g. fourdnex-small's completion
+    transformer, :data:`COMPLETION_TRANSFORMER`).
 
     Returns:
         ``(transformer, lora_info)``; ``lora_info`` is None without a LoRA (the
@@ -140,7 +158,7 @@ def load_transformer(
     """
     from diffusers import WanTransformer3DModel
 
-    config = read_component_config(source, "transformer")
+    config = read_component_config(source, subfolder)
     check_transformer_config(config, source)
     info = None
     if lora is not None:
@@ -149,13 +167,13 @@ def load_transformer(
     try:
         with quiet_dtype_deprecation(), quiet_loading():
             transformer = WanTransformer3DModel.from_pretrained(
-                source.location, subfolder="transformer", torch_dtype=dtype
+                source.location, subfolder=subfolder, torch_dtype=dtype
             )
     except (OSError, ValueError) as exc:
         msg = f"cannot load the transformer of {source}: {_first_line(exc)}"
         raise FourDNeXError(msg) from None
     adapt_transformer(transformer)
-    stored = stored_domain_embeddings(source)
+    stored = stored_domain_embeddings(source, subfolder)
     if stored is not None:
         set_domain_embeddings(transformer, stored)
     if lora is not None:
@@ -164,7 +182,9 @@ def load_transformer(
     return transformer, info
 
 
-def stored_domain_embeddings(source: ModelSource) -> torch.Tensor | None:
+def stored_domain_embeddings(
+    source: ModelSource, subfolder: str = TRANSFORMER
+) -> torch.Tensor | None:
     """The domain embeddings saved inside a local transformer (a fully trained 4DNeX
     transformer such as fourdnex-small stores ``domain_embedding.weight`` with its
     weights); None for a plain Wan2.1 transformer or a hub model."""
@@ -172,7 +192,7 @@ def stored_domain_embeddings(source: ModelSource) -> torch.Tensor | None:
 
     if not source.local:
         return None
-    for path in sorted((Path(source.location) / "transformer").glob("*.safetensors")):
+    for path in sorted((Path(source.location) / subfolder).glob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as f:
                 if DOMAIN_WEIGHT in f.keys():  # noqa: SIM118

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from numpy.typing import NDArray
 
 from fourdnex.errors import ValidationError
@@ -72,6 +74,22 @@ class Completion:
             cam2world=trajectory.cam2world.astype(np.float32),
             meta=meta,
         )
+
+
+def load_completion_pipeline(
+    model: str, lora: str | Path | None = None, dtype: torch.dtype = torch.float32
+) -> FourDNeXPipeline:
+    """The pipeline completion runs with: the model directory's completion transformer
+    when it has one (fourdnex-small does), else its transformer."""
+    from fourdnex.models.loading import completion_transformer, resolve_model
+    from fourdnex.models.small import resolve_model_name
+    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+
+    source = resolve_model(resolve_model_name(model))
+    return FourDNeXPipeline.from_model(
+        source.location, lora=lora, dtype=dtype,
+        transformer_subfolder=completion_transformer(source),
+    )  # fmt: skip
 
 
 def complete_novel_views(

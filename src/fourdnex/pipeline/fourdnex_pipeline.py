@@ -38,6 +38,7 @@ from fourdnex.condition import (
 )
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
+    TRANSFORMER,
     ModelSource,
     load_transformer,
     quiet_dtype_deprecation,
@@ -93,6 +94,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         fuse_lora: bool = True,
         extra_lora: str | Path | None = None,
         extra_lora_scale: float = 1.0,
+        transformer_subfolder: str = TRANSFORMER,
     ) -> FourDNeXPipeline:
         """Load a Wan2.1 I2V directory or hub id (or ``fourdnex-small``, the bundled model)
         plus an optional 4DNeX LoRA directory.
@@ -104,6 +106,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         ``extra_lora`` stacks a second LoRA (e.g. a step-distillation one) at
         ``extra_lora_scale`` with diffusers' Wan LoRA loader, fused when ``fuse_lora``
         (see :mod:`fourdnex.pipeline.speed`); its headers are checked before loading.
+        ``transformer_subfolder`` loads another transformer of the model directory (e.g.
+        fourdnex-small's completion transformer, see
+        :func:`fourdnex.models.loading.completion_transformer`).
         Models stay on the CPU: call ``.to(device)`` or :func:`apply_memory` next.
         """
         from transformers import CLIPVisionModel
@@ -114,7 +119,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             from fourdnex.models.loading import read_component_config
 
             inspect_extra_lora(extra_lora, read_component_config(source))
-        transformer, info = load_transformer(source, lora, dtype=dtype, fuse_lora=fuse_lora)
+        transformer, info = load_transformer(
+            source, lora, dtype=dtype, fuse_lora=fuse_lora, subfolder=transformer_subfolder
+        )
         try:
             with quiet_dtype_deprecation(), quiet_loading():
                 vae = AutoencoderKLWan.from_pretrained(

@@ -1,0 +1,70 @@
+"""A picture (PNG) of novel-view completion on held-out synthetic scenes: for each scene,
+the plain render along a drawn trajectory (holes black), OpenCV Telea inpainting of the
+holes, the model's completion, and the exact view.
+
+    python scripts/completion_sheet.py OUT.png [--seeds 1000001 1000002] [--steps 50]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from fourdnex.eval.completion import inpaint_telea  # noqa: E402
+from fourdnex.pipeline import GenerationSettings  # noqa: E402
+from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline  # noqa: E402
+from fourdnex.synthetic.novel_views import novel_view_sample  # noqa: E402
+
+COLUMNS = (0, 4, 8, 12, 16)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1_000_001, 1_000_002])
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--model", default="fourdnex-small")
+    args = ap.parse_args(argv)
+    pipe = load_completion_pipeline(args.model)
+    pipe.set_progress_bar_config(disable=True)
+    rows: list[tuple[str, np.ndarray]] = []
+    for seed in args.seeds:
+        case = novel_view_sample(seed)
+        done = complete_novel_views(
+            pipe, case.scene, case.trajectory, settings=GenerationSettings(steps=args.steps)
+        )
+        render = done.rendered.views.rgb
+        rows += [
+            (f"{seed} {case.preset}\nrender", render),
+            ("Telea", inpaint_telea(render, done.hole)),
+            ("model", done.rgb),
+            ("exact", case.target.rgb),
+        ]
+    fig, axes = plt.subplots(
+        len(rows), len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.35 * len(rows))
+    )
+    for r, (label, video) in enumerate(rows):
+        for c, t in enumerate(COLUMNS):
+            ax = axes[r, c]
+            ax.imshow(np.clip(video[t], 0, 1), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {t}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
