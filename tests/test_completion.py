@@ -191,7 +191,8 @@ def test_render_complete_with_the_bundled_model(tmp_path: Path, capsys) -> None:
     done = Scene4D.load(tmp_path / "views" / "orbit.scene")
     scene = Scene4D.load(scene_dir)
     assert done.rgb.shape == scene.rgb.shape and done.cam2world is not None
-    assert done.meta.extra["hole_fraction"] > 0
+    assert done.meta.extra["hole_fraction"] > 0 and done.meta.provenance
+    assert done.meta.generator == "fourdnex.pipeline.completion"
     for name in ("orbit.mp4", "orbit.render.mp4", "orbit.mask.mkv", "orbit.trajectory.json"):
         assert (tmp_path / "views" / name).is_file()
     assert main(args) == 2  # outputs exist

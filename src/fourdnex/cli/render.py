@@ -166,7 +166,9 @@ def main(argv: list[str]) -> int:
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     sweep(cfg.out.parent)
     if done is not None:  # the completed scene first: atomic on its own
-        done.as_scene(traj, scene).save(extra_paths[1], overwrite=cfg.overwrite)
+        completed = done.as_scene(traj, scene)
+        completed.meta.provenance.update(record["provenance"])
+        completed.save(extra_paths[1], overwrite=cfg.overwrite)
     files = [*paths, *extra_paths[:1]]
     with atomic_files(files) as tmps:  # the old outputs stay until all of them are done
         write_video(tmps[0], video, fps=cfg.fps)
