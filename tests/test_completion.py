@@ -128,7 +128,8 @@ def test_known_frames_train_and_generate_through_one_condition(
     frames, bit for bit."""
     from fourdnex.flow import TimestepSampling
     from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.train.objective import ObjectiveSettings, flow_loss
+    from fourdnex.testing.conditions import trained_condition
+    from fourdnex.train.objective import ObjectiveSettings
 
     data = _completion_dataset(tmp_path / "data")
     cache = data / "cache"
@@ -141,17 +142,10 @@ def test_known_frames_train_and_generate_through_one_condition(
     assert known is not None
     assert 0 < entry["cond_mask"].mean() < 1
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
-    seen: list[torch.Tensor] = []
-    hook = pipe.transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(kw["hidden_states"][:, 16:].clone()), with_kwargs=True
-    )
-    batch = {k: v[None] for k, v in entry.items()}
     objective = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), vae_latents="mode")
-    with torch.no_grad():
-        flow_loss(pipe.transformer, batch, load_null_prompt(cache), objective, torch.Generator())
-    hook.remove()
+    seen = trained_condition(pipe.transformer, entry, load_null_prompt(cache), objective)
     _, inference = pipe.build_known_condition([known], HEIGHT, WIDTH, FRAMES)
-    assert torch.equal(seen[0], inference)
+    assert torch.equal(seen, inference)
 
 
 def test_completion_keeps_the_render_and_fills_only_the_holes(tiny_wan_dir: Path) -> None:

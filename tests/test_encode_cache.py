@@ -170,24 +170,17 @@ def test_training_and_inference_condition_are_bit_identical(
     from fourdnex.data import read_clip
     from fourdnex.flow import TimestepSampling
     from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.train.objective import ObjectiveSettings, flow_loss
+    from fourdnex.testing.conditions import trained_condition
+    from fourdnex.train.objective import ObjectiveSettings
 
     data = _dataset(tmp_path / "data", 1)
     cache = data / "cache"
     encode_dataset(data, cache, _settings(tiny_wan_dir), lambda: WanEncoder(tiny_wan_dir), False)
     entry = load_file(str(entry_path(cache, "s0")))
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
-
-    seen: list[torch.Tensor] = []
-    hook = pipe.transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(kw["hidden_states"][:, 16:].clone()), with_kwargs=True
-    )
-    batch = {k: v[None] for k, v in entry.items()}
     settings = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), vae_latents="mode")
-    with torch.no_grad():
-        flow_loss(pipe.transformer, batch, load_null_prompt(cache), settings, torch.Generator())
-    hook.remove()
+    seen = trained_condition(pipe.transformer, entry, load_null_prompt(cache), settings)
     first = to_uint8_image(read_clip(data / "clips" / "s0").rgb[0])
     _, inference = pipe.build_condition([first], HEIGHT, WIDTH, FRAMES, "cover")
-    assert seen[0].shape == inference.shape == (1, 20, 2, HEIGHT // 8, 2 * WIDTH // 8)
-    assert torch.equal(seen[0], inference)
+    assert seen.shape == inference.shape == (1, 20, 2, HEIGHT // 8, 2 * WIDTH // 8)
+    assert torch.equal(seen, inference)
