@@ -4,12 +4,15 @@
         --out src/fourdnex/assets/models/fourdnex-small
     python scripts/package_small.py --base src/fourdnex/assets/models/fourdnex-small \
         --completion-run RUN/transformer --out MODEL   # add a completion transformer
+    python scripts/package_small.py --base src/fourdnex/assets/models/fourdnex-small \
+        --control-run RUN/transformer --out MODEL      # add a control transformer
 
 The base directory (`4dnex train-vae`) gives the VAE, the encoders, the tokenizer, the
 scheduler and ``fourdnex.json``; the latest checkpoint of the training run
 (`4dnex train --preset small-synthetic`) gives the transformer, domain embeddings
 included (without ``--run`` the base's is kept); ``--completion-run`` adds a second
-transformer for novel-view completion (``transformer_completion/``). Weights are
+transformer for novel-view completion (``transformer_completion/``), ``--control-run``
+one for the conditions beyond one image (``transformer_control/``). Weights are
 stored in float16 safetensors (the package stays small; they are loaded back in
 float32 on a CPU). ``fourdnex.json`` gets the training record.
 Written atomically: a failed run leaves an existing model untouched.
@@ -27,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fourdnex.io.atomic import atomic_directory
-from fourdnex.models.loading import COMPLETION_TRANSFORMER
+from fourdnex.models.loading import COMPLETION_TRANSFORMER, CONTROL_TRANSFORMER
 from fourdnex.models.small import MODEL_JSON, read_model_card, write_model_card
 from fourdnex.train import checkpoint as ckpt
 
@@ -65,6 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         help="a `4dnex train` run whose transformer "
         f"becomes the completion transformer ({COMPLETION_TRANSFORMER}/)",
     )
+    ap.add_argument(
+        "--control-run",
+        type=Path,
+        help="a `4dnex train` run whose transformer "
+        f"becomes the control transformer ({CONTROL_TRANSFORMER}/)",
+    )
     ap.add_argument("--out", type=Path, required=True, help="the model directory to write")
     ap.add_argument("--extra", type=Path, help="JSON merged into fourdnex.json's training record")
     args = ap.parse_args(argv)
@@ -74,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"{args.base} has no {MODEL_JSON}: not a `4dnex train-vae` base model")
     training = dict(card.training)
     transformers = {"transformer": args.base / "transformer"}
-    for key, run in (("transformer", args.run), (COMPLETION_TRANSFORMER, args.completion_run)):
+    runs = {
+        "transformer": args.run,
+        COMPLETION_TRANSFORMER: args.completion_run,
+        CONTROL_TRANSFORMER: args.control_run,
+    }
+    for key, run in runs.items():
         if run is not None:
             transformers[key], training[key] = trained_transformer(run)
-    if (args.base / COMPLETION_TRANSFORMER).is_dir() and args.completion_run is None:
-        transformers[COMPLETION_TRANSFORMER] = args.base / COMPLETION_TRANSFORMER
+        elif key != "transformer" and (args.base / key).is_dir():
+            transformers[key] = args.base / key
     if args.extra is not None:
         training.update(json.loads(args.extra.read_text()))
     with atomic_directory(args.out, overwrite=True) as tmp:

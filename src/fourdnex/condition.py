@@ -29,6 +29,7 @@ latents (B, 16, T', H / 8, 2W / 8) with ``T' = (T - 1) / 4 + 1``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -199,10 +200,76 @@ class KnownFrames:
         m_rgb[0], m_xyz[0] = GUIDED_MASK_RGB, GUIDED_MASK_XYZ
         return cls(rgb, xyz, m_rgb, m_xyz)
 
+    @classmethod
+    def at_indices(
+        cls,
+        rgb: np.ndarray,
+        indices: Sequence[int],
+        frames: int,
+        xyz: np.ndarray | None = None,
+    ) -> KnownFrames:
+        """Whole frames known at ``indices`` (method 3.4 generalized): their RGB with
+        mask 1; their XYZ the plane init known approximately (mask 0.5, as frame 0 of the
+        image condition) or, when ``xyz`` is given, those points with mask 1.
+
+        Args:
+            rgb: (N, H, W, 3) in [0, 1], the frames at ``indices`` (in that order).
+            indices: N distinct frame indices in [0, frames).
+            xyz: optional (N, H, W, 3) model-space points of those frames.
+
+        ``indices = [0]`` is :meth:`first_frame`; every index is video to 4D.
+        """
+        rgb = np.asarray(rgb, dtype=np.float32)
+        idx = [int(i) for i in indices]
+        if rgb.ndim != 4 or rgb.shape[-1] != 3:
+            raise ValidationError(f"condition frames must be (N, H, W, 3), got {rgb.shape}")
+        check_indices(idx, frames)
+        if len(idx) != rgb.shape[0]:
+            raise ValidationError(f"{rgb.shape[0]} condition frames for {len(idx)} indices")
+        if xyz is not None and np.shape(xyz) != rgb.shape:
+            raise ValidationError(f"condition XYZ {np.shape(xyz)} does not match RGB {rgb.shape}")
+        H, W = rgb.shape[1:3]
+        out_rgb = np.zeros((frames, H, W, 3), np.float32)
+        out_xyz = np.zeros((frames, H, W, 3), np.float32)
+        m_rgb = np.zeros((frames, H, W), np.float32)
+        m_xyz = np.zeros((frames, H, W), np.float32)
+        out_rgb[idx], m_rgb[idx] = rgb, GUIDED_MASK_RGB
+        if xyz is None:
+            out_xyz[idx], m_xyz[idx] = plane_init(H, W), GUIDED_MASK_XYZ
+        else:
+            out_xyz[idx], m_xyz[idx] = np.asarray(xyz, dtype=np.float32), GUIDED_MASK_RGB
+        return cls(out_rgb, out_xyz, m_rgb, m_xyz)
+
+    def clip_image(self) -> NDArray[np.float32]:
+        """What the CLIP image encoder sees: the known RGB of frame 0, or of the first
+        frame with any known RGB when frame 0 has none (H, W, 3)."""
+        known = np.asarray(self.mask_rgb).reshape(self.frames, -1).max(axis=1) > 0
+        first = int(np.argmax(known)) if known.any() else 0
+        return np.asarray(self.rgb[first], dtype=np.float32)
+
+    def given_indices(self) -> list[int]:
+        """Frames whose RGB is wholly known (mask 1 everywhere)."""
+        m = np.asarray(self.mask_rgb).reshape(self.frames, -1)
+        return [int(i) for i in np.flatnonzero((m >= 1.0).all(axis=1))]
+
     def arrays(self) -> dict[str, np.ndarray]:
         """The four arrays by name, float32 and contiguous (for saving)."""
         return {k: np.ascontiguousarray(getattr(self, k), dtype=np.float32)
                 for k in ("rgb", "xyz", "mask_rgb", "mask_xyz")}  # fmt: skip
+
+
+def check_indices(indices: Sequence[int], frames: int) -> None:
+    """Condition frame indices: at least one, distinct, each in [0, frames)."""
+    if not indices:
+        raise ValidationError("no condition frame indices given")
+    bad = [i for i in indices if not 0 <= i < frames]
+    if bad:
+        raise ValidationError(
+            f"condition frame index {bad[0]} is out of range: the clip has {frames} frames "
+            f"(indices 0-{frames - 1})"
+        )
+    if len(set(indices)) != len(indices):
+        raise ValidationError(f"condition frame indices repeat: {list(indices)}")
 
 
 def known_condition(known: KnownFrames) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,6 +285,52 @@ def known_condition(known: KnownFrames) -> tuple[torch.Tensor, torch.Tensor]:
     video = fuse_width(rgb, xyz, VIDEO_WIDTH_AXIS).permute(3, 0, 1, 2)[None]  # (1, 3, T, H, 2W)
     mask = fuse_width(m_rgb, m_xyz, 2)[None]  # (1, T, H, 2W)
     return video.contiguous(), mask.contiguous()
+
+
+# -------------------------------------------------------------- motion strength
+#: The text slot that carries the motion code: the last of the 512 (a prompt is
+#: truncated to 511 tokens when a strength is given; short prompts leave it padding).
+MOTION_SLOT = -1
+
+
+def check_motion(strength: float | None) -> None:
+    """A motion strength is a number in [0, 1] (or None: the model chooses)."""
+    if strength is not None and not (np.isfinite(strength) and 0.0 <= strength <= 1.0):
+        raise ValidationError(f"motion strength must be in [0, 1], got {strength}")
+
+
+def motion_codes(dim: int) -> torch.Tensor:
+    """The two fixed codes (2, dim) whose blend says the motion strength: ``[static,
+    moving]``, orthogonal sign patterns with the RMS (1) of the layer-normed text states.
+
+    Fixed, not learned: the transformer's own text projection and cross-attention learn
+    to read them, so a model without motion training sees padding-like noise only when
+    a strength is asked for, and the weights stay those of the transformer alone."""
+    j = torch.arange(dim)
+    static = 1.0 - 2.0 * (j % 2).float()
+    moving = 1.0 - 2.0 * ((j // 2) % 2).float()
+    return torch.stack([static, moving])
+
+
+def with_motion(
+    prompt_embeds: torch.Tensor, strength: torch.Tensor, given: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Text states (B, L, D) with the motion code of ``strength`` (B,) in the motion slot
+    (where ``given`` (B,) bool is True; default all): ``(1 - s) static + s moving``.
+
+    Without a strength the slot keeps its padding (zeros): the model chooses the motion,
+    as 4DNeX does."""
+    B, _, D = prompt_embeds.shape
+    codes = motion_codes(D).to(prompt_embeds.device, prompt_embeds.dtype)
+    s = strength.to(prompt_embeds.device, prompt_embeds.dtype).view(B, 1)
+    code = (1.0 - s) * codes[0] + s * codes[1]  # (B, D)
+    if given is not None:
+        code = torch.where(
+            given.to(prompt_embeds.device).view(B, 1), code, prompt_embeds[:, MOTION_SLOT]
+        )
+    out = prompt_embeds.clone()
+    out[:, MOTION_SLOT] = code
+    return out
 
 
 # --------------------------------------------------------------------- 3. encoding
@@ -279,7 +392,12 @@ def model_condition(
 __all__ = [
     "LATENT_WIDTH_AXIS",
     "KnownFrames",
+    "MOTION_SLOT",
+    "check_indices",
+    "check_motion",
     "known_condition",
+    "motion_codes",
+    "with_motion",
     "RESIZE_POLICIES",
     "ResizePolicy",
     "condition_frame",

@@ -1,5 +1,9 @@
 """``4dnex generate IMAGE [IMAGE ...] --out DIR``: one 4D scene per image.
 
+Beyond one image (docs/control.md): ``--condition FILES_OR_VIDEO --at 0,8,16`` (frames
+known at any indices; every frame: video to 4D), ``--trajectory PRESET|FILE.json``
+(camera control) and ``--motion S`` (motion strength, 0 = a static world).
+
 Everything a user can get wrong (images, prompt file, output paths, model directory,
 LoRA files, settings) is checked before the model is loaded. Each scene is written
 atomically to ``DIR/<image stem>/`` with ``generation.json`` (every setting, the
@@ -8,6 +12,7 @@ seed, library versions).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +26,7 @@ from fourdnex.io.paths import check_output_not_input, safe_output_name
 from fourdnex.limits import check_int
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.pipeline.batch import is_finished, write_generated
-from fourdnex.pipeline.settings import DEFAULT_STEPS, GenerationSettings
+from fourdnex.pipeline.settings import DEFAULT_FRAMES, DEFAULT_STEPS, GenerationSettings
 from fourdnex.pipeline.speed import DISTILLED_GUIDANCE, DISTILLED_STEPS, SpeedSettings
 
 
@@ -33,9 +38,6 @@ class GenerateConfig:
     (runs on a CPU in seconds). --model takes a Wan2.1 I2V directory or hub id (with
     --lora, the released 4DNeX LoRA or one trained with `4dnex train`)."""
 
-    images: Annotated[list[Path], tyro.conf.Positional]
-    """Input images (PNG, JPEG, ...) or folders of them. Grayscale, RGBA and 16-bit images
-    are converted to RGB."""
     out: Path
     """Output directory; each image gets the scene directory OUT/<image stem>/ (characters
     other than letters, digits and _ . + - become _, leading dots are dropped)."""
@@ -82,6 +84,28 @@ class GenerateConfig:
     """Address of a running Ray cluster (default: start a local one)."""
     previews: bool = True
     """Also write rgb.mp4 and xyz.mp4 previews."""
+    condition: list[Path] = field(default_factory=list)
+    """Condition frames instead of IMAGE: image files (one per --at index) or one video;
+    one scene, OUT/<stem of the first>. Every frame given: video to 4D."""
+    at: str | None = None
+    """With --condition: the clip's frame indices of the condition frames, comma-separated
+    (e.g. 0,8,16), or "all" (the default when the condition has one frame per clip frame)."""
+    trajectory: str | None = None
+    """Camera control: a `4dnex render` preset (orbit, arc, pan, dolly-in, dolly-out,
+    spiral, zoom, static) placed about the image's camera, or a trajectory JSON file of
+    the clip's length at the generation size, in the model space of the scene generated
+    from the image (frame 0 = the image's camera)."""
+    motion: float | None = None
+    """Motion strength in [0, 1]: how much the world moves (0: a static world, the 3D
+    mode); default: the model chooses."""
+    images: Annotated[list[Path], tyro.conf.Positional] = field(default_factory=list)
+    """Input images (PNG, JPEG, ...) or folders of them. Grayscale, RGBA and 16-bit images
+    are converted to RGB."""
+
+    @property
+    def controlled(self) -> bool:
+        """Whether anything beyond the image condition is asked for."""
+        return bool(self.condition) or self.trajectory is not None or self.motion is not None
 
 
 def read_prompt(cfg: GenerateConfig) -> str | list[str]:
@@ -134,8 +158,6 @@ def run_on_ray(
     dirs: list[Path],
 ) -> int:  # fmt: skip
     """The images of ``cfg`` on Ray workers; exit status 1 if any image failed."""
-    import dataclasses
-
     from fourdnex.pipeline.batch import SceneJob, WorkerSpec, run_ray, summary
     from fourdnex.provenance import provenance, to_jsonable
 
@@ -165,7 +187,8 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
     """OUT/<name> per image, the name its stem made safe (``safe_output_name``: never
     ``.``, ``..``, empty or hidden); duplicate names, existing scenes and scene
     directories that are, contain or lie inside an input are errors."""
-    stems = [safe_output_name(p.stem) for p in cfg.images]
+    named = cfg.images or cfg.condition[:1]  # condition frames make one scene
+    stems = [safe_output_name(p.stem) for p in named]
     resumable = cfg.engine == "ray"  # finished scenes are skipped, not refused
     duplicates = sorted({s for s in stems if stems.count(s) > 1})
     if duplicates:
@@ -175,6 +198,8 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
     dirs = [cfg.out / s for s in stems]
     inputs = [
         *cfg.images,
+        *cfg.condition,
+        *([Path(cfg.trajectory)] if cfg.trajectory and cfg.trajectory.endswith(".json") else []),
         *([cfg.prompt_file] if cfg.prompt_file else []),
         *([cfg.lora] if cfg.lora else []),
         *([cfg.speed.extra_lora] if cfg.speed.extra_lora else []),
@@ -190,12 +215,79 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
     return dirs
 
 
+def parse_at(at: str | None, count: int, frames: int) -> list[int]:
+    """The clip indices of ``count`` condition frames from --at ("0,8,16" or "all");
+    without --at, a condition of one frame per clip frame is video to 4D."""
+    from fourdnex.pipeline.control import check_frames_request
+
+    if at is None:
+        if count != frames:
+            raise ValidationError(
+                f"--at is needed: which of the clip's {frames} frames the {count} condition "
+                "frames are (e.g. --at 0,8,16)"
+            )
+        return list(range(frames))
+    if at.strip() == "all":
+        indices = list(range(frames))
+    else:
+        try:
+            indices = [int(x) for x in at.split(",")]
+        except ValueError:
+            raise ValidationError(
+                f"--at must be comma-separated frame indices or 'all', got {at!r}"
+            ) from None
+    check_frames_request(indices, count, frames)
+    return indices
+
+
+def check_control(cfg: GenerateConfig) -> None:
+    """The combinations of --condition, --at, --trajectory and --motion that make sense."""
+    from fourdnex.condition import check_motion
+
+    check_motion(cfg.motion)
+    if cfg.condition and cfg.images:
+        raise ValidationError("give IMAGE or --condition frames, not both")
+    if cfg.at is not None and not cfg.condition:
+        raise ValidationError("--at says where the --condition frames are: give --condition")
+    if cfg.condition and cfg.trajectory is not None:
+        raise ValidationError("--trajectory conditions on one image: give IMAGE, not --condition")
+    if cfg.controlled and cfg.engine == "ray":
+        raise ValidationError("--condition, --trajectory and --motion run with --engine serial")
+
+
+def load_requested_trajectory(cfg: GenerateConfig, frames: int, sizes: list[tuple]) -> object:
+    """--trajectory as a preset name or a checked :class:`Trajectory` (length and size)."""
+    from fourdnex.geometry.trajectories import PRESETS, load_trajectory
+
+    assert cfg.trajectory is not None
+    if cfg.trajectory in PRESETS:
+        return cfg.trajectory
+    if not cfg.trajectory.endswith(".json"):
+        raise ValidationError(
+            f"--trajectory must be a preset ({', '.join(PRESETS)}) or a .json file, "
+            f"got {cfg.trajectory!r}"
+        )
+    traj = load_trajectory(cfg.trajectory)
+    if len(traj) != frames:
+        raise ValidationError(
+            f"--trajectory {cfg.trajectory} has {len(traj)} frames; the clip has {frames}"
+        )
+    for size in sizes:
+        if (traj.height, traj.width) != tuple(size):
+            raise ValidationError(
+                f"--trajectory {cfg.trajectory} is {traj.height}x{traj.width}; the generation "
+                f"size is {size[0]}x{size[1]}"
+            )
+    return traj
+
+
 def main(argv: list[str]) -> int:
     cfg = parse(GenerateConfig, args=argv, prog="4dnex generate")
     import torch
 
+    from fourdnex.condition import to_uint8_image
     from fourdnex.devices import resolve_device
-    from fourdnex.models.loading import resolve_model
+    from fourdnex.models.loading import TRANSFORMER, control_transformer, resolve_model
     from fourdnex.models.lora import check_lora_compatible, inspect_lora
     from fourdnex.models.small import read_model_card, resolve_model_name
     from fourdnex.pipeline import (
@@ -206,7 +298,12 @@ def main(argv: list[str]) -> int:
         load_image,
         resolve_resolution,
     )
-    from fourdnex.pipeline.images import aspect_note
+    from fourdnex.pipeline.control import (
+        generate_from_frames,
+        generate_with_trajectory,
+        read_condition_frames,
+    )
+    from fourdnex.pipeline.images import LoadedImage, aspect_note
     from fourdnex.pipeline.speed import apply_speed, inspect_extra_lora
     from fourdnex.provenance import provenance
     from fourdnex.sixd import RESOLUTION_AREA
@@ -224,26 +321,39 @@ def main(argv: list[str]) -> int:
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" else torch.float32
     )
+    check_control(cfg)
     cfg.images = expand_images(cfg.images)
     prompt = read_prompt(cfg)
-    if not cfg.images:
+    if not cfg.images and not cfg.condition:
         raise ValidationError("no images given")
     check_int(cfg.workers, "--workers", 1, 1024)
     check_int(cfg.num_gpus, "--num-gpus", 0, 1024)
-    loaded = [load_image(p) for p in cfg.images]
-    for item in loaded:
-        if item.note:
-            print(f"note: {item.path}: converted {item.note}")
     source = resolve_model(resolve_model_name(cfg.model))
     card = read_model_card(source.location) if source.local else None
     area = card.height * card.width if card and card.height and card.width else RESOLUTION_AREA
+    frames = settings.frames or (card.frames if card and card.frames else DEFAULT_FRAMES)
+    condition_frames = indices = None
+    if cfg.condition:
+        condition_frames = read_condition_frames(cfg.condition)
+        indices = parse_at(cfg.at, condition_frames.shape[0], frames)
+        loaded = [LoadedImage(str(cfg.condition[0]), to_uint8_image(condition_frames[0]))]
+    else:
+        loaded = [load_image(p) for p in cfg.images]
+    for item in loaded:
+        if item.note:
+            print(f"note: {item.path}: converted {item.note}")
+    sizes = []
     for item in loaded:
         height, width = resolve_resolution(
             item.image.size, settings.height, settings.width, area=area
         )
+        sizes.append((height, width))
         note = aspect_note(height, width)
         if note:
             print(f"note: {item.path}: {note}")
+    trajectory = None
+    if cfg.trajectory is not None:
+        trajectory = load_requested_trajectory(cfg, frames, sizes)
     dirs = scene_dirs(cfg)
     if cfg.model == SMALL_NAME and card is not None:
         print(
@@ -270,12 +380,14 @@ def main(argv: list[str]) -> int:
 
     # 2. Load once, place according to the memory mode.
     started = time.perf_counter()
+    subfolder = control_transformer(source) if cfg.controlled else TRANSFORMER
     pipe = FourDNeXPipeline.from_model(
         source.location,
         lora=cfg.lora,
         dtype=dtype,
         extra_lora=cfg.speed.extra_lora,
         extra_lora_scale=cfg.speed.extra_lora_scale,
+        transformer_subfolder=subfolder,
     )
     apply_memory(pipe, memory, device)
     if cfg.step_cache:
@@ -284,33 +396,57 @@ def main(argv: list[str]) -> int:
     load_s = time.perf_counter() - started
     name = SMALL_NAME if cfg.model == SMALL_NAME else str(source)
     extra = f" + extra LoRA {cfg.speed.extra_lora}" if cfg.speed.extra_lora else ""
-    print(f"loaded {name} ({cfg.lora or 'no LoRA'}{extra}) in {load_s:.1f} s on {device}")
+    which = f", {subfolder}/" if subfolder != TRANSFORMER else ""
+    print(f"loaded {name} ({cfg.lora or 'no LoRA'}{extra}{which}) in {load_s:.1f} s on {device}")
 
     # 3. Generate, writing each scene as soon as it exists.
     for start in range(0, len(loaded), cfg.batch_size):
         chunk = list(range(start, min(start + cfg.batch_size, len(loaded))))
         t0 = time.perf_counter()
+        extras: list[dict] = [{} for _ in chunk]
         try:
-            scenes = pipe.generate(
-                [loaded[i].image for i in chunk],
-                prompt if isinstance(prompt, str) else [prompt[i] for i in chunk],
-                settings,
-                batch_size=cfg.batch_size,
-                seeds=[settings.seed + i for i in chunk],
-            )
+            if condition_frames is not None:
+                assert indices is not None and isinstance(prompt, str)
+                scenes = [
+                    generate_from_frames(pipe, condition_frames, indices, prompt=prompt,
+                                         settings=settings, motion=cfg.motion)
+                ]  # fmt: skip
+            elif trajectory is not None:
+                scenes = []
+                for k, i in enumerate(chunk):
+                    cc = generate_with_trajectory(
+                        pipe, loaded[i].image, trajectory,  # type: ignore[arg-type]
+                        prompt=prompt if isinstance(prompt, str) else prompt[i],
+                        settings=dataclasses.replace(settings, seed=settings.seed + i),
+                        motion=cfg.motion,
+                    )  # fmt: skip
+                    scenes.append(cc.scene)
+                    extras[k]["trajectory"] = cc.trajectory.to_json()
+            else:
+                scenes = pipe.generate(
+                    [loaded[i].image for i in chunk],
+                    prompt if isinstance(prompt, str) else [prompt[i] for i in chunk],
+                    settings,
+                    batch_size=cfg.batch_size,
+                    seeds=[settings.seed + i for i in chunk],
+                    motion=cfg.motion,
+                )
         except torch.cuda.OutOfMemoryError:
             raise FourDNeXError(
                 f"out of GPU memory with --memory {cfg.memory}: try model-offload, "
                 "group-offload, fp8-model-offload or sequential-offload (see docs/model.md)"
             ) from None
         seconds = (time.perf_counter() - t0) / len(chunk)
-        for i, scene in zip(chunk, scenes, strict=True):
+        for k, (i, scene) in enumerate(zip(chunk, scenes, strict=True)):
             if loaded[i].note:
                 scene.meta.notes.insert(0, f"input converted: {loaded[i].note}")
-            scene.meta.extra["image"] = str(cfg.images[i])
+            scene.meta.extra["image"] = loaded[i].path
             record = provenance(cfg)
             record.update(
-                image=str(cfg.images[i]),
+                image=loaded[i].path,
+                condition=scene.meta.settings.get("condition", {"mode": "image"}),
+                motion_strength=cfg.motion,
+                **extras[k],
                 seed=settings.seed + i,
                 memory=memory,
                 device=str(device),

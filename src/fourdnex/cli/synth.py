@@ -4,6 +4,7 @@
 4dnex synth --count 100 --out dataset_dir            # training clips, seeds 0..99
 4dnex synth --count 20 --rgb-only --out videos_dir   # plain mp4 videos (curation tests)
 4dnex synth --count 100 --novel-views 0.5 --out dir  # half of them novel-view completion clips
+4dnex synth --count 100 --control --out dir  # condition frames, video, camera, motion labels
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from fourdnex.errors import FourDNeXError
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
 from fourdnex.synthetic import make_scene
+from fourdnex.synthetic.control import control_sample
 from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.synthetic.sample import SceneOptions, check_size
 
@@ -67,6 +69,14 @@ class SynthConfig:
     """With --count: the fraction of clips that are novel-view completion clips (the exact
     views along a drawn trajectory, with the render of the scene's points there as known
     frames; clip ids novel_<seed>); the rest are ordinary clips."""
+    control: bool = False
+    """With --count: every clip is a control clip: its objects move at a drawn strength
+    (the clip's motion label) and it knows a drawn condition: frame 0, whole frames at
+    drawn indices, every frame (video to 4D) or frame 0's points rendered into every
+    camera (camera control); clip ids control_<seed>. See docs/control.md."""
+    motion: float | None = None
+    """Scale every object's motion by this strength in [0, 1] (0: a static world); with
+    --control it replaces the drawn strength."""
     rgb_only: bool = False
     """Write only a folder of plain RGB mp4 videos (<id>.mp4 and videos.json with captions)."""
     previews: bool = True
@@ -83,6 +93,7 @@ class SynthConfig:
             num_objects=self.objects,
             fov_deg=self.fov,
             environment=self.environment,
+            motion_scale=1.0 if self.motion is None else self.motion,
         )
 
 
@@ -96,6 +107,10 @@ def _check(cfg: SynthConfig) -> None:
         raise FourDNeXError(f"--novel-views must be in [0, 1], got {cfg.novel_views}")
     if cfg.novel_views and (cfg.count is None or cfg.rgb_only):
         raise FourDNeXError("--novel-views makes training clips: it needs --count (not --rgb-only)")
+    if cfg.control and (cfg.count is None or cfg.rgb_only or cfg.novel_views):
+        raise FourDNeXError(
+            "--control makes training clips: it needs --count (not --rgb-only or --novel-views)"
+        )
     if cfg.count is not None and cfg.count < 1:
         raise FourDNeXError(f"--count must be >= 1, got {cfg.count}")
     out = cfg.out
@@ -119,6 +134,7 @@ def _scene(cfg: SynthConfig, seed: int) -> Scene4D:
         num_objects=o.num_objects,
         fov_deg=o.fov_deg,
         environment=o.environment,
+        motion_scale=o.motion_scale,
     )
 
 
@@ -140,7 +156,12 @@ def _scenes(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D]]:
 def _clips(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D | KnownClip]]:
     """The clips of a dataset: scenes, and completion clips where --novel-views draws them."""
     for seed in tqdm(range(cfg.seed, cfg.seed + n), desc="synth", unit="clip"):
-        if is_novel_view(seed, cfg.novel_views):
+        if cfg.control:
+            control = control_sample(
+                seed, cfg.frames, cfg.height, cfg.width, cfg.options(), motion=cfg.motion
+            )
+            yield f"control_{seed:06d}", control.clip
+        elif is_novel_view(seed, cfg.novel_views):
             case = novel_view_sample(seed, cfg.frames, cfg.height, cfg.width, cfg.options())
             known = case.rendered
             assert known.normalization is not None  # synthetic scenes are in world units

@@ -23,7 +23,10 @@ A clip directory ``clips/<id>/`` holds:
   ``height``, ``width``, ``fps``, ``caption``, ``xyz_normalization`` (the
   :class:`~fourdnex.sixd.XYZNormalization` record: world points are
   ``normalization.denormalize(xyz_model)``), ``geometry_bytes`` and ``source``
-  (where it came from, e.g. the synthetic scene description).
+  (where it came from, e.g. the synthetic scene description); optionally
+  ``motion_strength`` in [0, 1], the clip's motion label (how much its world moves, 0 =
+  static; a synthetic control clip's, `4dnex synth --control`), which training feeds as
+  the motion code (:func:`fourdnex.condition.with_motion`).
 
 Format version 1 clips (written before ``rgb.mkv`` existed) have only ``rgb.mp4``,
 which is then the RGB of record (decoded, lossy, cropped to H x W); they are still read.
@@ -51,7 +54,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 
 from fourdnex.cameras import check_intrinsics, check_rigid
-from fourdnex.condition import KnownFrames
+from fourdnex.condition import KnownFrames, check_motion
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
@@ -97,6 +100,7 @@ class Clip:
         source: provenance of the clip (JSON).
         path: the clip directory it was read from (``None`` if not on disk).
         condition: what is known before generation, when it is more than frame 0.
+        motion_strength: the clip's motion label in [0, 1], if it has one.
     """
 
     rgb: NDArray[np.float32]
@@ -110,6 +114,7 @@ class Clip:
     source: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
     condition: KnownFrames | None = None
+    motion_strength: float | None = None
 
     @property
     def frames(self) -> int:
@@ -155,6 +160,7 @@ def write_clip(
     in_new_folder: bool = False,
     normalization: XYZNormalization | None = None,
     condition: KnownFrames | None = None,
+    motion_strength: float | None = None,
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
@@ -176,6 +182,7 @@ def write_clip(
         normalization: the model-space transform to use instead of fitting one to this
             clip (e.g. a novel view kept in the model space of the scene it shows).
         condition: the clip's known frames (model space), stored as ``condition.safetensors``.
+        motion_strength: the clip's motion label in [0, 1] (``clip.json``).
     """
     scene = Scene4D(
         rgb=rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb,
@@ -199,6 +206,7 @@ def write_clip(
         scene.width,
     ):
         raise ValidationError("the clip's known frames must have the clip's frames and size")
+    check_motion(motion_strength)
     arrays: dict[str, np.ndarray] = {
         "xyz_model": xyz_model,
         "K": np.ascontiguousarray(scene.K),
@@ -224,6 +232,8 @@ def write_clip(
             "geometry_bytes": (tmp / GEOMETRY).stat().st_size,
             "source": source or {},
         }
+        if motion_strength is not None:
+            header["motion_strength"] = float(motion_strength)
         (tmp / CLIP_JSON).write_text(json.dumps(header, indent=2) + "\n")
     return Path(directory)
 
@@ -237,6 +247,8 @@ class KnownClip:
     scene: Scene4D
     known: KnownFrames
     normalization: XYZNormalization
+    motion: float | None = None
+    """The clip's motion label in [0, 1], if it has one."""
 
 
 def write_scene_clip(
@@ -269,6 +281,7 @@ def write_scene_clip(
         in_new_folder=in_new_folder,
         normalization=None if known is None else known.normalization,
         condition=None if known is None else known.known,
+        motion_strength=None if known is None else known.motion,
     )
 
 
@@ -351,7 +364,21 @@ def read_clip(directory: str | Path, rgb: bool = True) -> Clip:
         source=header.get("source", {}),
         path=directory,
         condition=condition,
+        motion_strength=_motion_label(directory, header),
     )
+
+
+def _motion_label(directory: Path, header: dict[str, Any]) -> float | None:
+    value = header.get("motion_strength")
+    if value is None:
+        return None
+    try:
+        check_motion(float(value))
+    except (TypeError, ValueError, ValidationError):
+        raise ClipFormatError(
+            f"{directory}: motion_strength must be a number in [0, 1], got {value!r}"
+        ) from None
+    return float(value)
 
 
 def validate_clip(directory: str | Path) -> None:

@@ -12,12 +12,14 @@ are mapped back with the same transform.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from fourdnex.cameras import backproject
 from fourdnex.condition import KnownFrames
+from fourdnex.errors import ValidationError
 from fourdnex.geometry.novel_view import NovelViews, render_trajectory
 from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.scene import Scene4D
@@ -76,3 +78,50 @@ def render_known(
     xyz = np.where(views.mask[..., None], xyz, 0.0).astype(np.float32)
     known = KnownFrames(views.rgb.astype(np.float32), xyz, mask, mask.copy())
     return KnownViews(known, views, normalization)
+
+
+#: Mask of what a camera-control render supplies (its RGB and XYZ where a point was
+#: drawn): known approximately, since the render shows the world as it was at frame 0
+#: (whatever moved since is in the wrong place), and holes are generated.
+CAMERA_RENDER_MASK = 0.5
+
+
+def camera_known(
+    first_rgb: np.ndarray,
+    first_xyz: np.ndarray,
+    trajectory: Trajectory,
+    *,
+    radius: int = 1,
+    normalization: XYZNormalization | None = None,
+) -> KnownFrames:
+    """The condition of camera-controlled generation: what frame 0 says about every
+    camera of ``trajectory``.
+
+    Frame 0 is the image (RGB mask 1) with its geometry known approximately (XYZ mask
+    0.5, the soft value of the 4DNeX plane init): frame 0 of the trajectory is the
+    image's camera. Every later frame is frame 0's points rendered into that frame's
+    camera (:func:`render_known`): RGB and XYZ where a point was drawn, with the mask
+    :data:`CAMERA_RENDER_MASK`, holes (and whatever moved) to generate.
+
+    Args:
+        first_rgb: (H, W, 3) in [0, 1], the image.
+        first_xyz: (H, W, 3) its points, in the frame of the trajectory's cameras (for a
+            generated scene: model space; for a training clip: world units, then
+            ``normalization`` maps them into model space).
+        trajectory: M cameras, frame 0 the image's.
+    """
+    rgb0 = np.asarray(first_rgb, dtype=np.float32)
+    xyz0 = np.asarray(first_xyz, dtype=np.float32)
+    if rgb0.shape != xyz0.shape or rgb0.ndim != 3:
+        raise ValidationError(f"first frame RGB {rgb0.shape} and XYZ {xyz0.shape} must match")
+    at_first = dataclasses.replace(trajectory, time=np.zeros(len(trajectory), np.int64))
+    scene = Scene4D(rgb=rgb0[None], xyz=xyz0[None])
+    views = render_known(scene, at_first, radius=radius, normalization=normalization)
+    k = views.known
+    rgb, xyz = k.rgb.copy(), k.xyz.copy()
+    m_rgb = k.mask_rgb * CAMERA_RENDER_MASK
+    m_xyz = k.mask_xyz * CAMERA_RENDER_MASK
+    xyz0_model = xyz0 if normalization is None else normalization.normalize(xyz0)
+    rgb[0], xyz[0] = rgb0, xyz0_model
+    m_rgb[0], m_xyz[0] = 1.0, CAMERA_RENDER_MASK
+    return KnownFrames(rgb, xyz, m_rgb, m_xyz)

@@ -69,14 +69,31 @@ TRANSFORMER = "transformer"
 #: A second transformer of a model directory, fine-tuned for novel-view completion
 #: (fourdnex-small ships one; `4dnex render --complete` uses it when present).
 COMPLETION_TRANSFORMER = "transformer_completion"
+#: The subfolder of a model directory that holds a transformer trained for the
+#: conditions beyond one image (frames at any index, video to 4D, camera control,
+#: motion strength; fourdnex-small may have one, see docs/control.md).
+CONTROL_TRANSFORMER = "transformer_control"
+
+
+def task_transformer(source: ModelSource, subfolder: str) -> str:
+    """The transformer subfolder a task runs with: ``subfolder`` where the (local) model
+    directory has it, else its only transformer."""
+    if source.local and (Path(source.location) / subfolder / "config.json").is_file():
+        return subfolder
+    return TRANSFORMER
 
 
 def completion_transformer(source: ModelSource) -> str:
     """The transformer subfolder completion runs with: the completion transformer where
     the (local) model directory has one, else its only transformer."""
-    if source.local and (Path(source.location) / COMPLETION_TRANSFORMER / "config.json").is_file():
-        return COMPLETION_TRANSFORMER
-    return TRANSFORMER
+    return task_transformer(source, COMPLETION_TRANSFORMER)
+
+
+def control_transformer(source: ModelSource) -> str:
+    """The transformer subfolder of conditioned generation (condition frames, a
+    trajectory, a motion strength): the control transformer where the model directory
+    has one, else its only transformer."""
+    return task_transformer(source, CONTROL_TRANSFORMER)
 
 
 def resolve_model(model: str | Path) -> ModelSource:

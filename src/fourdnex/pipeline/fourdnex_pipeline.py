@@ -28,6 +28,7 @@ from PIL import Image
 from fourdnex.condition import (
     KnownFrames,
     ResizePolicy,
+    check_motion,
     condition_video,
     encode_latents,
     known_condition,
@@ -35,6 +36,7 @@ from fourdnex.condition import (
     resize_image,
     to_uint8_image,
     vae_statistics,
+    with_motion,
 )
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
@@ -194,11 +196,13 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         settings: GenerationSettings | None = None,
         batch_size: int = 1,
         seeds: Sequence[int] | None = None,
+        motion: float | None = None,
     ) -> list[Scene4D]:
         """Generate one scene per image, up to ``batch_size`` images per denoising run.
 
         Image ``i`` uses ``seeds[i]`` (default ``settings.seed + i``) whatever the
         batching. Images whose resolutions differ are never batched together.
+        ``motion``: the motion strength in [0, 1] (see :meth:`__call__`).
         """
         s = settings or GenerationSettings()
         if batch_size < 1:
@@ -217,6 +221,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 [prompts[i] for i in group],
                 settings=s,
                 seeds=[seeds[i] for i in group],
+                motion=motion,
             )
             out.update(zip(group, scenes, strict=True))
             pending = [i for i in pending if i not in out]
@@ -230,6 +235,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         settings: GenerationSettings | None = None,
         seeds: Sequence[int] | None = None,
         known: Sequence[KnownFrames] | None = None,
+        motion: float | None = None,
     ) -> list[Scene4D]:
         """Generate a batch of scenes, one per image (all at one resolution).
 
@@ -242,6 +248,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 image, at the generation's frames and size; the images are then what
                 the CLIP image encoder sees: pass each one's known RGB of frame 0, as
                 training does). See :class:`fourdnex.condition.KnownFrames`.
+            motion: the motion strength in [0, 1] (0: a static world), given to the model
+                as the motion code in both guidance branches
+                (:func:`fourdnex.condition.with_motion`); None: the model chooses.
 
         Returns:
             One :class:`Scene4D` per image: ``rgb`` (T, H, W, 3) in [0, 1] and ``xyz``
@@ -251,6 +260,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         s = self.resolve_settings(settings or GenerationSettings())
         frames = s.frames
         assert frames is not None
+        check_motion(motion)
         if len(images) == 0:
             raise ValidationError("no images given")
         pil, notes = zip(*(as_pil(im) for im in images), strict=True)
@@ -277,6 +287,11 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         prompt_embeds = prompt_embeds.to(dtype)  # (B, 512, text_dim)
         if negative_embeds is not None:
             negative_embeds = negative_embeds.to(dtype)
+        if motion is not None:  # the motion code in the last text slot of both branches
+            strength = torch.full((B,), float(motion))
+            prompt_embeds = with_motion(prompt_embeds, strength)
+            if negative_embeds is not None:
+                negative_embeds = with_motion(negative_embeds, strength)
 
         # 3-6. The condition (one builder for training and inference, fourdnex.condition):
         #    the image at the generation size, [I0 | plane init] then zero frames, its VAE
@@ -339,7 +354,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             Scene4D(
                 rgb=rgb_np[b],
                 xyz=xyz_np[b],
-                meta=self._meta(s, prompts[b], full_prompts[b], seeds[b], H, W, notes[b]),
+                meta=self._meta(s, prompts[b], full_prompts[b], seeds[b], H, W, notes[b], motion),
             )
             for b in range(B)
         ]
@@ -375,7 +390,8 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         device: torch.device | str = "cpu",
     ) -> tuple[np.ndarray, torch.Tensor]:
         """The model condition of known frames (one per clip), as the latent cache builds
-        it; returns ``(known RGB of frame 0 (B, H, W, 3), condition (B, 20, T', h, 2w))``."""
+        it; returns ``(CLIP images (B, H, W, 3), condition (B, 20, T', h, 2w))`` (the
+        CLIP image: :meth:`~fourdnex.condition.KnownFrames.clip_image`)."""
         for k in known:
             if (k.frames, k.height, k.width) != (frames, height, width):
                 raise ValidationError(
@@ -387,7 +403,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
         mask = pack_mask_latent(torch.cat(masks))
         condition = model_condition(cond_latent.to(device), frames, height, width, mask=mask)
-        return np.stack([np.asarray(k.rgb[0], dtype=np.float32) for k in known]), condition
+        return np.stack([k.clip_image() for k in known]), condition
 
     def _predict(
         self,
@@ -420,6 +436,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         height: int,
         width: int,
         note: str,
+        motion: float | None = None,
     ) -> SceneMeta:
         notes = [n for n in (note, aspect_note(height, width)) if n]
         return SceneMeta(
@@ -440,6 +457,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 "xyz_latent": {"mean": self.xyz_stats.mean, "std": self.xyz_stats.std},
                 "resize": s.resize,
                 "clamp_xyz": s.clamp_xyz,
+                "motion_strength": motion,
                 "dtype": str(self._dtype()).removeprefix("torch."),
                 "speed": dict(speed_record(self)),
             },

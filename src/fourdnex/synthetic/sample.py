@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -63,6 +63,9 @@ class SceneOptions:
         num_objects: force the number of primitives (1..8).
         fov_deg: force the horizontal field of view.
         environment: force ``"room"`` or ``"outdoor"``.
+        motion_scale: every object's motion scaled by this factor in [0, 1] (distance,
+            angle, bounce height; 0 = a static world). The layout and the camera are
+            those of the seed at full motion: one scene at any motion strength.
     """
 
     static_scene: bool = False
@@ -72,8 +75,11 @@ class SceneOptions:
     num_objects: int | None = None
     fov_deg: float | None = None
     environment: str | None = None
+    motion_scale: float = 1.0
 
     def check(self) -> None:
+        if not 0.0 <= self.motion_scale <= 1.0:
+            raise ValidationError(f"motion_scale must be in [0, 1], got {self.motion_scale}")
         if self.camera_motion is not None and self.camera_motion not in CAMERA_MOTIONS:
             raise ValidationError(
                 f"unknown camera motion {self.camera_motion!r} (choose from {CAMERA_MOTIONS})"
@@ -126,7 +132,22 @@ def sample_spec(
         spec = SceneSpec(seed, frames, height, width, env, objects, camera)
         if _layout_ok(spec):
             break
-    return spec
+    return scale_motion(spec, opts.motion_scale)
+
+
+def scale_motion(spec: SceneSpec, scale: float) -> SceneSpec:
+    """The scene with every object's motion scaled by ``scale`` (0: all static)."""
+    if scale == 1.0:
+        return spec
+
+    def scaled(m: MotionSpec) -> MotionSpec:
+        if scale == 0.0 or not m.moves:
+            return MotionSpec()
+        return replace(m, distance=m.distance * scale, angle=m.angle * scale,
+                       height=m.height * scale)  # fmt: skip
+
+    objects = tuple(replace(o, motion=scaled(o.motion)) for o in spec.objects)
+    return replace(spec, objects=objects)
 
 
 def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:

@@ -30,6 +30,7 @@ def make_scene(
     num_objects: int | None = None,
     fov_deg: float | None = None,
     environment: str | None = None,
+    motion_scale: float = 1.0,
     shadows: bool = True,
 ) -> Scene4D:
     """Render the procedural scene of ``seed`` with its exact ground truth.
@@ -48,6 +49,7 @@ def make_scene(
         num_objects: force the number of primitives (1..8; drawn from 2..6 otherwise).
         fov_deg: force the horizontal field of view (drawn from 40..90 otherwise).
         environment: force ``"room"`` or ``"outdoor"``.
+        motion_scale: scale every object's motion (0 = static world, 1 = as drawn).
         shadows: cast shadows (a shading effect only: geometry is the same).
 
     Returns:
@@ -65,6 +67,7 @@ def make_scene(
         num_objects=num_objects,
         fov_deg=fov_deg,
         environment=environment,
+        motion_scale=motion_scale,
     )
     spec = sample_spec(seed, frames, height, width, options)
     return render_spec(spec, shadows=shadows)

@@ -28,3 +28,24 @@ def trained_condition(
     finally:
         hook.remove()
     return seen[0]
+
+
+def trained_text_states(
+    transformer: nn.Module,
+    entry: dict[str, torch.Tensor],
+    null_prompt: torch.Tensor,
+    settings: ObjectiveSettings,
+) -> torch.Tensor:
+    """The text states (1, 512, D) that :func:`flow_loss` gives ``transformer`` for one
+    cache entry (one forward pass, no gradient)."""
+    seen: list[torch.Tensor] = []
+    hook = transformer.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states"].clone()), with_kwargs=True
+    )
+    try:
+        with torch.no_grad():
+            flow_loss(transformer, {k: v[None] for k, v in entry.items()}, null_prompt, settings,
+                      torch.Generator())  # fmt: skip
+    finally:
+        hook.remove()
+    return seen[0]

@@ -20,8 +20,11 @@ An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / 8``, ``w = W / 8``):
   each in the same normalized units, so that training can use posterior samples
   (``mode + std * noise``, the released recipe) or the mode (a training setting).
 - ``prompt_embeds`` (512, D_text): the caption with the 4DNeX suffix.
-- ``image_embeds`` (N, D_image): CLIP penultimate states of the known RGB of frame 0
-  (the first RGB frame for the image condition).
+- ``image_embeds`` (N, D_image): CLIP penultimate states of the CLIP image of the known
+  frames (:meth:`fourdnex.condition.KnownFrames.clip_image`: frame 0's RGB for the image
+  condition).
+- ``motion`` (2,): ``[given, strength]``: the clip's motion label (``clip.json``
+  ``motion_strength``; given 1) or none (``[0, 0]``), fed as the motion code.
 
 Its metadata ``key`` hashes the clip's files (content), the settings and the model
 id: when any of them changes the entry is stale and is encoded again.
@@ -35,7 +38,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
@@ -53,8 +55,9 @@ from fourdnex.train.clipsource import ClipRef, list_clips, load_clip
 from fourdnex.train.encoder import LatentEncoder, prepare_modalities, to_vae_video
 
 CACHE_FORMAT = "fourdnex.latent_cache"
-#: Version 3: entries hold ``cond_mask`` (clips with known frames).
-CACHE_VERSION = 3
+#: Version 3: entries hold ``cond_mask`` (clips with known frames). Version 4: ``motion``
+#: (motion labels) and the CLIP image of known frames without frame 0.
+CACHE_VERSION = 4
 CACHE_JSON = "cache.json"
 ENTRIES_DIR = "entries"
 NULL_PROMPT_FILE = "null_prompt.safetensors"
@@ -167,7 +170,10 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
         "cond_latent_std": cond_std[0],
         "cond_mask": pack_mask_latent(pixel_mask)[0],
         "prompt_embeds": encoder.encode_prompts([prompt])[0],
-        "image_embeds": encoder.encode_images([np.asarray(known.rgb[0])])[0],
+        "image_embeds": encoder.encode_images([known.clip_image()])[0],
+        "motion": torch.tensor(
+            [0.0, 0.0] if clip.motion_strength is None else [1.0, clip.motion_strength]
+        ),
     }
     for name, t in tensors.items():
         if not torch.isfinite(t).all():

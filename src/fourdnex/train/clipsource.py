@@ -33,12 +33,14 @@ class ClipArrays:
         xyz: (T, H, W, 3) float32 model-space points (about [-1, 1]).
         caption: the clip's caption (without the 4DNeX suffix).
         condition: the clip's known frames when it has more than the first frame.
+        motion_strength: the clip's motion label in [0, 1], if it has one.
     """
 
     rgb: np.ndarray
     xyz: np.ndarray
     caption: str
     condition: KnownFrames | None = None
+    motion_strength: float | None = None
 
 
 def list_clips(data_dir: Path) -> list[ClipRef]:
@@ -58,4 +60,4 @@ def load_clip(ref: ClipRef) -> ClipArrays:
     xyz = np.asarray(clip.xyz_model, dtype=np.float32)
     if rgb.shape[:3] != xyz.shape[:3]:
         raise FourDNeXError(f"clip {ref.clip_id}: rgb {rgb.shape} and xyz {xyz.shape} differ")
-    return ClipArrays(rgb, xyz, str(clip.caption), clip.condition)
+    return ClipArrays(rgb, xyz, str(clip.caption), clip.condition, clip.motion_strength)

@@ -44,6 +44,9 @@ TINY_MODEL_ID = "tiny"
 #: Condition dropout for classifier-free guidance (the released code had none).
 TEXT_DROPOUT = 0.1
 IMAGE_DROPOUT = 0.05
+#: Share of labelled clips trained without their motion label (the model then chooses
+#: the motion, as 4DNeX does).
+MOTION_DROPOUT = 0.25
 
 MixedPrecision = Literal["no", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant"]
@@ -129,6 +132,9 @@ class TrainConfig:
     """Probability of replacing the prompt by the empty prompt (for CFG)."""
     image_dropout: float = IMAGE_DROPOUT
     """Probability of zeroing the CLIP image embedding (the first-frame latent stays)."""
+    motion_dropout: float = MOTION_DROPOUT
+    """Probability of training a clip with a motion label without it (clips without a
+    label never have one)."""
     vae_latents: Literal["sample", "mode"] = "sample"
     """VAE latents of the target and condition: posterior samples drawn per step (the
     released recipe; a little latent noise that the decoder tolerates) or the mode."""
@@ -181,7 +187,7 @@ class TrainConfig:
         for name in ("xyz_latent_mean", "xyz_latent_std"):
             if getattr(self, name) is not None:
                 check_float(getattr(self, name), name, -1e6, 1e6)
-        for name in ("text_dropout", "image_dropout", "min_lr_ratio"):
+        for name in ("text_dropout", "image_dropout", "motion_dropout", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("warmup_steps", "checkpoint_every", "keep_last", "validate_every"):

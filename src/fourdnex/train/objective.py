@@ -9,6 +9,10 @@
 3. Condition dropout: the prompt becomes the empty prompt with probability
    ``text_dropout``; the CLIP image embedding becomes zeros with ``image_dropout``
    (the first-frame condition latent is kept: the mask declares frame 0 known).
+   A clip's motion label goes into the text states as the motion code
+   (:func:`fourdnex.condition.with_motion`, after text dropout: the strength is its own
+   condition), dropped with ``motion_dropout`` so that the model also chooses the
+   motion itself, as 4DNeX does.
 4. Model input ``[x_s | mask | condition]`` (16 + 4 + 16 channels; the cached mask, the
    guided mask or that of the clip's known frames, and the condition, assembled by
    :func:`fourdnex.condition.model_condition` as in generation), timestep ``1000 s``;
@@ -23,7 +27,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fourdnex.condition import model_condition
+from fourdnex.condition import model_condition, with_motion
 from fourdnex.flow import (
     LossWeighting,
     TimestepSampling,
@@ -51,6 +55,7 @@ class ObjectiveSettings:
     loss_weighting: LossWeighting = "none"
     text_dropout: float = 0.0
     image_dropout: float = 0.0
+    motion_dropout: float = 0.0
     xyz_norm: XYZLatentNorm = XYZLatentNorm()
     vae_latents: VAELatents = "sample"
 
@@ -95,7 +100,7 @@ def flow_loss(
         batch: ``rgb_latent``, ``xyz_latent`` (B, 16, T', h, w), ``cond_latent``
             (B, 16, T', h, 2w), their ``*_std`` (same shapes), ``cond_mask``
             (B, 4, T', h, 2w), ``prompt_embeds``
-            (B, 512, D), ``image_embeds`` (B, N, D').
+            (B, 512, D), ``image_embeds`` (B, N, D'), optionally ``motion`` (B, 2).
         null_prompt: (512, D) embedding of the empty prompt.
         generator: CPU generator for noise, noise levels and dropout (reproducible).
     """
@@ -108,10 +113,14 @@ def flow_loss(
     sigma = sample_sigmas(B, settings.timesteps, generator, device=device)
     drop_text = torch.rand(B, generator=generator) < settings.text_dropout
     drop_image = torch.rand(B, generator=generator) < settings.image_dropout
+    drop_motion = torch.rand(B, generator=generator) < settings.motion_dropout
 
     prompt = batch["prompt_embeds"].to(device, dtype)
     null = null_prompt.to(device, dtype).expand_as(prompt)
     prompt = torch.where(drop_text.to(device)[:, None, None], null, prompt)
+    if "motion" in batch:  # (B, 2): given, strength
+        motion = batch["motion"]
+        prompt = with_motion(prompt, motion[:, 1], (motion[:, 0] > 0) & ~drop_motion)
     image = batch["image_embeds"].to(device, dtype)
     image = image * (~drop_image).to(device, dtype)[:, None, None]
 

@@ -33,6 +33,7 @@ SAMPLE_KEYS = (
     "cond_mask",
     "prompt_embeds",
     "image_embeds",
+    "motion",
 )
 #: Mixes the seed and the epoch into one permutation seed.
 _EPOCH_PRIME = 1_000_003

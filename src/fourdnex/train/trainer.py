@@ -216,15 +216,16 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     if export is None and main:
         export = unwrapped
     objective = ObjectiveSettings(
-        cfg.frames,
-        cfg.height,
-        cfg.width,
-        cfg.timesteps,
-        cfg.loss_weighting,
-        cfg.text_dropout,
-        cfg.image_dropout,
-        xyz_latent_norm(cfg, location),
-        cfg.vae_latents,
+        frames=cfg.frames,
+        height=cfg.height,
+        width=cfg.width,
+        timesteps=cfg.timesteps,
+        loss_weighting=cfg.loss_weighting,
+        text_dropout=cfg.text_dropout,
+        image_dropout=cfg.image_dropout,
+        motion_dropout=cfg.motion_dropout,
+        xyz_norm=xyz_latent_norm(cfg, location),
+        vae_latents=cfg.vae_latents,
     )
     return Run(cfg, accelerator, kind, accumulation, location, model, optimizer, unwrapped,
                export, params, names, entries, null_prompt, objective, latest)  # fmt: skip

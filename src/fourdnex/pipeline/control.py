@@ -1,0 +1,249 @@
+"""Conditioned generation beyond one image: condition frames at any indices, video to
+4D, camera control and motion strength, with the one condition path of
+:mod:`fourdnex.condition` (what the latent cache trains with, `4dnex synth --control`).
+
+- :func:`generate_from_frames`: whole frames known at ``indices`` (RGB mask 1, the XYZ
+  the plane init at mask 0.5, or given points at mask 1); every index is video to 4D
+  (the model then only adds the geometry of a real clip).
+- :func:`generate_with_trajectory`: frame 0's geometry rendered into every camera of a
+  trajectory (:func:`fourdnex.geometry.known_views.camera_known`). The geometry is a
+  first pass of the model from the image (the plane init refined), or given points;
+  a preset is placed about the image's camera as `4dnex render` places it.
+- ``motion``: the motion strength in [0, 1] (0: a static world), the motion code in
+  the text states (:func:`fourdnex.condition.with_motion`), for either of them or for
+  the plain image condition.
+
+Every scene records what was conditioned in ``meta.settings["condition"]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from fourdnex.condition import KnownFrames, check_indices, check_motion, resize_frames
+from fourdnex.errors import ValidationError
+from fourdnex.geometry.trajectories import PRESETS, Trajectory, make_trajectory
+from fourdnex.pipeline.settings import GenerationSettings
+from fourdnex.scene import Scene4D
+
+if TYPE_CHECKING:
+    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+
+#: Condition modes recorded in ``meta.settings["condition"]["mode"]``.
+CONDITION_MODES = ("image", "frames", "video", "camera")
+#: Splat radius of the camera-control render (the `4dnex render` default).
+CAMERA_RENDER_RADIUS = 1
+
+
+def load_control_pipeline(
+    model: str, lora: str | Path | None = None, dtype: torch.dtype = torch.float32
+) -> FourDNeXPipeline:
+    """The pipeline of conditioned generation: the model directory's control transformer
+    when it has one, else its transformer."""
+    from fourdnex.models.loading import control_transformer, resolve_model
+    from fourdnex.models.small import resolve_model_name
+    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+
+    source = resolve_model(resolve_model_name(model))
+    return FourDNeXPipeline.from_model(
+        source.location, lora=lora, dtype=dtype,
+        transformer_subfolder=control_transformer(source),
+    )  # fmt: skip
+
+
+def _settings(pipe: FourDNeXPipeline, settings: GenerationSettings | None,
+              height: int, width: int) -> GenerationSettings:  # fmt: skip
+    s = pipe.resolve_settings(settings or GenerationSettings())
+    return dataclasses.replace(s, height=height, width=width)
+
+
+def check_frames_request(indices: Sequence[int], count: int, frames: int) -> None:
+    """Condition frames: as many as indices, no more than the clip has, indices valid."""
+    if count > frames:
+        raise ValidationError(f"{count} condition frames for a clip of {frames} frames")
+    check_indices(list(indices), frames)
+    if count != len(indices):
+        raise ValidationError(f"{count} condition frames for {len(indices)} indices (--at)")
+
+
+def generate_from_frames(
+    pipe: FourDNeXPipeline,
+    frames: np.ndarray,
+    indices: Sequence[int],
+    *,
+    prompt: str = "",
+    settings: GenerationSettings | None = None,
+    motion: float | None = None,
+    xyz: np.ndarray | None = None,
+) -> Scene4D:
+    """A scene whose frames at ``indices`` are the given ones.
+
+    Args:
+        frames: (N, H0, W0, 3) RGB in [0, 1] (any size: brought to the generation size
+            of the first by the settings' resize policy).
+        indices: N distinct frame indices of the clip (the model's clip length unless
+            ``settings.frames`` says otherwise); all of them: video to 4D.
+        xyz: optional (N, H, W, 3) model-space points of those frames, at the
+            generation size (known with mask 1 instead of the plane init).
+        motion: the motion strength in [0, 1], or None (the model chooses).
+    """
+    rgb = np.asarray(frames, dtype=np.float32)
+    if rgb.ndim != 4 or rgb.shape[-1] != 3:
+        raise ValidationError(f"condition frames must be (N, H, W, 3), got {rgb.shape}")
+    check_motion(motion)
+    T = (settings.frames if settings and settings.frames else None) or pipe.default_frames
+    check_frames_request(indices, rgb.shape[0], T)
+    s0 = settings or GenerationSettings()
+    H, W = pipe.resolution((rgb.shape[2], rgb.shape[1]), s0)
+    s = _settings(pipe, dataclasses.replace(s0, frames=T), H, W)
+    rgb = resize_frames(rgb, H, W, s.resize)
+    known = KnownFrames.at_indices(rgb, list(indices), T, xyz=xyz)
+    scene = pipe([known.clip_image()], prompt, settings=s, known=[known], motion=motion)[0]
+    mode = "video" if len(indices) == T else "frames"
+    scene.meta.settings["condition"] = {
+        "mode": mode, "indices": [int(i) for i in indices],
+        "xyz": "plane init (mask 0.5)" if xyz is None else "given (mask 1)",
+    }  # fmt: skip
+    return scene
+
+
+@dataclass
+class CameraControl:
+    """A camera-controlled generation: the ``scene``, the ``trajectory`` it was asked to
+    follow (in the scene's model space), the condition (``known``) and the first pass
+    that gave frame 0's geometry (None when it was given)."""
+
+    scene: Scene4D
+    trajectory: Trajectory
+    known: KnownFrames
+    first_pass: Scene4D | None
+
+
+def preset_about_first_frame(
+    preset: str, first_xyz: np.ndarray, frames: int, **preset_args: Any
+) -> Trajectory:
+    """A `4dnex render` preset about the image's camera: frame 0's points registered
+    (intrinsics, camera, depth), the preset's offsets applied to that camera."""
+    from fourdnex.geometry.register import register
+
+    if preset not in PRESETS:
+        raise ValidationError(f"unknown trajectory preset {preset!r} (one of {', '.join(PRESETS)})")
+    reg = register(np.asarray(first_xyz, dtype=np.float32)[None])
+    return make_trajectory(
+        preset, reg.K.astype(np.float64), reg.cam2world.astype(np.float64), reg.depth,
+        frames=frames, **preset_args,
+    )  # fmt: skip
+
+
+def generate_with_trajectory(
+    pipe: FourDNeXPipeline,
+    image: Any,
+    trajectory: Trajectory | str,
+    *,
+    prompt: str = "",
+    settings: GenerationSettings | None = None,
+    motion: float | None = None,
+    first_xyz: np.ndarray | None = None,
+    preset_args: dict[str, Any] | None = None,
+) -> CameraControl:
+    """A scene from ``image`` whose camera follows ``trajectory``.
+
+    Args:
+        image: a PIL image or (H, W, 3) array (the first frame; its camera is frame 0
+            of the trajectory).
+        trajectory: a :class:`Trajectory` of the clip's length at the generation size,
+            its cameras in the model space of the scene (for a trajectory file: as
+            `4dnex render` writes them for a scene generated from this image), or the
+            name of a render preset (placed about the image's camera).
+        first_xyz: optional (H, W, 3) model-space points of the image at the generation
+            size; default: a first pass of the model from the image (with ``motion``).
+        preset_args: ``angle_deg``, ``distance``, ``zoom``, ``follow`` of a preset.
+
+    Raises:
+        ValidationError: a trajectory of the wrong length or size, a bad strength.
+    """
+    from fourdnex.condition import resize_image
+    from fourdnex.geometry.known_views import camera_known
+    from fourdnex.pipeline.images import as_pil
+
+    check_motion(motion)
+    pil, _ = as_pil(image)
+    s0 = settings or GenerationSettings()
+    H, W = pipe.resolution(pil.size, s0)
+    s = _settings(pipe, s0, H, W)
+    T = s.frames
+    assert T is not None
+    if isinstance(trajectory, Trajectory) and (
+        len(trajectory) != T or (trajectory.height, trajectory.width) != (H, W)
+    ):
+        raise ValidationError(
+            f"the trajectory has {len(trajectory)} frames of {trajectory.height}x"
+            f"{trajectory.width}; this generation needs {T} frames of {H}x{W}"
+        )
+    if isinstance(trajectory, str) and trajectory not in PRESETS:
+        raise ValidationError(
+            f"unknown trajectory preset {trajectory!r} (one of {', '.join(PRESETS)})"
+        )
+    rgb0 = resize_image(pil, H, W, s.resize)
+    first_pass = None
+    if first_xyz is None:
+        first_pass = pipe([rgb0], prompt, settings=s, motion=motion)[0]
+        xyz0 = first_pass.xyz[0]
+    else:
+        xyz0 = np.asarray(first_xyz, dtype=np.float32)
+        if xyz0.shape != (H, W, 3):
+            raise ValidationError(f"first_xyz must be ({H}, {W}, 3), got {xyz0.shape}")
+    if isinstance(trajectory, str):
+        name = trajectory
+        trajectory = preset_about_first_frame(name, xyz0, T, **(preset_args or {}))
+        described: Any = {"preset": name, **(preset_args or {})}
+    else:
+        described = "given"
+    known = camera_known(rgb0, xyz0, trajectory, radius=CAMERA_RENDER_RADIUS)
+    scene = pipe([rgb0], prompt, settings=s, known=[known], motion=motion)[0]
+    scene.meta.settings["condition"] = {
+        "mode": "camera",
+        "trajectory": described,
+        "first_xyz": "first pass" if first_pass is not None else "given",
+        "known_fraction": _known_fraction(known),
+    }
+    return CameraControl(scene, trajectory, known, first_pass)
+
+
+def _known_fraction(known: KnownFrames) -> list[float]:
+    """Per frame, the fraction of pixels whose RGB the condition supplies."""
+    return [round(float(x), 4) for x in (np.asarray(known.mask_rgb) > 0).mean(axis=(1, 2))]
+
+
+def read_condition_frames(paths: Sequence[str | Path]) -> NDArray[np.float32]:
+    """Condition frames from image files, or from one video file: (N, H, W, 3) in [0, 1].
+
+    Images must share one size; a video gives all of its frames."""
+    from fourdnex.io.video_files import read_video
+    from fourdnex.pipeline.images import load_image
+
+    files = [Path(p) for p in paths]
+    if not files:
+        raise ValidationError("no condition frames given")
+    videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
+    if videos:
+        if len(files) != 1:
+            raise ValidationError("give one video or images as condition frames, not both")
+        return np.asarray(read_video(files[0]), dtype=np.float32) / 255.0
+    images = [np.asarray(load_image(p).image, dtype=np.float32) / 255.0 for p in files]
+    sizes = {im.shape for im in images}
+    if len(sizes) != 1:
+        raise ValidationError(f"condition images differ in size: {sorted(sizes)}")
+    return np.stack(images)
+
+
+#: File suffixes read as a condition video.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
