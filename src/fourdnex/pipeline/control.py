@@ -83,6 +83,7 @@ def generate_from_frames(
     settings: GenerationSettings | None = None,
     motion: float | None = None,
     xyz: np.ndarray | None = None,
+    keep_given: bool = True,
 ) -> Scene4D:
     """A scene whose frames at ``indices`` are the given ones.
 
@@ -94,6 +95,9 @@ def generate_from_frames(
         xyz: optional (N, H, W, 3) model-space points of those frames, at the
             generation size (known with mask 1 instead of the plane init).
         motion: the motion strength in [0, 1], or None (the model chooses).
+        keep_given: the scene's RGB at ``indices`` is the given frames (at the generation
+            size); False keeps the model's own RGB there (what the benchmark measures).
+            The XYZ is the model's everywhere.
     """
     rgb = np.asarray(frames, dtype=np.float32)
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
@@ -107,10 +111,15 @@ def generate_from_frames(
     rgb = resize_frames(rgb, H, W, s.resize)
     known = KnownFrames.at_indices(rgb, list(indices), T, xyz=xyz)
     scene = pipe([known.clip_image()], prompt, settings=s, known=[known], motion=motion)[0]
+    if keep_given:
+        out = scene.rgb.copy()
+        out[list(indices)] = rgb
+        scene = scene.replace(rgb=out)
     mode = "video" if len(indices) == T else "frames"
     scene.meta.settings["condition"] = {
         "mode": mode, "indices": [int(i) for i in indices],
         "xyz": "plane init (mask 0.5)" if xyz is None else "given (mask 1)",
+        "rgb_at_indices": "the given frames" if keep_given else "generated",
     }  # fmt: skip
     return scene
 
