@@ -100,15 +100,20 @@ def test_mask_of_frames_at_any_index_follows_wans_latent_layout(indices: list[in
 
 
 # ------------------------------------------------------------------------ motion code
-def test_motion_code_sits_in_the_last_text_slot_only_when_given() -> None:
+def test_motion_code_fills_the_text_padding_only_when_given() -> None:
     codes = motion_codes(64)
     assert torch.allclose(codes.pow(2).mean(1), torch.ones(2)) and codes[0] @ codes[1] == 0
     states = torch.randn(3, 512, 64)
+    states[:, 40:] = 0.0  # Wan pads the encoded prompt with zeros
+    states[1, 40:] = 1.0  # a prompt of 512 tokens: only the last slot carries the code
     out = with_motion(states, torch.tensor([0.0, 0.5, 1.0]), torch.tensor([True, True, False]))
-    assert torch.equal(out[:, :MOTION_SLOT], states[:, :MOTION_SLOT])
-    assert torch.equal(out[0, MOTION_SLOT], codes[0])
+    assert torch.equal(out[:, :40], states[:, :40])
+    assert (out[0, 40:] == codes[0]).all()
+    assert torch.equal(out[1, 40:500], states[1, 40:500]) and torch.equal(
+        out[1, 500:-1], states[1, 500:-1]
+    )
     assert torch.equal(out[1, MOTION_SLOT], 0.5 * codes[0] + 0.5 * codes[1])
-    assert torch.equal(out[2, MOTION_SLOT], states[2, MOTION_SLOT])
+    assert torch.equal(out[2], states[2])
 
 
 def test_motion_scale_keeps_the_scene_and_scales_its_motion() -> None:

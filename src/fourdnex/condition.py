@@ -288,8 +288,8 @@ def known_condition(known: KnownFrames) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # -------------------------------------------------------------- motion strength
-#: The text slot that carries the motion code: the last of the 512 (a prompt is
-#: truncated to 511 tokens when a strength is given; short prompts leave it padding).
+#: The text slot that always carries the motion code: the last of the 512 (a prompt of
+#: 512 tokens loses its last one when a strength is given).
 MOTION_SLOT = -1
 
 
@@ -304,33 +304,39 @@ def motion_codes(dim: int) -> torch.Tensor:
     moving]``, orthogonal sign patterns with the RMS (1) of the layer-normed text states.
 
     Fixed, not learned: the transformer's own text projection and cross-attention learn
-    to read them, so a model without motion training sees padding-like noise only when
-    a strength is asked for, and the weights stay those of the transformer alone."""
+    to read them, and the weights stay those of the transformer alone."""
     j = torch.arange(dim)
     static = 1.0 - 2.0 * (j % 2).float()
     moving = 1.0 - 2.0 * ((j // 2) % 2).float()
     return torch.stack([static, moving])
 
 
+def motion_slots(prompt_embeds: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the text slots the motion code fills: the padding (Wan pads the
+    encoded prompt with zeros to 512 slots) and always the last slot."""
+    slots = (prompt_embeds == 0).all(dim=-1)
+    slots[:, MOTION_SLOT] = True
+    return slots
+
+
 def with_motion(
     prompt_embeds: torch.Tensor, strength: torch.Tensor, given: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Text states (B, L, D) with the motion code of ``strength`` (B,) in the motion slot
-    (where ``given`` (B,) bool is True; default all): ``(1 - s) static + s moving``.
+    """Text states (B, L, D) with the motion code of ``strength`` (B,) in the motion slots
+    (:func:`motion_slots`; where ``given`` (B,) bool is True, default all):
+    ``(1 - s) static + s moving``.
 
-    Without a strength the slot keeps its padding (zeros): the model chooses the motion,
-    as 4DNeX does."""
+    The code fills every padding slot rather than one, so that cross-attention, which
+    attends over all 512 slots, cannot average it away. Without a strength the padding
+    stays zeros: the model chooses the motion, as 4DNeX does."""
     B, _, D = prompt_embeds.shape
     codes = motion_codes(D).to(prompt_embeds.device, prompt_embeds.dtype)
-    s = strength.to(prompt_embeds.device, prompt_embeds.dtype).view(B, 1)
-    code = (1.0 - s) * codes[0] + s * codes[1]  # (B, D)
+    s = strength.to(prompt_embeds.device, prompt_embeds.dtype).view(B, 1, 1)
+    code = ((1.0 - s) * codes[0] + s * codes[1]).expand_as(prompt_embeds)  # (B, L, D)
+    fill = motion_slots(prompt_embeds)
     if given is not None:
-        code = torch.where(
-            given.to(prompt_embeds.device).view(B, 1), code, prompt_embeds[:, MOTION_SLOT]
-        )
-    out = prompt_embeds.clone()
-    out[:, MOTION_SLOT] = code
-    return out
+        fill &= given.to(prompt_embeds.device).view(B, 1)
+    return torch.where(fill[..., None], code, prompt_embeds)
 
 
 # --------------------------------------------------------------------- 3. encoding
@@ -397,6 +403,7 @@ __all__ = [
     "check_motion",
     "known_condition",
     "motion_codes",
+    "motion_slots",
     "with_motion",
     "RESIZE_POLICIES",
     "ResizePolicy",
