@@ -261,7 +261,7 @@ def test_generate_beyond_one_image_on_the_command_line(tmp_path: Path, capsys) -
                  "--overwrite"]) == 0  # fmt: skip
     record = json.loads((out / "f00" / "generation.json").read_text())
     assert record["condition"]["mode"] == "camera" and len(record["trajectory"]["frames"]) == 17
-    assert "loaded fourdnex-small" in capsys.readouterr().out
+    assert "transformer_control/" in capsys.readouterr().out  # the bundled control transformer
 
 
 @pytest.mark.parametrize(
