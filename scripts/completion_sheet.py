@@ -11,16 +11,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fourdnex.eval.completion import inpaint_telea  # noqa: E402
-from fourdnex.pipeline import GenerationSettings  # noqa: E402
-from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline  # noqa: E402
-from fourdnex.synthetic.novel_views import novel_view_sample  # noqa: E402
+from fourdnex.eval.completion import inpaint_telea
+from fourdnex.eval.sheet import write_frame_grid
+from fourdnex.pipeline import GenerationSettings
+from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
+from fourdnex.synthetic.novel_views import novel_view_sample
 
 COLUMNS = (0, 4, 8, 12, 16)
 
@@ -47,21 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             ("model", done.rgb),
             ("exact", case.target.rgb),
         ]
-    fig, axes = plt.subplots(
-        len(rows), len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.35 * len(rows))
-    )
-    for r, (label, video) in enumerate(rows):
-        for c, t in enumerate(COLUMNS):
-            ax = axes[r, c]
-            ax.imshow(np.clip(video[t], 0, 1), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"frame {t}", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    write_frame_grid(args.out, rows, COLUMNS)
     print(f"wrote {args.out}")
     return 0
 

@@ -12,22 +12,19 @@ import argparse
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from fourdnex.data.clips import model_space_cameras  # noqa: E402
-from fourdnex.geometry.known_views import scene_normalization  # noqa: E402
-from fourdnex.geometry.trajectories import Trajectory  # noqa: E402
-from fourdnex.pipeline import GenerationSettings  # noqa: E402
-from fourdnex.pipeline.control import (  # noqa: E402
+from fourdnex.data.clips import model_space_cameras
+from fourdnex.eval.sheet import write_frame_grid
+from fourdnex.geometry.known_views import scene_normalization
+from fourdnex.geometry.trajectories import Trajectory
+from fourdnex.pipeline import GenerationSettings
+from fourdnex.pipeline.control import (
     generate_from_frames,
     generate_with_trajectory,
     load_control_pipeline,
 )
-from fourdnex.synthetic import make_scene  # noqa: E402
+from fourdnex.synthetic import make_scene
 
 COLUMNS = (0, 4, 8, 12, 16)
 
@@ -74,21 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         ("motion 0\nXYZ", xyz_colors(still.xyz)),
         ("motion 1\nXYZ", xyz_colors(moving.xyz)),
     ]
-    fig, axes = plt.subplots(
-        len(rows), len(COLUMNS), figsize=(1.9 * len(COLUMNS), 1.35 * len(rows))
-    )
-    for r, (label, frames) in enumerate(rows):
-        for c, t in enumerate(COLUMNS):
-            ax = axes[r, c]
-            ax.imshow(np.clip(frames[t], 0, 1), interpolation="nearest")
-            ax.set_xticks([]), ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"frame {t}", fontsize=8)
-            if c == 0:
-                ax.set_ylabel(label, fontsize=8)
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
+    write_frame_grid(args.out, rows, COLUMNS)
     print(f"wrote {args.out}")
     return 0
 

@@ -102,3 +102,29 @@ def write_sheet(path: str | Path, entries: list[SheetEntry], columns: int = SHEE
         fig.savefig(tmp, dpi=SHEET_DPI, format="png")
     plt.close(fig)
     return out
+
+
+def write_frame_grid(
+    path: str | Path, rows: list[tuple[str, np.ndarray]], frames: tuple[int, ...]
+) -> Path:
+    """A grid picture (PNG, atomically): one row per ``(label, video (T, H, W, 3) in
+    [0, 1])``, one column per frame index of ``frames``."""
+    fig, axes = plt.subplots(
+        len(rows), len(frames), figsize=(1.9 * len(frames), 1.35 * len(rows)), squeeze=False
+    )
+    for r, (label, video) in enumerate(rows):
+        for c, t in enumerate(frames):
+            ax = axes[r, c]
+            ax.imshow(np.clip(video[t], 0, 1), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {t}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path

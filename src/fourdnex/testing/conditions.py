@@ -9,17 +9,20 @@ from torch import nn
 from fourdnex.train.objective import ObjectiveSettings, flow_loss
 
 
-def trained_condition(
+def _seen_by_transformer(
     transformer: nn.Module,
     entry: dict[str, torch.Tensor],
     null_prompt: torch.Tensor,
     settings: ObjectiveSettings,
-) -> torch.Tensor:
-    """The mask and condition channels (1, 20, T', h, 2w) that :func:`flow_loss` gives
-    ``transformer`` for one cache entry (one forward pass, no gradient)."""
-    seen: list[torch.Tensor] = []
+) -> dict[str, torch.Tensor]:
+    """The keyword inputs :func:`flow_loss` gives ``transformer`` for one cache entry
+    (one forward pass, no gradient)."""
+    seen: list[dict[str, torch.Tensor]] = []
     hook = transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(kw["hidden_states"][:, 16:].clone()), with_kwargs=True
+        lambda m, a, kw: seen.append(
+            {k: v.clone() for k, v in kw.items() if isinstance(v, torch.Tensor)}
+        ),  # fmt: skip
+        with_kwargs=True,
     )
     try:
         with torch.no_grad():
@@ -28,6 +31,16 @@ def trained_condition(
     finally:
         hook.remove()
     return seen[0]
+
+
+def trained_condition(
+    transformer: nn.Module,
+    entry: dict[str, torch.Tensor],
+    null_prompt: torch.Tensor,
+    settings: ObjectiveSettings,
+) -> torch.Tensor:
+    """The mask and condition channels (1, 20, T', h, 2w) the transformer is fed."""
+    return _seen_by_transformer(transformer, entry, null_prompt, settings)["hidden_states"][:, 16:]
 
 
 def trained_text_states(
@@ -36,16 +49,5 @@ def trained_text_states(
     null_prompt: torch.Tensor,
     settings: ObjectiveSettings,
 ) -> torch.Tensor:
-    """The text states (1, 512, D) that :func:`flow_loss` gives ``transformer`` for one
-    cache entry (one forward pass, no gradient)."""
-    seen: list[torch.Tensor] = []
-    hook = transformer.register_forward_pre_hook(
-        lambda m, a, kw: seen.append(kw["encoder_hidden_states"].clone()), with_kwargs=True
-    )
-    try:
-        with torch.no_grad():
-            flow_loss(transformer, {k: v[None] for k, v in entry.items()}, null_prompt, settings,
-                      torch.Generator())  # fmt: skip
-    finally:
-        hook.remove()
-    return seen[0]
+    """The text states (1, 512, D) the transformer is fed."""
+    return _seen_by_transformer(transformer, entry, null_prompt, settings)["encoder_hidden_states"]
