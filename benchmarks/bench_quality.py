@@ -9,8 +9,11 @@ Scenes: ``fourdnex.synthetic.make_scene(seed, T, H, W)`` for seeds from
 - ``frozen``: frame 0's RGB and XYZ repeated (a still 4D scene);
 - ``model`` (with ``--model``): ``fourdnex-small`` (the bundled model), a Wan2.1 I2V
   directory or hub id (+ ``--lora``), generating from each scene's first frame and
-  caption with the official sampler (50 UniPC steps, guidance 5) unless told
-  otherwise. The clip size is then the model's own (fourdnex-small: 17 x 64 x 96).
+  caption with the model's recommended sampler settings (its model card; the official
+  50 UniPC steps and guidance 5 for a model without them) unless told otherwise. The
+  clip size is then the model's own (fourdnex-small: 17 x 64 x 96). With a model the
+  report also has the quality ladder (where quality is lost: the truth in model space,
+  through the VAE, the one-step posterior mean, the samples).
 
 Generated XYZ is in model space, so everything is compared after the alignments of
 fourdnex.eval (median / scale-shift depth, Sim(3) pointmaps and cameras).
@@ -109,7 +112,9 @@ def swapped_caption(caption: str) -> str | None:
 class ModelRunner:
     """One loaded pipeline; generates a scene from a ground-truth scene's first frame."""
 
-    def __init__(self, model: str, lora: str | None, steps: int, guidance: float) -> None:
+    def __init__(
+        self, model: str, lora: str | None, steps: int | None, guidance: float | None
+    ) -> None:
         import torch
 
         from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
@@ -123,13 +128,23 @@ class ModelRunner:
         height = card.height if card and card.height else HEIGHT
         width = card.width if card and card.width else WIDTH
         self.size = (frames, height, width)
-        self.settings = GenerationSettings(
-            steps=steps, guidance=guidance, frames=frames, height=height, width=width
+        # unset steps / guidance: the model's recommended (its card), else the official
+        self.settings = self.pipe.resolve_settings(
+            GenerationSettings(
+                steps=steps, guidance=guidance, frames=frames, height=height, width=width
+            )
         )
 
     def __call__(self, gt: Scene4D, caption: str | None = None) -> Scene4D:
         prompt = str(gt.meta.caption) if caption is None else caption
         return self.pipe.generate([gt.rgb[0]], prompt=prompt, settings=self.settings)[0]
+
+    def one_step(self, gt: Scene4D) -> Scene4D:
+        """The one-step posterior mean (MMSE) from pure noise: one UniPC step, no guidance."""
+        import dataclasses
+
+        s = dataclasses.replace(self.settings, steps=1, guidance=1.0)
+        return self.pipe.generate([gt.rgb[0]], prompt=str(gt.meta.caption), settings=s)[0]
 
 
 def generation_metrics(scene: Scene4D, result: SceneResult, gt: Scene4D, gt_result: SceneResult):
@@ -164,9 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="fourdnex-small, or a Wan2.1 I2V directory or hub id")
     ap.add_argument("--lora", help="4DNeX LoRA directory for --model")
     ap.add_argument("--scenes", type=int, help="held-out scenes (default: 5, or 100 with a model)")
-    ap.add_argument("--steps", type=int, default=50, help="denoising steps of the model")
-    ap.add_argument("--guidance", type=float, default=5.0, help="guidance scale of the model")
+    ap.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    ap.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
     ap.add_argument("--no-prompt-test", action="store_true", help="skip the swapped captions")
+    ap.add_argument("--no-ladder", action="store_true", help="skip the quality ladder")
     ap.add_argument(
         "--prompt-scenes",
         type=int,
@@ -259,11 +275,13 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
                 generation_metrics(scenes[m][i], results[m][i], gt, results["oracle"][i])
             )
     print()
-    print(f"{'frame 0 / clip':<16}{'d1<1.25':>10}{'AbsRel':>10}{'resid med':>11}{'RGBXYZ x':>10}")
+    print(
+        f"{'frame 0 / clip':<16}{'d1 med':>10}{'AbsRel med':>10}{'resid med':>11}{'RGBXYZ x':>10}"
+    )
     fig: dict = {}
     for m, rs in rows.items():
-        d1 = float(np.mean([r["d1_frame0"] for r in rs]))
-        ar = float(np.mean([r["absrel_frame0"] for r in rs]))
+        d1 = float(np.median([r["d1_frame0"] for r in rs]))  # medians, as the targets
+        ar = float(np.median([r["absrel_frame0"] for r in rs]))
         res = float(np.median([r["residual_rel_median"] for r in rs]))
         cr = float(np.median([r["consistency_ratio"] for r in rs]))
         failed = int(sum(r["frame0_failed"] for r in rs))
@@ -279,6 +297,8 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
     share = float(np.mean([c > 0 for c in cos])) if cos else float("nan")
     print(f"camera direction: positive cosine in {share:.0%} of {len(cos)} scenes whose camera "
           f"moves (mean cosine {np.mean(cos) if cos else float('nan'):.2f})")  # fmt: skip
+    if not args.no_ladder:
+        summary["ladder"] = quality_ladder(runner, gts, scenes["model"])
     prompt = None
     if not args.no_prompt_test:
         prompt = prompt_test(runner, gts, rows["model"], args.prompt_scenes)
@@ -315,6 +335,80 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
         "targets": checks,
     }
     return all(checks.values())
+
+
+#: The ladder's columns: (score key, header, format).
+LADDER_COLUMNS = (
+    ("d1_frame0", "d1 (reg.)", ".3f"),
+    ("d1_frame0_true_camera", "d1 (true cam)", ".3f"),
+    ("absrel_frame0", "AbsRel", ".3f"),
+    ("rgb_psnr_frame0", "RGB dB", ".1f"),
+    ("xyz_mae_frame0", "XYZ err f0", ".3f"),
+    ("xyz_mae_all", "XYZ err all", ".3f"),
+    ("static_drift", "still drift", ".4f"),
+)
+
+
+def quality_ladder(runner, gts, model_scenes) -> dict:
+    """Where quality is lost (fourdnex.eval.ladder): the truth in model space, the truth
+    through the model's VAE, the model's one-step posterior mean and its samples, each
+    scored with frame-0 depth (registered and in the true camera), frame-0 RGB PSNR,
+    the XYZ error of frame 0 and of all frames, and the drift of still pixels; medians
+    with 95% bootstrap intervals, then the room / outdoor and camera-motion breakdown."""
+    from fourdnex.eval.ladder import (
+        frame0_scores,
+        median_and_interval,
+        model_space_truth,
+        scene_groups,
+        static_drift,
+        vae_roundtrip,
+    )
+
+    truths = [model_space_truth(gt) for gt in gts]
+
+    def scored(rgb, xyz, truth) -> dict:
+        return {**frame0_scores(rgb, xyz, truth), "static_drift": static_drift(xyz, truth)}
+
+    rungs: dict[str, list[dict]] = {"truth in model space": [], "truth through the VAE": [],
+                                     "model, one-step mean": [], "model, sampled": []}  # fmt: skip
+    for gt, truth, made in zip(gts, truths, model_scenes, strict=True):
+        rungs["truth in model space"].append(scored(truth.rgb, truth.xyz, truth))
+        rungs["truth through the VAE"].append(
+            scored(*vae_roundtrip(runner.pipe.vae, truth.rgb, truth.xyz), truth)
+        )
+        mean = runner.one_step(gt)
+        rungs["model, one-step mean"].append(scored(mean.rgb, mean.xyz, truth))
+        rungs["model, sampled"].append(scored(made.rgb, made.xyz, truth))
+    print()
+    print(f"quality ladder ({len(gts)} held-out scenes; median [95% interval])")
+    print(f"{'rung':<24}" + "".join(f"{h:>22}" for _, h, _ in LADDER_COLUMNS))
+    table: dict = {}
+    for rung, rows in rungs.items():
+        cells, table[rung] = [], {}
+        for key, _, fmt in LADDER_COLUMNS:
+            values = [r[key] for r in rows if r[key] is not None]
+            if not values:
+                cells.append(f"{'-':>22}")
+                continue
+            m = median_and_interval(values)
+            table[rung][key] = m
+            cells.append(f"{format(m['median'], fmt)} [{format(m['lo'], fmt)}, "
+                         f"{format(m['hi'], fmt)}]".rjust(22))  # fmt: skip
+        print(f"{rung:<24}" + "".join(cells))
+    groups = [scene_groups(gt) for gt in gts]
+    breakdown: dict = {}
+    for kind in ("environment", "camera"):
+        names = sorted({g[kind] for g in groups})
+        for rung in ("truth through the VAE", "model, sampled"):
+            parts = []
+            for name in names:
+                d1 = [r["d1_frame0"] for r, g in zip(rungs[rung], groups, strict=True)
+                      if g[kind] == name]  # fmt: skip
+                breakdown.setdefault(kind, {}).setdefault(rung, {})[name] = {
+                    "scenes": len(d1), "d1_frame0_median": float(np.median(d1))}  # fmt: skip
+                parts.append(f"{name} {np.median(d1):.3f} ({len(d1)})")
+            print(f"  {kind:<12} {rung:<22} d1 (reg.): " + ", ".join(parts))
+    return {"rungs": table, "breakdown": breakdown}
 
 
 def prompt_test(runner, gts, model_rows, limit: int) -> dict | None:

@@ -49,7 +49,7 @@ from fourdnex.models.presets import TEXT_CONTEXT_LENGTH, get_preset
 from fourdnex.models.random_init import random_components, random_transformer, random_vae
 from fourdnex.pipeline import FourDNeXPipeline, apply_memory, enable_step_cache, get_memory_mode
 from fourdnex.pipeline.speed import SpeedSettings, apply_speed
-from fourdnex.sixd import LATENT_CHANNELS
+from fourdnex.sixd import LATENT_CHANNELS, vae_factors
 
 GIB = 1024**3
 #: Version of the JSON layout (the keys tests/test_gpu_suite.py checks).
@@ -202,9 +202,11 @@ class Suite:
 
     # -------------------------------------------------------------- denoising
     def latent_shape(self) -> tuple[int, int, int]:
-        """(T', h, 2w) of the fused latent (4x temporal, 8x spatial compression)."""
-        T = (self.p.frames - 1) // 4 + 1
-        return T, self.p.height // 8, 2 * self.p.width // 8
+        """(T', h, 2w) of the fused latent (the preset VAE's compression, from its config)."""
+        T, h, w = vae_factors(self.model.vae).latent_size(
+            self.p.frames, self.p.height, self.p.width
+        )
+        return T, h, 2 * w
 
     def pipeline(self, memory: str) -> FourDNeXPipeline:
         """The preset's transformer and VAE (random, built on the device) with the tiny

@@ -2,19 +2,14 @@
 
     python scripts/package_small.py --base RUN/vae/model --run RUN/transformer \
         --out src/fourdnex/assets/models/fourdnex-small
-    python scripts/package_small.py --base src/fourdnex/assets/models/fourdnex-small \
-        --completion-run RUN/transformer --out MODEL   # add a completion transformer
-    python scripts/package_small.py --base src/fourdnex/assets/models/fourdnex-small \
-        --control-run RUN/transformer --out MODEL      # add a control transformer
 
 The base directory (`4dnex train-vae`) gives the VAE, the encoders, the tokenizer, the
 scheduler and ``fourdnex.json``; the latest checkpoint of the training run
-(`4dnex train --preset small-synthetic`) gives the transformer, domain embeddings
-included (without ``--run`` the base's is kept); ``--completion-run`` adds a second
-transformer for novel-view completion (``transformer_completion/``), ``--control-run``
-one for the conditions beyond one image (``transformer_control/``). Weights are
-stored in float16 safetensors (the package stays small; they are loaded back in
-float32 on a CPU). ``fourdnex.json`` gets the training record.
+(`4dnex train --preset small-synthetic`) gives the ONE transformer that serves every
+condition mode (its EMA weights when the run kept an average), domain embeddings
+included (without ``--run`` the base's is kept). Weights are stored in float16
+safetensors (the package stays small; they are loaded back in float32 on a CPU).
+``fourdnex.json`` gets the training record.
 Written atomically: a failed run leaves an existing model untouched.
 """
 
@@ -30,7 +25,6 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fourdnex.io.atomic import atomic_directory
-from fourdnex.models.loading import COMPLETION_TRANSFORMER, CONTROL_TRANSFORMER
 from fourdnex.models.small import MODEL_JSON, read_model_card, write_model_card
 from fourdnex.train import checkpoint as ckpt
 
@@ -62,37 +56,22 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="the `4dnex train` output directory (default: keep the base's transformer)",
     )
-    ap.add_argument(
-        "--completion-run",
-        type=Path,
-        help="a `4dnex train` run whose transformer "
-        f"becomes the completion transformer ({COMPLETION_TRANSFORMER}/)",
-    )
-    ap.add_argument(
-        "--control-run",
-        type=Path,
-        help="a `4dnex train` run whose transformer "
-        f"becomes the control transformer ({CONTROL_TRANSFORMER}/)",
-    )
     ap.add_argument("--out", type=Path, required=True, help="the model directory to write")
     ap.add_argument("--extra", type=Path, help="JSON merged into fourdnex.json's training record")
+    ap.add_argument(
+        "--inference",
+        help="the model's recommended sampler settings, chosen by measurement, e.g. "
+        "steps=20,guidance=2 (fourdnex.json's inference record)",
+    )
     args = ap.parse_args(argv)
 
     card = read_model_card(args.base)
     if card is None:
         sys.exit(f"{args.base} has no {MODEL_JSON}: not a `4dnex train-vae` base model")
     training = dict(card.training)
-    transformers = {"transformer": args.base / "transformer"}
-    runs = {
-        "transformer": args.run,
-        COMPLETION_TRANSFORMER: args.completion_run,
-        CONTROL_TRANSFORMER: args.control_run,
-    }
-    for key, run in runs.items():
-        if run is not None:
-            transformers[key], training[key] = trained_transformer(run)
-        elif key != "transformer" and (args.base / key).is_dir():
-            transformers[key] = args.base / key
+    transformer = args.base / "transformer"
+    if args.run is not None:
+        transformer, training["transformer"] = trained_transformer(args.run)
     if args.extra is not None:
         training.update(json.loads(args.extra.read_text()))
     with atomic_directory(args.out, overwrite=True) as tmp:
@@ -104,27 +83,43 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy2(src, tmp / name)
         for name in HALVED:
             halve_directory(args.base / name, tmp / name)
-        for name, src in transformers.items():
-            halve_directory(src, tmp / name)
-        write_model_card(tmp, type(card)(**{**card.__dict__, "training": training}))
+        halve_directory(transformer, tmp / "transformer")
+        inference = parse_inference(args.inference) if args.inference else card.inference
+        write_model_card(
+            tmp, type(card)(**{**card.__dict__, "training": training, "inference": inference})
+        )
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    print(f"wrote {args.out} ({', '.join(transformers)}; {size / 1e6:.1f} MB)")
+    print(f"wrote {args.out} (transformer from {transformer}; {size / 1e6:.1f} MB)")
     return 0
 
 
+def parse_inference(spec: str) -> dict[str, float]:
+    """``steps=20,guidance=2`` -> ``{"steps": 20.0, "guidance": 2.0}`` (known keys only)."""
+    out: dict[str, float] = {}
+    for item in spec.split(","):
+        key, _, value = item.partition("=")
+        if key not in ("steps", "guidance", "flow_shift"):
+            sys.exit(f"--inference: unknown setting {key!r} (steps, guidance, flow_shift)")
+        out[key] = float(value)
+    return out
+
+
 def trained_transformer(run: Path) -> tuple[Path, dict]:
-    """The full transformer of a training run's latest checkpoint, and its record."""
+    """The full transformer of a training run's latest checkpoint (its EMA when it has
+    one), and its record."""
     latest = ckpt.latest_checkpoint(run)
     if latest is None:
         sys.exit(f"{run} has no complete checkpoint")
     step, path = latest
-    transformer = path / ckpt.FULL_DIR
+    ema = (path / ckpt.EMA_DIR / "config.json").is_file()
+    transformer = path / (ckpt.EMA_DIR if ema else ckpt.FULL_DIR)
     if not (transformer / "config.json").is_file():
         sys.exit(f"{path} has no full transformer (was it trained with --full-finetune?)")
     run_config = json.loads((run / "config.json").read_text())
     record = {
         "step": step,
         "checkpoint": path.name,
+        "weights": "ema" if ema else "raw",
         "settings": run_config.get("settings"),
         "versions": run_config.get("versions"),
     }

@@ -3,8 +3,10 @@
     python scripts/plot_losses.py RUN_DIR OUT.png
 
 Reads ``RUN_DIR/vae-stage1/vae_losses.jsonl`` and ``RUN_DIR/vae/vae_losses.jsonl`` (the
-two VAE stages) and the TensorBoard log of ``RUN_DIR/transformer`` (the flow-matching
-loss of every logged step).
+two VAE stages), the TensorBoard log of ``RUN_DIR/transformer`` (the flow-matching loss
+of every logged step) and, when the run kept one, its learning curve
+``RUN_DIR/transformer/probe.jsonl`` (frame-0 delta1 of the one-step posterior mean on
+held-out scenes, :mod:`fourdnex.train.probe`).
 """
 
 from __future__ import annotations
@@ -46,8 +48,17 @@ def transformer_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(keys), np.array([steps[k] for k in keys])
 
 
+def probe_curve(path: Path) -> dict[int, dict]:
+    """The probe rows by step (a resumed run's repeated steps: the last row wins)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {int(r["step"]): r for r in rows}
+
+
 def main(run: Path, out: Path) -> int:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    probe_path = run / "transformer" / "probe.jsonl"
+    panels = 3 if probe_path.is_file() else 2
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 3.4))
+    a, b = axes[0], axes[1]
     s1, l1 = vae_curve(run / "vae-stage1" / "vae_losses.jsonl")
     s2, l2 = vae_curve(run / "vae" / "vae_losses.jsonl")
     a.plot(s1, l1, alpha=0.25, color="C0")
@@ -66,6 +77,18 @@ def main(run: Path, out: Path) -> int:
     b.set_xlabel("transformer step (batch 8)")
     b.set_ylabel("flow-matching loss (MSE of velocity)")
     b.set_title("transformer")
+    if panels == 3:
+        rows = probe_curve(probe_path)
+        steps = sorted(rows)
+        c = axes[2]
+        c.plot(steps, [rows[k]["d1_frame0"] for k in steps], "o-", label="registered")
+        c.plot(steps, [rows[k]["d1_frame0_true_camera"] for k in steps], "s--",
+               label="true camera")  # fmt: skip
+        c.set_xlabel("transformer step")
+        c.set_ylabel("frame-0 depth delta<1.25 (median)")
+        c.set_title("one-step posterior mean, held-out")
+        c.set_ylim(0, 1)
+        c.legend(fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -1,43 +1,72 @@
 #!/usr/bin/env bash
-# The fourdnex-small recipe, end to end (docs/model-card.md): synthetic data -> VAE ->
-# latent cache -> transformer -> the bundled model directory. About 2 hours on a 2-core
-# CPU; pass DEVICE=cuda to run the encode and train steps on a GPU.
+# The fourdnex-small recipe, end to end (docs/model-card.md): synthetic data -> a 4x VAE
+# in two stages -> latent cache -> ONE transformer for every condition mode -> the
+# bundled model directory. Every step is skipped when its output exists and the
+# transformer resumes exactly from its latest checkpoint, so the recipe can be stopped
+# and re-run across sittings.
 #   bash scripts/train_small.sh [RUN_DIR] [MODEL_OUT]
+# Environment:
+#   DEVICE=cuda        encode and train on a GPU (one process; bf16)
+#   PROCESSES=2        CPU: encoding processes (one thread each, --shard); training runs
+#                      in one process on every core (measured faster than two DDP ones)
+#   TRANSFORMER_STEPS  optimizer steps of the transformer (default 1000: what one sitting
+#                      of the 2-core machine allowed; more is better, docs/model-card.md)
 set -euo pipefail
 RUN="${1:-runs/fourdnex-small}"
 MODEL_OUT="${2:-src/fourdnex/assets/models/fourdnex-small}"
-DEVICE="${DEVICE:-auto}"
+DEVICE="${DEVICE:-cpu}"
+PROCESSES="${PROCESSES:-2}"
+STEPS="${TRANSFORMER_STEPS:-1000}"
 X=".venv/bin/4dnex"
 mkdir -p "$RUN"
 step() { printf '\n== %s (%s) ==\n' "$*" "$(date +%T)"; }
 
-step "1. synthetic data: training seeds 0-599, held-out seeds 1000000-1000099"
-[ -d "$RUN/train-data" ] || $X synth --count 600 --seed 0 --frames 17 --height 64 --width 96 \
-    --out "$RUN/train-data"
-[ -d "$RUN/eval-data" ] || $X synth --count 100 --seed 1000000 --frames 17 --height 64 \
-    --width 96 --out "$RUN/eval-data"
+step "1. synthetic data: VAE clips 0-1999, mixture clips 100000-102999, held-out 1000000-1000099"
+[ -d "$RUN/train-data" ] || $X synth --count 2000 --seed 0 --out "$RUN/train-data"
+[ -d "$RUN/eval-data" ] || $X synth --count 100 --seed 1000000 --out "$RUN/eval-data"
+# every condition mode in one dataset: 15% novel-view completion clips, the rest control
+# clips (image 30%, frames at indices 25%, video 15%, camera 30%; each with a motion label)
+[ -d "$RUN/mix-data" ] || $X synth --count 3000 --seed 100000 --control --novel-views 0.15 \
+    --out "$RUN/mix-data"
 
-step "2a. the VAE from scratch on 5-frame crops (the first frame, then one group of 4)"
-[ -d "$RUN/vae-stage1/model" ] || $X train-vae --data "$RUN/train-data" \
-    --eval-data "$RUN/eval-data" --out "$RUN/vae-stage1" --steps 2000 --max-clips 400 \
-    --stats-clips 200 --eval-clips 20 --seed 0
+step "2a. the 4x VAE on 5-frame crops (the first frame, then one group of 4), bf16 autocast"
+# the race winner's own run (scripts/vae_race.py: constant lr 1e-3 after 50 warmup steps),
+# continued for 929 steps, then 1800 steps with a cosine to 10%
+VR=(.venv/bin/python scripts/vae_race.py --candidate 4x-b16 --data "$RUN/train-data"
+    --out "$RUN/race" --minutes 100000 --threads 1 --precision bf16)
+[ -d "$RUN/race/4x-b16/vae" ] || "${VR[@]}" --steps 1474
+[ -d "$RUN/race/b16-cont-bf16/vae" ] || "${VR[@]}" --steps 929 --init "$RUN/race/4x-b16/vae" \
+    --name b16-cont-bf16
+[ -d "$RUN/vae-stage1/model" ] || FOURDNEX_THREADS=1 $X train-vae --data "$RUN/train-data" \
+    --eval-data "$RUN/eval-data" --out "$RUN/vae-stage1" --init "$RUN/race/b16-cont-bf16/vae" \
+    --steps 1800 --warmup-steps 10 --max-clips 1000 --stats-clips 200 --eval-clips 20 --seed 2 \
+    --threads 1 --precision auto
 
 step "2b. the VAE on 9-frame crops (a group after a group: what later chunks see), base model"
-[ -d "$RUN/vae/model" ] || $X train-vae --data "$RUN/train-data" --eval-data "$RUN/eval-data" \
-    --out "$RUN/vae" --init "$RUN/vae-stage1/vae" --steps 1000 --batch-size 6 \
-    --crop-frames 9 --learning-rate 5e-4 --warmup-steps 50 --max-clips 400 --stats-clips 200 \
-    --eval-clips 20 --seed 1
+[ -d "$RUN/vae/model" ] || FOURDNEX_THREADS=1 $X train-vae --data "$RUN/train-data" \
+    --eval-data "$RUN/eval-data" --out "$RUN/vae" --init "$RUN/vae-stage1/vae" --steps 1200 \
+    --batch-size 6 --crop-frames 9 --learning-rate 5e-4 --warmup-steps 50 --max-clips 1000 \
+    --stats-clips 200 --eval-clips 20 --seed 1 --threads 1 --precision auto
 
-step "3. the latent cache (resumable)"
-$X encode --data "$RUN/train-data" --preset small-synthetic --model "$RUN/vae/model" \
+step "3. the latent cache of the mixture (resumable; two one-thread shards on a CPU)"
+if [ "$DEVICE" = cpu ] && [ "$PROCESSES" -gt 1 ]; then
+    for i in $(seq 0 $((PROCESSES - 1))); do
+        FOURDNEX_THREADS=1 $X encode --data "$RUN/mix-data" --preset small-synthetic \
+            --model "$RUN/vae/model" --device cpu --shard "$i/$PROCESSES" --no-progress &
+    done
+    wait
+fi
+$X encode --data "$RUN/mix-data" --preset small-synthetic --model "$RUN/vae/model" \
     --device "$DEVICE"
 
-step "4. the transformer, from scratch (resumable with --resume)"
+step "4. one transformer for every condition, from scratch (resumes from its checkpoints)"
 RESUME=()
 [ -d "$RUN/transformer/checkpoints" ] && RESUME=(--resume)
-$X train --preset small-synthetic --data "$RUN/train-data" --model "$RUN/vae/model" \
-    --out "$RUN/transformer" "${RESUME[@]}"
+ARGS=(--preset small-synthetic --data "$RUN/mix-data" --model "$RUN/vae/model"
+      --out "$RUN/transformer" --max-steps "$STEPS" --zero-init-output --ema-decay 0.999
+      --probe-every 500 "${RESUME[@]}")
+FOURDNEX_THREADS="$(nproc)" $X train "${ARGS[@]}"  # accelerate places it on a GPU when there is one
 
-step "5. the model directory"
+step "5. the model directory (the EMA transformer)"
 .venv/bin/python scripts/package_small.py --base "$RUN/vae/model" --run "$RUN/transformer" \
     --out "$MODEL_OUT"

@@ -269,7 +269,7 @@ def test_generate_beyond_one_image_on_the_command_line(tmp_path: Path, capsys) -
     [
         (["--condition", "F0", "--at", "17"], "index 17 is out of range"),
         (["--condition", "F0", "F8", "--at", "0"], "2 condition frames for 1 indices"),
-        (["--condition", "VIDEO", "--at", "0,1"], "17 condition frames for 2 indices"),
+        (["--condition", "VIDEO", "F0", "--at", "0,1"], "one video or images"),
         (["--condition", "F0", "F8"], "--at is needed"),
         (["--condition", "F0", "--at", "x"], "comma-separated"),
         (["F0", "--motion", "1.5"], "motion strength must be in"),
@@ -309,3 +309,25 @@ def test_synth_control_writes_labelled_clips(tmp_path: Path, capsys) -> None:  #
         assert clip.motion_strength == draw_control(int(c.name[-6:]), 5)[1]
     assert main(["synth", "--control", "--out", str(tmp_path / "x")]) == 2
     assert "needs --count" in capsys.readouterr().err
+
+
+def test_synth_mixture_of_every_mode_in_one_dataset(tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """--control with --novel-views: completion clips where the per-seed draw says so,
+    control clips elsewhere (the dataset fourdnex-small's one transformer trains on)."""
+    from fourdnex.cli.synth import is_novel_view
+
+    out = tmp_path / "mix"
+    assert main(["synth", "--count", "6", "--control", "--novel-views", "0.5", "--frames", "5",
+                 "--height", "32", "--width", "48", "--out", str(out)]) == 0  # fmt: skip
+    names = sorted(c.name for c in (out / "clips").iterdir())
+    expected = sorted(
+        f"{'novel' if is_novel_view(seed, 0.5) else 'control'}_{seed:06d}" for seed in range(6)
+    )
+    assert names == expected
+    assert any(n.startswith("novel_") for n in names) and any(
+        n.startswith("control_") for n in names
+    )
+    for name in names:
+        clip = read_clip(out / "clips" / name)
+        assert clip.condition is not None
+        assert (clip.motion_strength is not None) == name.startswith("control_")

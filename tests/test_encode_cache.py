@@ -49,6 +49,8 @@ class CountingEncoder:
     def __init__(self, model: Path) -> None:
         self.inner = WanEncoder(model)
         self.model_id = self.inner.model_id
+        self.factors = self.inner.factors
+        self.condition_encoding = self.inner.condition_encoding
         self.videos = 0
 
     def encode_video(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,3 +186,27 @@ def test_training_and_inference_condition_are_bit_identical(
     _, inference = pipe.build_condition([first], HEIGHT, WIDTH, FRAMES, "cover")
     assert seen.shape == inference.shape == (1, 20, 2, HEIGHT // 8, 2 * WIDTH // 8)
     assert torch.equal(seen, inference)
+
+
+def test_shards_fill_one_cache_together(tmp_path: Path, tiny_wan_dir: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """`--shard I/N`: each process encodes every N-th clip; together they fill the cache,
+    entry for entry what one process writes."""
+    data = _dataset(tmp_path / "data", 3)
+    base = ["encode", "--data", str(data), "--model", str(tiny_wan_dir), "--no-progress"]
+    assert cli_main([*base, "--shard", "1/2"]) == 0
+    assert sorted(p.stem for p in (data / "cache" / "entries").iterdir()) == ["s1"]
+    assert cli_main([*base, "--shard", "0/2"]) == 0
+    check_cache(data, data / "cache", _settings(tiny_wan_dir))  # complete and current
+    one = _dataset(tmp_path / "one", 3)
+    assert (
+        cli_main(["encode", "--data", str(one), "--model", str(tiny_wan_dir), "--no-progress"]) == 0
+    )
+    for clip in ("s0", "s1", "s2"):
+        a, b = (
+            load_file(str(entry_path(data / "cache", clip))),
+            load_file(str(entry_path(one / "cache", clip))),
+        )
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    for bad in ("2/2", "a/b", "1", "-1/2"):
+        assert cli_main([*base, "--shard", bad]) == 2
+    assert "--shard must be I/N" in capsys.readouterr().err

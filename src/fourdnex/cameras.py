@@ -166,6 +166,11 @@ def check_rigid(cam2world: np.ndarray, what: str = "cam2world") -> None:
     if not np.allclose(T[..., 3, :], [0.0, 0.0, 0.0, 1.0]):
         raise ValidationError(f"{what} must have last row [0, 0, 0, 1]")
     R = T[..., :3, :3]
+    largest = float(np.abs(R).max()) if R.size else 0.0
+    if not largest <= 1.0 + ROTATION_TOLERANCE:  # before R^T R, which would overflow
+        raise ValidationError(
+            f"{what} rotations must be proper and orthonormal (an entry of size {largest:.3g})"
+        )
     err = float(np.abs(np.swapaxes(R, -1, -2) @ R - np.eye(3)).max())
     if err > ROTATION_TOLERANCE or (np.linalg.det(R) <= 0).any():
         raise ValidationError(f"{what} rotations must be proper and orthonormal (error {err:.2g})")

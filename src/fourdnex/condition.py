@@ -12,7 +12,12 @@ in two places, differently):
    [-1, 1], then zero frames (method 3.1-3.2).
 3. :func:`encode_latents`: VAE encoding (distribution mode, or the posterior mean and
    std for sampling), normalized per channel by the VAE's statistics. The XYZ half of
-   the condition is NOT XYZ-normalized (method 3.3).
+   the condition is NOT XYZ-normalized (method 3.3). :func:`encode_condition` encodes
+   the condition video by the model's :data:`ConditionEncoding`: the fused video as
+   one image (``"fused"``, as the released weights were trained), or each modality on
+   its own and the latents fused along the width (``"per-modality"``, fourdnex-small),
+   exactly as training targets are encoded, so a known frame's condition latent is
+   the target's own.
 4. :func:`model_condition`: ``[guided mask (4) | condition latent (16)]`` (method 3.4).
 
 Generalized: :class:`KnownFrames` says, per frame and pixel, what is known of the clip
@@ -24,14 +29,15 @@ guided mask); novel-view completion (:mod:`fourdnex.pipeline.completion`) knows 
 rendered pixels of every frame.
 
 Shapes: images (H, W, 3) float32 in [0, 1]; videos (B, 3, T, H, 2W) in [-1, 1];
-latents (B, 16, T', H / 8, 2W / 8) with ``T' = (T - 1) / 4 + 1``.
+latents (B, 16, T', H / s, 2W / s) with ``T' = (T - 1) / 4 + 1`` and ``s`` the VAE's
+spatial factor (8 for Wan2.1's VAE, 4 for fourdnex-small's; :func:`fourdnex.sixd.vae_factors`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -43,11 +49,13 @@ from fourdnex.sixd import (
     GUIDED_MASK_RGB,
     GUIDED_MASK_XYZ,
     LATENT_WIDTH_AXIS,
+    VAE_SPATIAL_FACTOR,
     VIDEO_WIDTH_AXIS,
     check_frames,
     fuse_width,
     guided_mask_latent,
     plane_init,
+    split_width,
 )
 
 #: How an image is brought to the generation size: ``stretch`` (the released inference:
@@ -56,6 +64,11 @@ ResizePolicy = Literal["stretch", "cover"]
 RESIZE_POLICIES: tuple[str, ...] = ("stretch", "cover")
 #: The resampling filter of both policies (PIL's default for RGB images, as released).
 RESAMPLE = Image.Resampling.BICUBIC
+#: How the condition video is VAE-encoded: ``fused`` (the ``[RGB | XYZ]`` video as one
+#: image, as the released weights were trained) or ``per-modality`` (RGB and XYZ each
+#: encoded alone, then fused in latent space: the way targets are encoded).
+ConditionEncoding = Literal["fused", "per-modality"]
+CONDITION_ENCODINGS: tuple[str, ...] = ("fused", "per-modality")
 
 
 # ------------------------------------------------------------------------- 1. resize
@@ -369,6 +382,40 @@ def encode_latents(
     return mode, (dist.std.float() / std).to(video.device)
 
 
+Encoded = TypeVar("Encoded", torch.Tensor, tuple[torch.Tensor, ...])
+
+
+def encode_condition(
+    encode: Callable[[torch.Tensor], Encoded],
+    video: torch.Tensor,
+    encoding: ConditionEncoding = "fused",
+) -> Encoded:
+    """Encode a condition video (B, 3, T, H, 2W) with ``encode`` (a VAE encoding
+    function: video -> latent (B, 16, T', h, w') or a tuple of such, e.g. mode and std)
+    by the model's :data:`ConditionEncoding`.
+
+    ``"per-modality"`` encodes the RGB and XYZ halves as one batch ``[rgb; xyz]`` of
+    2B videos, the batch layout of the latent cache's targets (a VAE's kernels may
+    round differently per batch size), and fuses each output along the width.
+    """
+    if encoding == "fused":
+        return encode(video)
+    if encoding != "per-modality":
+        raise ValidationError(
+            f"unknown condition encoding {encoding!r} (choose from {CONDITION_ENCODINGS})"
+        )
+    B = video.shape[0]
+    rgb, xyz = split_width(video, LATENT_WIDTH_AXIS)
+    out = encode(torch.cat([rgb, xyz]))
+
+    def fuse(z: torch.Tensor) -> torch.Tensor:
+        return fuse_width(z[:B], z[B:], LATENT_WIDTH_AXIS)
+
+    if isinstance(out, tuple):
+        return tuple(fuse(z) for z in out)  # type: ignore[return-value]
+    return fuse(out)  # type: ignore[return-value]
+
+
 # --------------------------------------------------------- 4. the model condition
 def model_condition(
     cond_latent: torch.Tensor,
@@ -376,16 +423,17 @@ def model_condition(
     height: int,
     width: int,
     mask: torch.Tensor | None = None,
+    spatial: int = VAE_SPATIAL_FACTOR,
 ) -> torch.Tensor:
     """``[mask | condition latent]``: (B, 16, T', h, 2w) -> (B, 20, T', h, 2w).
 
     ``frames``, ``height``, ``width``: the pixel size of ONE modality. ``mask``: the
     latent mask (B, 4, T', h, 2w) (:func:`fourdnex.sixd.pack_mask_latent` of a pixel
-    mask); default the 4DNeX guided mask.
+    mask); default the 4DNeX guided mask at the VAE's ``spatial`` factor.
     """
     B = cond_latent.shape[0]
     if mask is None:
-        mask = guided_mask_latent(frames, height, width, batch=B)
+        mask = guided_mask_latent(frames, height, width, batch=B, spatial=spatial)
     mask = mask.to(cond_latent.device)
     if mask.shape[2:] != cond_latent.shape[2:]:
         raise ValidationError(
@@ -396,6 +444,8 @@ def model_condition(
 
 
 __all__ = [
+    "CONDITION_ENCODINGS",
+    "ConditionEncoding",
     "LATENT_WIDTH_AXIS",
     "KnownFrames",
     "MOTION_SLOT",
@@ -409,6 +459,7 @@ __all__ = [
     "ResizePolicy",
     "condition_frame",
     "condition_video",
+    "encode_condition",
     "encode_latents",
     "first_frame_condition",
     "model_condition",

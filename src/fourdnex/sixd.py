@@ -26,10 +26,15 @@ from fourdnex.errors import ValidationError
 VIDEO_WIDTH_AXIS = -2
 #: Width axis of (B, C, T, H, W) tensors and latents.
 LATENT_WIDTH_AXIS = -1
-#: Wan2.1 VAE compression: 4x in time, 8x in space, 16 latent channels.
+#: Wan2.1 VAE compression: 4x in time, 8x in space, 16 latent channels. These are the
+#: released model's; other VAEs (fourdnex-small's is 4x in space) give their own through
+#: :func:`vae_factors`.
 VAE_TEMPORAL_FACTOR = 4
 VAE_SPATIAL_FACTOR = 8
 LATENT_CHANNELS = 16
+#: ``AutoencoderKLWan``'s ``temperal_downsample`` default (Wan2.1's VAE): three 2x spatial
+#: stages, the last two also 2x in time.
+WAN_VAE_TEMPERAL_DOWNSAMPLE = (False, True, True)
 #: Value of the guided mask on the XYZ half of the first frame (method 3.4, eq. 10).
 GUIDED_MASK_XYZ = 0.5
 #: Value of the guided mask on the RGB half of the first frame.
@@ -239,6 +244,43 @@ def split_width(fused: ArrayT, width_axis: int) -> tuple[ArrayT, ArrayT]:
     return left_np, right_np
 
 
+# ------------------------------------------------------------------- VAE compression
+@dataclass(frozen=True)
+class VAEFactors:
+    """How a Wan VAE compresses a video: ``temporal`` x in time (after frame 0, which
+    stays alone), ``spatial`` x in height and width."""
+
+    temporal: int = VAE_TEMPORAL_FACTOR
+    spatial: int = VAE_SPATIAL_FACTOR
+
+    def latent_size(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+        """``(T', h, w)`` of a ``frames x height x width`` video (sizes must divide)."""
+        if height % self.spatial or width % self.spatial:
+            raise ValidationError(
+                f"video size {height}x{width} must be a multiple of the VAE's {self.spatial}"
+            )
+        return (frames - 1) // self.temporal + 1, height // self.spatial, width // self.spatial
+
+
+def vae_factors(config: Any) -> VAEFactors:
+    """The factors of an ``AutoencoderKLWan`` from its config (a mapping or an object
+    with ``temperal_downsample``), as diffusers' Wan pipelines read them: each entry of
+    ``temperal_downsample`` is one 2x spatial stage, each True one 2x temporal stage."""
+    if isinstance(config, dict):  # constructor arguments: absent means diffusers' default
+        stages = config.get("temperal_downsample", WAN_VAE_TEMPERAL_DOWNSAMPLE)
+    else:
+        stages = getattr(config, "temperal_downsample", None)
+    if stages is None or not len(stages):
+        raise ValidationError("not a Wan VAE config: it has no temperal_downsample")
+    factors = VAEFactors(temporal=2 ** sum(bool(x) for x in stages), spatial=2 ** len(stages))
+    if factors.temporal != VAE_TEMPORAL_FACTOR:
+        raise ValidationError(
+            f"the VAE compresses time {factors.temporal}x; fourdnex needs "
+            f"{VAE_TEMPORAL_FACTOR}x (Wan's mask layout has {VAE_TEMPORAL_FACTOR} channels)"
+        )
+    return factors
+
+
 # ---------------------------------------------------------------------------- the mask
 def check_frames(frames: int) -> None:
     """Wan2.1 needs ``frames = 4 k + 1`` (k >= 0)."""
@@ -264,17 +306,20 @@ def guided_mask(
     return m
 
 
-def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
+def pack_mask_latent(
+    mask: np.ndarray | torch.Tensor, spatial: int = VAE_SPATIAL_FACTOR
+) -> torch.Tensor:
     """Pack a pixel-frame mask (T, H, W2) or (B, T, H, W2) into Wan's latent form.
 
-    Each 8 x 8 pixel cell becomes one latent cell holding the cell's smallest value (a
+    Each ``s x s`` pixel cell (``s = spatial``, the VAE's spatial factor: 8 for Wan2.1's
+    VAE) becomes one latent cell holding the cell's smallest value (a
     latent cell is known only as far as all of its pixels are: for masks that are
     constant per frame half, such as the guided mask, this is plain subsampling), frame
     0 is repeated 4 times (T + 3 frames), reshaped to (T_lat, 4, h, w2) and the 4 moved
     to channels (Wan's layout).
 
     Returns:
-        (B, 4, T_lat, H / 8, W2 / 8) float32 with ``T_lat = (T - 1) / 4 + 1``.
+        (B, 4, T_lat, H / s, W2 / s) float32 with ``T_lat = (T - 1) / 4 + 1``.
     """
     m = torch.as_tensor(mask, dtype=torch.float32)
     if m.ndim == 3:
@@ -283,21 +328,27 @@ def pack_mask_latent(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ValidationError(f"mask must be (T, H, W) or (B, T, H, W), got {tuple(m.shape)}")
     B, T, H, W2 = m.shape
     check_frames(T)
-    if H % VAE_SPATIAL_FACTOR or W2 % VAE_SPATIAL_FACTOR:
-        raise ValidationError(f"mask size must be a multiple of {VAE_SPATIAL_FACTOR}, got {H}x{W2}")
-    m = -torch.nn.functional.max_pool2d(-m, VAE_SPATIAL_FACTOR)  # min over each cell
+    if H % spatial or W2 % spatial:
+        raise ValidationError(f"mask size must be a multiple of {spatial}, got {H}x{W2}")
+    m = -torch.nn.functional.max_pool2d(-m, spatial)  # min over each cell
     first = m[:, :1].repeat_interleave(VAE_TEMPORAL_FACTOR, dim=1)
     m = torch.cat([first, m[:, 1:]], dim=1)  # (B, T + 3, h, w)
     T_lat = (T + VAE_TEMPORAL_FACTOR - 1) // VAE_TEMPORAL_FACTOR
-    m = m.view(B, T_lat, VAE_TEMPORAL_FACTOR, H // VAE_SPATIAL_FACTOR, W2 // VAE_SPATIAL_FACTOR)
+    m = m.view(B, T_lat, VAE_TEMPORAL_FACTOR, H // spatial, W2 // spatial)
     return m.transpose(1, 2).contiguous()
 
 
 def guided_mask_latent(
-    frames: int, height: int, width: int, batch: int = 1, xyz_value: float = GUIDED_MASK_XYZ
+    frames: int,
+    height: int,
+    width: int,
+    batch: int = 1,
+    xyz_value: float = GUIDED_MASK_XYZ,
+    spatial: int = VAE_SPATIAL_FACTOR,
 ) -> torch.Tensor:
-    """The packed guided mask for a batch: (B, 4, T_lat, H / 8, 2 W / 8)."""
-    m = pack_mask_latent(guided_mask(frames, height, width, xyz_value))
+    """The packed guided mask for a batch: (B, 4, T_lat, H / s, 2 W / s), ``s`` the VAE's
+    spatial factor."""
+    m = pack_mask_latent(guided_mask(frames, height, width, xyz_value), spatial)
     return m.expand(batch, *m.shape[1:]).contiguous()
 
 

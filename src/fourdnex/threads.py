@@ -13,11 +13,19 @@ load, because the bits of a generation depend on the thread count (reductions ar
 split differently) and must not depend on what else the machine runs.
 ``FOURDNEX_THREADS=N`` (or ``OMP_NUM_THREADS``) sets the count instead, e.g. all cores
 on a dedicated machine.
+
+Library calls whose cost is many short parallel operations (the point splatter,
+:func:`fourdnex.geometry.splat.splat`) hold the policy themselves with
+:func:`policy_thread_scope`, so a caller at torch's default thread count (a notebook, a
+script, the viewer) does not fall into the same collapse; the caller's setting is
+restored when the call returns.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 #: Environment variable that fixes the thread count.
 THREADS_ENV = "FOURDNEX_THREADS"
@@ -39,3 +47,23 @@ def apply_thread_policy() -> int:
     threads = policy_threads()
     torch.set_num_threads(threads)
     return threads
+
+
+@contextmanager
+def policy_thread_scope() -> Iterator[int]:
+    """Run a block with at most :func:`policy_threads` torch intra-op threads; yields the
+    count used and restores the caller's count afterwards (a caller already at or below
+    the policy is left as it is). torch's thread count is global to the process: a
+    torch call on another Python thread during the block runs with the same count."""
+    import torch
+
+    before = torch.get_num_threads()
+    threads = min(before, policy_threads())
+    if threads == before:
+        yield threads
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import tyro
 
@@ -30,7 +30,8 @@ class CurateCommand:
     """Curate a folder of videos into training clips, with a manifest of every decision."""
 
     videos: Annotated[tyro.conf.Positional[Path], tyro.conf.arg(metavar="VIDEOS_DIR")]
-    """Folder of videos (mp4, mov, mkv, webm, avi, m4v; not recursive)."""
+    """Folder of videos (mp4, mov, mkv, webm, avi, m4v; not recursive: sub-folders, links
+    and other entries get a manifest row saying why they are not curated)."""
     out: Path
     """Output folder (a training dataset + manifest.parquet); re-run to resume."""
     settings: Annotated[CurateSettings, tyro.conf.arg(name="")] = field(
@@ -70,17 +71,37 @@ def main(argv: list[str]) -> int:
     check_int(cmd.workers, "--workers", 1, 4096)
     start = time.perf_counter()
     rows = curate(cmd.videos, cmd.out, cmd.settings, cmd.engine, cmd.workers, cmd.address)
-    counts = {d: sum(r["decision"] == d for r in rows) for d in ("keep", "drop", "quarantine")}
+    print(summary(rows) + f" ({time.perf_counter() - start:.1f} s)")
+    print(f"dataset: {cmd.out}  manifest: {cmd.out / 'manifest.parquet'}")
+    return 0
+
+
+def summary(rows: list[dict[str, Any]]) -> str:
+    """One line: the clips kept, dropped (by stage) and quarantined, then the videos that
+    gave clips out of the video files found, and the folder's other entries."""
+    clips = [r for r in rows if r.get("clip_index", 0) != -1]
+    counts = {d: sum(r["decision"] == d for r in clips) for d in ("keep", "drop", "quarantine")}
     stages: dict[str, int] = {}
-    for r in rows:
+    for r in clips:
         if r["decision"] == "drop":
             stages[r["stage"]] = stages.get(r["stage"], 0) + 1
     dropped = ", ".join(f"{n} {s}" for s, n in sorted(stages.items()))
-    print(
-        f"curate: kept {counts['keep']} of {len(rows)} clips"
+    entries = [r for r in rows if r.get("clip_index") == -1]
+    with_clips = len({r["video"] for r in clips})
+    others = sum(r["stage"] == "input" for r in entries)
+    videos = with_clips + len(entries) - others
+    why = {
+        "too short": sum(r["decision"] == "drop" for r in entries),
+        "unreadable": sum(r["decision"] == "quarantine" for r in entries),
+        "with a duplicate id": sum(r["decision"] == "skip" and r["stage"] != "input"
+                                   for r in entries),
+    }  # fmt: skip
+    without = ", ".join(f"{n} {w}" for w, n in why.items() if n)
+    return (
+        f"curate: kept {counts['keep']} of {len(clips)} clips"
         + (f"; dropped {counts['drop']} ({dropped})" if counts["drop"] else "")
         + (f"; {counts['quarantine']} quarantined" if counts["quarantine"] else "")
-        + f" ({time.perf_counter() - start:.1f} s)"
+        + f"; {with_clips} of {videos} video{'s' if videos != 1 else ''} gave clips"
+        + (f" ({without})" if without else "")
+        + (f"; {others} other entr{'ies' if others != 1 else 'y'} skipped" if others else "")
     )
-    print(f"dataset: {cmd.out}  manifest: {cmd.out / 'manifest.parquet'}")
-    return 0

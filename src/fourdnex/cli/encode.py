@@ -1,7 +1,9 @@
 """``4dnex encode --data DIR [--model ...]``: build the latent cache for training.
 
 Resumable (valid entries are skipped); a clip that fails is reported and the run
-goes on; the exit status is 1 if any clip failed.
+goes on; the exit status is 1 if any clip failed. ``--shard I/N`` encodes every N-th
+clip from the I-th (0-based), so N processes (or machines sharing the folder) fill one
+cache together, e.g. two one-thread processes on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -33,8 +35,21 @@ class EncodeConfig:
     """Width of each modality (default: the preset's)."""
     device: str = "auto"
     """Device of the encoders: auto (CUDA if available), cpu, cuda, cuda:1 ..."""
+    shard: str | None = None
+    """I/N: encode only every N-th clip from the I-th (0 <= I < N), to split the work
+    between N processes writing one cache."""
     progress: bool = True
     """Show a progress bar."""
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` -> ``(I, N)`` with 0 <= I < N (a one-line error otherwise)."""
+    if spec is None:
+        return None
+    index, sep, count = spec.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise FourDNeXError(f"--shard must be I/N with 0 <= I < N, got {spec!r}")
+    return int(index), int(count)
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +57,7 @@ def main(argv: list[str]) -> int:
     from fourdnex.train.cache import CacheSettings, encode_dataset
     from fourdnex.train.config import preset_config
     from fourdnex.train.encoder import WanEncoder
-    from fourdnex.train.trainable import model_location
+    from fourdnex.train.trainable import condition_encoding_of, model_location
 
     cfg = parse(EncodeConfig, args=argv, prog="4dnex encode")
     base = preset_config(cfg.preset)
@@ -52,13 +67,19 @@ def main(argv: list[str]) -> int:
         frames=cfg.frames if cfg.frames is not None else base.frames,
         height=cfg.height if cfg.height is not None else base.height,
         width=cfg.width if cfg.width is not None else base.width,
+        condition_encoding=condition_encoding_of(model),
     )
     if not cfg.data.is_dir():
         raise FourDNeXError(f"dataset directory not found: {cfg.data}")
     device = str(resolve_device(cfg.device))
     cache = cfg.cache if cfg.cache is not None else cfg.data / "cache"
     report = encode_dataset(
-        cfg.data, cache, settings, lambda: WanEncoder(model_location(model), device), cfg.progress
+        cfg.data,
+        cache,
+        settings,
+        lambda: WanEncoder(model_location(model), device),
+        cfg.progress,
+        shard=parse_shard(cfg.shard),
     )
     print(
         f"encode: {report.total} clips: {len(report.encoded)} encoded, "

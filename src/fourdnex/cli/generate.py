@@ -7,7 +7,8 @@ known at any indices; every frame: video to 4D), ``--trajectory PRESET|FILE.json
 Everything a user can get wrong (images, prompt file, output paths, model directory,
 LoRA files, settings) is checked before the model is loaded. Each scene is written
 atomically to ``DIR/<image stem>/`` with ``generation.json`` (every setting, the
-seed, library versions).
+seed, library versions). Progress is shown per stage (denoise, decode, write), and a
+scene whose registration is ill-conditioned on every frame is reported in one line.
 """
 
 from __future__ import annotations
@@ -16,18 +17,27 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
 from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.io.paths import check_output_not_input, safe_output_name
+from fourdnex.io.paths import check_output_not_input, check_output_place, safe_output_name
 from fourdnex.limits import check_int
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.pipeline.batch import is_finished, write_generated
 from fourdnex.pipeline.settings import DEFAULT_FRAMES, DEFAULT_STEPS, GenerationSettings
 from fourdnex.pipeline.speed import DISTILLED_GUIDANCE, DISTILLED_STEPS, SpeedSettings
+
+if TYPE_CHECKING:
+    import torch
+
+    from fourdnex.geometry.trajectories import Trajectory
+    from fourdnex.pipeline.control import ConditionFrames
+    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+    from fourdnex.pipeline.images import LoadedImage
+    from fourdnex.pipeline.memory_modes import MemorySettings
 
 
 @dataclass
@@ -85,11 +95,14 @@ class GenerateConfig:
     previews: bool = True
     """Also write rgb.mp4 and xyz.mp4 previews."""
     condition: list[Path] = field(default_factory=list)
-    """Condition frames instead of IMAGE: image files (one per --at index) or one video;
-    one scene, OUT/<stem of the first>. Every frame given: video to 4D."""
+    """Condition frames instead of IMAGE: image files (one per --at index; sizes may differ:
+    each is resized to the first's generation size) or one video (the clip's timeline: its
+    frames at the --at indices, or its first T frames; a longer video is fine); one scene,
+    OUT/<stem of the first>. Every frame given: video to 4D."""
     at: str | None = None
     """With --condition: the clip's frame indices of the condition frames, comma-separated
-    (e.g. 0,8,16), or "all" (the default when the condition has one frame per clip frame)."""
+    (e.g. 0,8,16; a video's frames 0, 8, 16), or "all" (the default for a video, and for
+    images when there is one per clip frame)."""
     trajectory: str | None = None
     """Camera control: a `4dnex render` preset (orbit, arc, pan, dolly-in, dolly-out,
     spiral, zoom, static) placed about the image's camera, or a trajectory JSON file of
@@ -195,6 +208,7 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
         raise ValidationError(f"several images share the name {duplicates[0]!r}: rename them")
     if cfg.out.exists() and not cfg.out.is_dir():
         raise FourDNeXError(f"--out exists and is not a directory: {cfg.out}")
+    check_output_place(cfg.out, "--out", directory=True)  # e.g. --out a_file/sub
     dirs = [cfg.out / s for s in stems]
     inputs = [
         *cfg.images,
@@ -215,28 +229,23 @@ def scene_dirs(cfg: GenerateConfig) -> list[Path]:
     return dirs
 
 
-def parse_at(at: str | None, count: int, frames: int) -> list[int]:
-    """The clip indices of ``count`` condition frames from --at ("0,8,16" or "all");
-    without --at, a condition of one frame per clip frame is video to 4D."""
-    from fourdnex.pipeline.control import check_frames_request
+def parse_at(at: str | None, frames: int) -> list[int] | None:
+    """The clip indices of --at ("0,8,16" or "all"), checked against the clip's
+    ``frames``; None without --at (the condition's reader decides: a video's first
+    frames, or one image per clip frame)."""
+    from fourdnex.condition import check_indices
 
     if at is None:
-        if count != frames:
-            raise ValidationError(
-                f"--at is needed: which of the clip's {frames} frames the {count} condition "
-                "frames are (e.g. --at 0,8,16)"
-            )
-        return list(range(frames))
+        return None
     if at.strip() == "all":
-        indices = list(range(frames))
-    else:
-        try:
-            indices = [int(x) for x in at.split(",")]
-        except ValueError:
-            raise ValidationError(
-                f"--at must be comma-separated frame indices or 'all', got {at!r}"
-            ) from None
-    check_frames_request(indices, count, frames)
+        return list(range(frames))
+    try:
+        indices = [int(x) for x in at.split(",")]
+    except ValueError:
+        raise ValidationError(
+            f"--at must be comma-separated frame indices or 'all', got {at!r}"
+        ) from None
+    check_indices(indices, frames)
     return indices
 
 
@@ -255,7 +264,9 @@ def check_control(cfg: GenerateConfig) -> None:
         raise ValidationError("--condition, --trajectory and --motion run with --engine serial")
 
 
-def load_requested_trajectory(cfg: GenerateConfig, frames: int, sizes: list[tuple]) -> object:
+def load_requested_trajectory(
+    cfg: GenerateConfig, frames: int, sizes: list[tuple]
+) -> Trajectory | str:
     """--trajectory as a preset name or a checked :class:`Trajectory` (length and size)."""
     from fourdnex.geometry.trajectories import PRESETS, load_trajectory
 
@@ -267,7 +278,7 @@ def load_requested_trajectory(cfg: GenerateConfig, frames: int, sizes: list[tupl
             f"--trajectory must be a preset ({', '.join(PRESETS)}) or a .json file, "
             f"got {cfg.trajectory!r}"
         )
-    traj = load_trajectory(cfg.trajectory)
+    traj = load_trajectory(cfg.trajectory, frames)  # times index the clip, as in render
     if len(traj) != frames:
         raise ValidationError(
             f"--trajectory {cfg.trajectory} has {len(traj)} frames; the clip has {frames}"
@@ -299,13 +310,11 @@ def main(argv: list[str]) -> int:
         resolve_resolution,
     )
     from fourdnex.pipeline.control import (
-        generate_from_frames,
-        generate_with_trajectory,
         read_condition_frames,
     )
     from fourdnex.pipeline.images import LoadedImage, aspect_note
     from fourdnex.pipeline.speed import apply_speed, inspect_extra_lora
-    from fourdnex.provenance import provenance
+    from fourdnex.pipeline.stages import labelled_stages
     from fourdnex.sixd import RESOLUTION_AREA
 
     # 1. Validate everything that is cheap to validate.
@@ -332,11 +341,12 @@ def main(argv: list[str]) -> int:
     card = read_model_card(source.location) if source.local else None
     area = card.height * card.width if card and card.height and card.width else RESOLUTION_AREA
     frames = settings.frames or (card.frames if card and card.frames else DEFAULT_FRAMES)
-    condition_frames = indices = None
+    condition = None
     if cfg.condition:
-        condition_frames = read_condition_frames(cfg.condition)
-        indices = parse_at(cfg.at, condition_frames.shape[0], frames)
-        loaded = [LoadedImage(str(cfg.condition[0]), to_uint8_image(condition_frames[0]))]
+        condition = read_condition_frames(cfg.condition, frames, parse_at(cfg.at, frames))
+        for note in condition.notes:
+            print(f"note: {note}")
+        loaded = [LoadedImage(str(cfg.condition[0]), to_uint8_image(condition.frames[0]))]
     else:
         loaded = [load_image(p) for p in cfg.images]
     for item in loaded:
@@ -368,7 +378,7 @@ def main(argv: list[str]) -> int:
             check_lora_compatible(inspect_lora(cfg.lora), config)
         if cfg.speed.extra_lora is not None:
             inspect_extra_lora(cfg.speed.extra_lora, config)
-            if settings.steps == DEFAULT_STEPS:
+            if settings.steps is None or settings.steps == DEFAULT_STEPS:
                 print(
                     f"note: --extra-lora with the default {DEFAULT_STEPS} steps: a "
                     "step-distillation LoRA is made for its own steps and guidance "
@@ -400,16 +410,36 @@ def main(argv: list[str]) -> int:
     print(f"loaded {name} ({cfg.lora or 'no LoRA'}{extra}{which}) in {load_s:.1f} s on {device}")
 
     # 3. Generate, writing each scene as soon as it exists.
+    with labelled_stages(pipe):
+        generate_all(cfg, pipe, loaded, condition, trajectory, prompt, dirs, memory, device)
+    return 0
+
+
+def generate_all(
+    cfg: GenerateConfig, pipe: FourDNeXPipeline, loaded: list[LoadedImage],
+    condition: ConditionFrames | None, trajectory: Trajectory | str | None,
+    prompt: str | list[str], dirs: list[Path], memory: MemorySettings, device: torch.device,
+) -> None:  # fmt: skip
+    """Step 3 of :func:`main`: every scene generated, checked and written."""
+    import torch
+
+    from fourdnex.geometry import register
+    from fourdnex.geometry.scene_cameras import ill_conditioned_warning
+    from fourdnex.pipeline.control import generate_from_frames, generate_with_trajectory
+    from fourdnex.pipeline.stages import write_stage
+    from fourdnex.provenance import provenance
+
+    settings = cfg.settings
     for start in range(0, len(loaded), cfg.batch_size):
         chunk = list(range(start, min(start + cfg.batch_size, len(loaded))))
         t0 = time.perf_counter()
         extras: list[dict] = [{} for _ in chunk]
         try:
-            if condition_frames is not None:
-                assert indices is not None and isinstance(prompt, str)
+            if condition is not None:
+                assert isinstance(prompt, str)
                 scenes = [
-                    generate_from_frames(pipe, condition_frames, indices, prompt=prompt,
-                                         settings=settings, motion=cfg.motion)
+                    generate_from_frames(pipe, condition.frames, condition.indices,
+                                         prompt=prompt, settings=settings, motion=cfg.motion)
                 ]  # fmt: skip
             elif trajectory is not None:
                 scenes = []
@@ -453,9 +483,15 @@ def main(argv: list[str]) -> int:
                 seconds=round(seconds, 3),
                 scene=scene.meta.to_dict(),
             )
-            write_generated(dirs[i], scene, record, cfg.overwrite, cfg.previews)
+            with write_stage():
+                write_generated(dirs[i], scene, record, cfg.overwrite, cfg.previews)
             print(
                 f"wrote {dirs[i]}  ({scene.frames} frames, {scene.height}x{scene.width}, "
                 f"seed {settings.seed + i}, {seconds:.1f} s)"
             )
-    return 0
+            try:  # cheap next to generation: says when the scene will not register
+                warning = ill_conditioned_warning(register(scene.xyz, scene.conf), str(dirs[i]))
+            except FourDNeXError as exc:
+                warning = f"{dirs[i]} does not register ({exc}); see docs/model-card.md"
+            if warning:
+                print(f"warning: {warning}")

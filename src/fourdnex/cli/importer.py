@@ -5,8 +5,9 @@
 4dnex import 4dnex-10m /data/4DNeX-10M --out clips/ --engine ray --workers 16
 
 The released layouts (dynamic_1/2 depth folders, dynamic_3 npz, static_1/2 npz with the
-raw videos and caption CSVs) become a training dataset with ``manifest.parquet``; run the
-same command again to resume.
+raw videos and caption CSVs; or the release's own ``dynamic/``, ``static/`` and ``raw/``
+directly under SRC) become a training dataset with ``manifest.parquet``; run the same
+command again to resume.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class ImportCommand:
     out: Path
     """Output folder (a training dataset + manifest.parquet); re-run to resume."""
     subsets: tuple[str, ...] | None = None
-    """Layout folders to import (dynamic_1 .. dynamic_3, static_1, static_2); default all."""
+    """Layout folders to import (dynamic_1 .. dynamic_3, static_1, static_2, or dynamic and
+    static directly under SRC, the release's own paths); default all."""
     convention: Literal["stored", "released"] = "stored"
     """stored: back-project with the stored K; released: the released formula (fx only)."""
     engine: Literal["local", "ray"] = "local"
@@ -45,18 +47,23 @@ class ImportCommand:
 
 def main(argv: list[str]) -> int:
     from fourdnex.curate.importer import import_4dnex10m
+    from fourdnex.io.paths import check_output_place
     from fourdnex.limits import check_int
 
     cmd = parse(ImportCommand, args=argv, prog="4dnex import")
     check_int(cmd.workers, "--workers", 1, 4096)
+    check_output_place(cmd.out, "--out", directory=True)  # not a file, nor under one
     start = time.perf_counter()
     rows = import_4dnex10m(cmd.source, cmd.out, cmd.subsets, cmd.convention, cmd.engine,
                            cmd.workers, cmd.address)  # fmt: skip
-    kept = sum(r["decision"] == "keep" for r in rows)
-    print(f"import: {kept} of {len(rows)} clips written to {cmd.out} "
+    clips = [r for r in rows if r["decision"] != "skip"]  # skip: an unreadable caption row
+    kept = sum(r["decision"] == "keep" for r in clips)
+    print(f"import: {kept} of {len(clips)} clips written to {cmd.out} "
           f"({time.perf_counter() - start:.1f} s)")  # fmt: skip
     for r in rows:
-        if r["decision"] != "keep":
+        if r["decision"] == "skip":
+            print(f"  caption not read: {r['reason']}")
+        elif r["decision"] != "keep":
             print(f"  not imported: {r['clip_id']}: {r['reason']}")
     print(f"manifest: {cmd.out / 'manifest.parquet'}")
     return 0

@@ -74,6 +74,16 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no file descriptor (captured output): nothing to flush
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``4dnex`` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -99,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"4dnex {name}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `4dnex info S | head`: the reader went away
+        _silence_stdout()
+        print(f"4dnex {name}: error: output closed early (broken pipe)", file=sys.stderr)
+        return EXIT_USAGE
     except MemoryError:
         print(f"4dnex {name}: error: out of memory (try smaller sizes)", file=sys.stderr)
         return EXIT_USAGE

@@ -11,11 +11,16 @@ With ``--complete`` the holes are filled by the model (novel-view completion,
 render where it drew, generated in the holes), ``VIDEO.render.mp4`` the plain render,
 and ``VIDEO.scene/`` the completed RGB and XYZ with the trajectory's cameras (a scene
 directory, the completed XYZ in the scene's frame).
+
+``--overwrite`` replaces the whole set: a plain render over a ``--complete`` output
+removes that run's ``VIDEO.render.mp4`` and ``VIDEO.scene/``. Every setting of
+``--complete`` (steps, seed, device, model) is checked before the scene is read.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -26,20 +31,22 @@ import tyro
 from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.geometry.trajectories import Trajectory
-from fourdnex.io.atomic import atomic_files, sweep
-from fourdnex.io.paths import check_output_not_input
+from fourdnex.io.atomic import atomic_files, discard, sweep
+from fourdnex.io.paths import check_output_not_input, check_output_place
 from fourdnex.limits import MAX_FPS, MAX_SPLAT_RADIUS, MAX_STEPS, check_float, check_int
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.pipeline.settings import (
     DEFAULT_FRAMES,
     DEFAULT_SEED,
-    DEFAULT_STEPS,
     GenerationSettings,
 )
 from fourdnex.provenance import provenance, to_jsonable
 from fourdnex.scene import PREVIEW_FPS, Scene4D
 
 if TYPE_CHECKING:
+    import torch
+
+    from fourdnex.models.loading import ModelSource
     from fourdnex.pipeline.completion import Completion
 
 
@@ -83,8 +90,8 @@ class RenderConfig:
     """--complete: a 4DNeX LoRA directory."""
     prompt: str | None = None
     """--complete: the text prompt (default: the scene's caption)."""
-    steps: int = DEFAULT_STEPS
-    """--complete: denoising steps."""
+    steps: int | None = None
+    """--complete: denoising steps (default: the model's recommended, else 50)."""
     seed: int = DEFAULT_SEED
     """--complete: the seed of the initial noise."""
     device: str = "auto"
@@ -105,27 +112,58 @@ def completion_paths(out: Path) -> tuple[Path, Path]:
     return Path(f"{stem}.render.mp4"), Path(f"{stem}.scene")
 
 
+@dataclass(frozen=True)
+class CompletionPlan:
+    """The checked settings of ``--complete``, resolved before the scene is read."""
+
+    settings: GenerationSettings
+    device: torch.device
+    source: ModelSource
+    frames: int
+
+
+def check_completion(cfg: RenderConfig) -> CompletionPlan:
+    """Every ``--complete`` setting (steps, seed, device, model directory, clip length),
+    checked before the scene is read or a model loads."""
+    from fourdnex.devices import resolve_device
+    from fourdnex.models.loading import resolve_model
+    from fourdnex.models.small import read_model_card, resolve_model_name
+
+    if cfg.steps is not None:
+        check_int(cfg.steps, "--steps", 1, MAX_STEPS)
+    settings = GenerationSettings(steps=cfg.steps, seed=cfg.seed)
+    settings.validate()
+    device = resolve_device(cfg.device)
+    source = resolve_model(resolve_model_name(cfg.model))
+    card = read_model_card(source.location) if source.local else None
+    frames = card.frames if card is not None and card.frames else DEFAULT_FRAMES
+    return CompletionPlan(settings, device, source, frames)
+
+
 def main(argv: list[str]) -> int:
     cfg = parse(RenderConfig, args=argv, prog="4dnex render")
     from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, with_cameras
     from fourdnex.geometry.novel_view import render_trajectory
+    from fourdnex.geometry.scene_cameras import ill_conditioned_warning
     from fourdnex.io.video_files import write_video
 
     paths = output_paths(cfg.out)
     extra_paths: tuple[Path, ...] = completion_paths(cfg.out) if cfg.complete else ()
-    if not cfg.overwrite and any(p.exists() for p in (*paths, *extra_paths)):
+    # what this command writes, and what an overwrite replaces: a --complete run's extra
+    # files too, so a plain render never leaves a stale completion beside it
+    every_path = (*paths, *completion_paths(cfg.out))
+    if not cfg.overwrite and any(os.path.lexists(p) for p in every_path):
         raise FourDNeXError(
-            f"output exists: {next(p for p in (*paths, *extra_paths) if p.exists())} "
-            "(pass --overwrite)"
+            f"output exists: {next(p for p in every_path if os.path.lexists(p))} (pass --overwrite)"
         )
-    if cfg.out.parent.exists() and not cfg.out.parent.is_dir():
-        raise FourDNeXError(f"not a directory: {cfg.out.parent}")
+    check_output_place(cfg.out, "--out")
     check_int(cfg.radius, "--radius", 0, MAX_SPLAT_RADIUS)
     check_int(cfg.fps, "--fps", 1, MAX_FPS)
     check_float(cfg.conf_threshold, "--conf-threshold", 0.0, 1e30)
     inputs = [cfg.scene] + ([Path(cfg.trajectory)] if Path(cfg.trajectory).is_file() else [])
-    for p in (*paths, *extra_paths):
+    for p in every_path:
         check_output_not_input(p, inputs)
+    plan = check_completion(cfg) if cfg.complete else None
     is_preset = cfg.trajectory in PRESETS
     if not is_preset and not Path(cfg.trajectory).is_file():
         raise FourDNeXError(
@@ -138,6 +176,10 @@ def main(argv: list[str]) -> int:
         if placed.source == "registered":
             print("scene has no cameras or depth: registering them (not saved)")
             notes.append("cameras registered from the scene's XYZ")
+            warning = ill_conditioned_warning(placed.registration, str(cfg.scene))
+            if warning:
+                print(f"warning: {warning}")
+                notes.append(warning)
         K, c2w, depth = placed.scene.K, placed.scene.cam2world, placed.scene.depth
         assert K is not None and c2w is not None and depth is not None
         traj = make_trajectory(
@@ -152,7 +194,7 @@ def main(argv: list[str]) -> int:
     record = traj.to_json()
     record["notes"] = notes
     record["provenance"] = provenance(cfg)
-    done = _complete(cfg, scene, traj, valid) if cfg.complete else None
+    done = _complete(cfg, plan, scene, traj, valid) if plan is not None else None
     if done is not None:
         views, video = done.rendered.views, done.rgb
         record["completion"] = done.generated.meta.settings | {
@@ -176,6 +218,10 @@ def main(argv: list[str]) -> int:
         tmps[2].write_text(json.dumps(to_jsonable(record), indent=2) + "\n")
         if cfg.complete:
             write_video(tmps[3], views.rgb, fps=cfg.fps)
+    if not cfg.complete:  # an overwrite replaces the whole set: no stale completion
+        for stale in completion_paths(cfg.out):
+            if discard(stale):
+                print(f"removed {stale} (from an earlier --complete render)")
     print(f"rendered {len(traj)} frames ({traj.height} x {traj.width}, H x W), "
           f"holes {views.hole_fraction:.1%} of pixels")  # fmt: skip
     if cfg.complete:
@@ -188,34 +234,31 @@ def main(argv: list[str]) -> int:
 
 
 def _complete(
-    cfg: RenderConfig, scene: Scene4D, traj: Trajectory, valid: np.ndarray | None
+    cfg: RenderConfig,
+    plan: CompletionPlan,
+    scene: Scene4D,
+    traj: Trajectory,
+    valid: np.ndarray | None,
 ) -> Completion:
-    """Load the model and fill the render's holes (checks that are cheap come first)."""
+    """Load the model and fill the render's holes (the settings were checked first)."""
     import time
 
     import torch
 
-    from fourdnex.devices import resolve_device
-    from fourdnex.models.loading import completion_transformer, resolve_model
-    from fourdnex.models.small import read_model_card, resolve_model_name
+    from fourdnex.models.loading import completion_transformer
     from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
 
-    check_int(cfg.steps, "--steps", 1, MAX_STEPS)
-    device = resolve_device(cfg.device)
-    source = resolve_model(resolve_model_name(cfg.model))
-    card = read_model_card(source.location) if source.local else None
-    frames = card.frames if card is not None and card.frames else DEFAULT_FRAMES
-    if len(traj) != frames:
+    if len(traj) != plan.frames:
         raise FourDNeXError(
-            f"--complete needs a trajectory of {frames} frames (the model's clip length), "
-            f"got {len(traj)} (a preset takes --frames {frames})"
+            f"--complete needs a trajectory of {plan.frames} frames (the model's clip length), "
+            f"got {len(traj)} (a preset takes --frames {plan.frames})"
         )
     started = time.perf_counter()
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    pipe = load_completion_pipeline(source.location, cfg.lora, dtype).to(device)
-    which = completion_transformer(source)
-    print(f"loaded {cfg.model} ({which}) in {time.perf_counter() - started:.1f} s on {device}")
-    settings = GenerationSettings(steps=cfg.steps, seed=cfg.seed)
+    dtype = torch.bfloat16 if plan.device.type == "cuda" else torch.float32
+    pipe = load_completion_pipeline(plan.source.location, cfg.lora, dtype).to(plan.device)
+    which = completion_transformer(plan.source)
+    print(f"loaded {cfg.model} ({which}) in {time.perf_counter() - started:.1f} s on {plan.device}")
     return complete_novel_views(
-        pipe, scene, traj, prompt=cfg.prompt, settings=settings, radius=cfg.radius, valid=valid
-    )
+        pipe, scene, traj, prompt=cfg.prompt, settings=plan.settings, radius=cfg.radius,
+        valid=valid,
+    )  # fmt: skip

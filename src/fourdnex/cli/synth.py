@@ -68,7 +68,8 @@ class SynthConfig:
     novel_views: float = 0.0
     """With --count: the fraction of clips that are novel-view completion clips (the exact
     views along a drawn trajectory, with the render of the scene's points there as known
-    frames; clip ids novel_<seed>); the rest are ordinary clips."""
+    frames; clip ids novel_<seed>); the rest are ordinary clips, or control clips with
+    --control (one dataset of every condition mode, as fourdnex-small trains on)."""
     control: bool = False
     """With --count: every clip is a control clip: its objects move at a drawn strength
     (the clip's motion label) and it knows a drawn condition: frame 0, whole frames at
@@ -107,10 +108,8 @@ def _check(cfg: SynthConfig) -> None:
         raise FourDNeXError(f"--novel-views must be in [0, 1], got {cfg.novel_views}")
     if cfg.novel_views and (cfg.count is None or cfg.rgb_only):
         raise FourDNeXError("--novel-views makes training clips: it needs --count (not --rgb-only)")
-    if cfg.control and (cfg.count is None or cfg.rgb_only or cfg.novel_views):
-        raise FourDNeXError(
-            "--control makes training clips: it needs --count (not --rgb-only or --novel-views)"
-        )
+    if cfg.control and (cfg.count is None or cfg.rgb_only):
+        raise FourDNeXError("--control makes training clips: it needs --count (not --rgb-only)")
     if cfg.count is not None and cfg.count < 1:
         raise FourDNeXError(f"--count must be >= 1, got {cfg.count}")
     out = cfg.out
@@ -156,7 +155,7 @@ def _scenes(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D]]:
 def _clips(cfg: SynthConfig, n: int) -> Iterator[tuple[str, Scene4D | KnownClip]]:
     """The clips of a dataset: scenes, and completion clips where --novel-views draws them."""
     for seed in tqdm(range(cfg.seed, cfg.seed + n), desc="synth", unit="clip"):
-        if cfg.control:
+        if cfg.control and not is_novel_view(seed, cfg.novel_views):
             control = control_sample(
                 seed, cfg.frames, cfg.height, cfg.width, cfg.options(), motion=cfg.motion
             )

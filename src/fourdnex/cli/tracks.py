@@ -5,12 +5,13 @@ First-frame pixels (an N x N grid, or points from a JSON list of [u, v] or a .np
 optical flow with a forward-backward occlusion check, and lifted to 3D from the
 scene's XYZ (see :mod:`fourdnex.tracks`). Writes ``SCENE_DIR/tracks.npz`` by default
 (atomically; the scene loader ignores it, and saving a new scene over the directory
-removes it), with the settings, estimator, scene digest and provenance in its
-``info`` field.
+removes it), with the settings, estimator, scene digest and provenance in its ``info``
+field. An existing output is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,8 @@ import tyro
 
 from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
+from fourdnex.io.paths import check_output_place
+from fourdnex.limits import MAX_SIDE, check_int
 from fourdnex.tracks import TRACKS_FILE, TrackSettings
 
 #: Grid side used when neither --grid nor --points is given.
@@ -34,7 +37,8 @@ class TracksConfig:
     scene: Annotated[Path, tyro.conf.Positional]
     """The scene directory (holds scene.json and scene.safetensors)."""
     grid: int | None = None
-    """Track an N x N grid of first-frame pixels (default 32 when --points is not given)."""
+    """Track an N x N grid of first-frame pixels, N x N at most the image's pixel count
+    (default 32, fewer on a tiny image, when --points is not given)."""
     points: Path | None = None
     """Track these first-frame points: a JSON list of [u, v] pixels or a .npy (N, 2)."""
     out: Path | None = None
@@ -43,6 +47,8 @@ class TracksConfig:
         default_factory=TrackSettings
     )
     """Tracking settings (the library's defaults)."""
+    overwrite: bool = False
+    """Replace an existing output file."""
 
 
 def main(argv: list[str]) -> int:
@@ -55,16 +61,27 @@ def main(argv: list[str]) -> int:
         raise FourDNeXError("--grid and --points cannot be used together")
     if cfg.grid is not None and cfg.grid < 1:
         raise FourDNeXError(f"--grid must be >= 1, got {cfg.grid}")
+    if cfg.grid is not None:
+        check_int(cfg.grid, "--grid", 1, MAX_SIDE)
     cfg.settings.validate()
     out = cfg.out if cfg.out is not None else cfg.scene / TRACKS_FILE
     if out.suffix != ".npz":
         raise FourDNeXError(f"--out must end in .npz, got {out}")
+    check_output_place(out, "--out")
+    if out.exists() and not cfg.overwrite:
+        raise FourDNeXError(f"output exists: {out} (pass --overwrite to replace it)")
     header = read_header(cfg.scene)  # cheap: the image size, before any arrays are read
     H, W = int(header["height"]), int(header["width"])
     if cfg.points is not None:
         pixels = check_pixels(read_points(cfg.points), H, W)
     else:
-        pixels = grid_pixels(H, W, cfg.grid if cfg.grid is not None else DEFAULT_GRID)
+        n = cfg.grid if cfg.grid is not None else min(DEFAULT_GRID, math.isqrt(H * W))
+        if n * n > H * W:  # bounded by the image before the grid is allocated
+            raise FourDNeXError(
+                f"--grid {n} asks for {n * n:,} points, more than the {W} x {H} image's "
+                f"{H * W:,} pixels (at most --grid {math.isqrt(H * W)})"
+            )
+        pixels = grid_pixels(H, W, n)
     if not out.parent.is_dir():
         raise FourDNeXError(f"output directory does not exist: {out.parent}")
     scene = Scene4D.load(cfg.scene)

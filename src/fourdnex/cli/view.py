@@ -4,7 +4,8 @@ The dynamic point cloud with a time slider and play / pause, the per-frame camer
 (registered first when the scene has none; not saved), point size, stride, RGB or
 XYZ colours, and a button that renders the current viewpoint with fourdnex's renderer
 into ``--renders`` (default: ``SCENE_DIR-views/`` beside the scene). Binds 127.0.0.1
-unless ``--host`` says otherwise. Ctrl-C stops it.
+unless ``--host`` says otherwise; a port another server uses is a one-line error (the
+viewer never moves to another port on its own). Ctrl-C stops it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated
 import tyro
 
 from fourdnex.cli.args import parse
-from fourdnex.view import require
+from fourdnex.view import check_port, require
 from fourdnex.view.viewer import ViewerSettings
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str]) -> int:
     from fourdnex.view.viewer import SceneViewer
 
     cfg.settings.validate()
+    check_port(cfg.settings.host, cfg.settings.port)  # taken: one line, not another port
     renders = cfg.renders or cfg.scene.parent / f"{cfg.scene.resolve().name}-views"
     check_output_not_input(renders, [cfg.scene], "--renders")
     from fourdnex.tracks import scene_tracks

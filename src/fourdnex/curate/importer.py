@@ -4,7 +4,9 @@ The clips of :func:`fourdnex.curate.released.iter_4dnex10m` go through the curat
 writer: each clip is read (depth back-projected with its cameras), written as a training
 clip (pointmaps in the first camera's frame, the normalization stored) and recorded;
 once all are done, the dataset index and the Parquet manifest of every clip (kept, or
-dropped with the reason it could not be read) are written. A re-run with the same
+dropped with the reason it could not be read) are written, with a row (``skip``) for
+each caption row or file that could not be read (those captions are missing; the rest
+of the import goes on). A re-run with the same
 settings skips the clips already written (and tries again those that could not be read,
 e.g. once a missing raw video is in place). The released clips are curated already, so no quality
 ranking is applied; clips without a caption get :data:`~fourdnex.curate.pipeline.NO_CAPTION`.
@@ -125,7 +127,8 @@ def import_4dnex10m(
             raise FourDNeXError(f"{out} holds an import with other settings: use another --out")
     elif out.is_dir() and any(out.iterdir()):
         raise FourDNeXError(f"output directory is not empty and holds no import: {out}")
-    items = list(iter_4dnex10m(source, subsets=subsets, convention=convention))
+    problems: list[str] = []
+    items = list(iter_4dnex10m(source, subsets=subsets, convention=convention, problems=problems))
     if not items:
         raise FourDNeXError(
             f"{source}: no clips found in the 4DNeX-10M layout ({', '.join(LAYOUTS)})"
@@ -137,4 +140,12 @@ def import_4dnex10m(
                         "provenance": provenance(None, timestamp=False)})  # fmt: skip
     factory = functools.partial(ClipImporter, str(out))
     rows = map_jobs(factory, items, engine, workers, address, progress, "import")
-    return publish(out, rows, None, settings)
+    return publish(out, rows + [_problem_row(p) for p in problems], None, settings)
+
+
+def _problem_row(problem: str) -> dict[str, Any]:
+    """A manifest row (decision ``skip``, stage ``caption``) for a caption row or file
+    that could not be read: the import goes on without it."""
+    where = problem.split(": ", 1)[0]  # "caption/<file> line N" or the file
+    return {"clip_id": where, "video": where, "clip_index": -1, "decision": "skip",
+            "stage": "caption", "reason": problem}  # fmt: skip

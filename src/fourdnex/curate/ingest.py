@@ -7,7 +7,16 @@ frames and in seconds, and then only the frames that clips use are decoded and r
 
 Resampling to ``fps``: output frame ``k`` of the video shows time ``t_k = t_0 + k / fps``
 (``t_0`` the first frame's timestamp) and takes the source frame on screen at that
-time, the last one whose timestamp is ``<= t_k`` (a frame is held until the next one).
+time. How that frame is found depends on the stream:
+
+- constant rate (every timestamp within half a frame of ``t_0 + j / source_fps``, as in
+  any ordinary recording, whatever the container's timestamp precision): by frame
+  index, source frame ``floor(k * source_fps / fps)``. Timestamps rounded to the
+  container's clock (Matroska and WebM keep milliseconds: 0, 63, 125, 188 ms at 16 fps)
+  do not matter then;
+- variable rate: by timestamp, the last frame whose timestamp is ``<= t_k`` plus half a
+  (median) source frame, so that a timestamp a little late from rounding still counts.
+
 ``fps=None`` keeps every source frame. Clips are consecutive runs of ``frames`` output
 frames, starting every ``stride`` output frames; the tail shorter than a clip is
 recorded in the plan (``tail_frames``), never dropped silently.
@@ -19,6 +28,9 @@ as the released training clips; ``stretch`` resizes without a crop).
 
 from __future__ import annotations
 
+import hashlib
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -34,8 +46,14 @@ from fourdnex.io.video_files import to_uint8
 
 #: Video file suffixes that ``4dnex curate`` picks up from a folder.
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+#: Bytes of a video hashed into its content key (:func:`content_key`).
+KEY_BYTES = 1 << 20
 #: Tolerance when comparing a sample time with frame timestamps (seconds).
 _TIME_EPS = 1e-6
+#: A stream is constant-rate when every timestamp is within this many frames of its slot.
+CFR_TOLERANCE = 0.5
+#: Tolerance of timestamp sampling in a variable-rate stream, in (median) source frames.
+VFR_TOLERANCE = 0.5
 
 
 class VideoError(FourDNeXError):
@@ -68,7 +86,24 @@ class VideoInfo:
         """Seconds from the first frame's time to the end of the last frame."""
         if self.frames == 0:
             return 0.0
+        if self.constant_rate:
+            return self.frames / self.fps
         return float(self.times[-1] - self.times[0] + 1.0 / self.fps)
+
+    @property
+    def constant_rate(self) -> bool:
+        """Every frame's timestamp is within half a frame of ``t_0 + j / fps``."""
+        if self.frames < 2:
+            return True
+        slots = np.arange(self.frames) / self.fps
+        return bool(np.abs(self.times - self.times[0] - slots).max() < CFR_TOLERANCE / self.fps)
+
+    @property
+    def frame_interval(self) -> float:
+        """The median time between consecutive frames (``1 / fps`` for one frame)."""
+        if self.frames < 2:
+            return 1.0 / self.fps
+        return float(np.median(np.diff(self.times)))
 
 
 @dataclass(frozen=True)
@@ -112,14 +147,104 @@ class ClipPlan:
     tail_frames: int
 
 
-def list_videos(folder: Path) -> list[Path]:
-    """Video files directly inside ``folder`` (by suffix), sorted by name; links skipped."""
+@dataclass(frozen=True)
+class FolderEntry:
+    """One entry of a folder of videos: a video file to curate (``reason`` None), or
+    something that is not curated and why (a manifest row says so)."""
+
+    name: str
+    path: Path
+    reason: str | None = None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a named pipe"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a regular file"
+
+
+def _is_video_name(name: str) -> bool:
+    return Path(name).suffix.lower() in VIDEO_SUFFIXES
+
+
+def _symlink_reason(folder: Path, path: Path) -> str:
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "a symlink to nothing (dangling): not followed"
+    where = "inside" if target.is_relative_to(folder.resolve()) else "outside"
+    return (
+        f"a symlink to a {'folder' if target.is_dir() else 'file'} {where} the folder: not "
+        "followed (copy the video into the folder to curate it)"
+    )
+
+
+def _folder_reason(path: Path) -> str:
+    try:
+        with os.scandir(path) as it:
+            videos = sum(
+                1 for e in it if _is_video_name(e.name) and e.is_file(follow_symlinks=False)
+            )
+    except OSError:
+        videos = 0
+    what = "a folder, not a video file" if _is_video_name(path.name) else "a folder"
+    return (
+        f"{what}: not searched (curate reads the videos directly in the folder it is given; "
+        f"this one holds {videos} video file{'s' if videos != 1 else ''})"
+    )
+
+
+def scan_folder(folder: Path) -> list[FolderEntry]:
+    """Every entry directly inside ``folder``, sorted by name: video files (regular files
+    with a suffix of :data:`VIDEO_SUFFIXES`) to curate, and for every other entry the
+    reason it is not curated (symlinks, to anything, are never followed; sub-folders are
+    not searched; named pipes and devices are never opened)."""
     if not folder.is_dir():
         raise FourDNeXError(f"{folder}: no such folder of videos")
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not p.is_symlink()
+    entries: list[FolderEntry] = []
+    suffixes = " ".join(VIDEO_SUFFIXES)
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        mode = path.lstat().st_mode
+        reason: str | None = None
+        if stat.S_ISLNK(mode):
+            reason = _symlink_reason(folder, path)
+        elif stat.S_ISDIR(mode):
+            reason = _folder_reason(path)
+        elif not stat.S_ISREG(mode):
+            reason = f"{_kind(mode)}, not a video file: not opened"
+        elif not _is_video_name(path.name):
+            shown = path.suffix or "none"
+            reason = f"not a video (suffix {shown}; curate reads {suffixes})"
+        entries.append(FolderEntry(path.name, path, reason))
+    return entries
+
+
+def list_videos(folder: Path) -> list[Path]:
+    """Video files directly inside ``folder`` (by suffix), sorted by name; links skipped
+    (:func:`scan_folder` also says why every other entry is not a video)."""
+    return [e.path for e in scan_folder(folder) if e.reason is None]
+
+
+def content_key(path: Path) -> str:
+    """What identifies a video file's content for resuming: its size, modification time
+    and a hash of its first :data:`KEY_BYTES` bytes (a replaced file gets a new key)."""
+    st = path.stat()
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        digest.update(f.read(KEY_BYTES))
+    return f"{st.st_size}:{st.st_mtime_ns}:{digest.hexdigest()[:32]}"
+
+
+def too_short_reason(info: VideoInfo, frames: int, fps: float | None) -> str:
+    """Why a video gives no clip: its duration against one clip's."""
+    rate = info.fps if fps is None else float(fps)
+    return (
+        f"too short: {info.duration:.2f} s, a clip needs {frames / rate:.2f} s "
+        f"({info.frames} frames at {info.fps:.4g} fps; a clip is {frames} at {rate:.4g} fps)"
     )
 
 
@@ -164,11 +289,18 @@ def plan_clips(info: VideoInfo, frames: int, fps: float | None, stride: int | No
     if fps is None:
         rate = info.fps
         source = np.arange(info.frames)
-    else:
+    elif info.constant_rate:  # by frame index
+        rate = float(fps)
+        count = int(np.floor(info.frames * rate / info.fps + _TIME_EPS))
+        source = np.floor(np.arange(count) * (info.fps / rate) + _TIME_EPS).astype(np.int64)
+        source = np.minimum(source, info.frames - 1)
+    else:  # by timestamp, half a frame of tolerance
         rate = float(fps)
         count = int(np.floor(info.duration * rate + _TIME_EPS))
-        sample_times = np.arange(count) / rate
-        source = np.searchsorted(info.times, sample_times + _TIME_EPS, side="right") - 1
+        sample_times = info.times[0] + np.arange(count) / rate
+        late = VFR_TOLERANCE * info.frame_interval
+        source = np.searchsorted(info.times, sample_times + late, side="right") - 1
+        source = np.maximum(source, 0)
     total = int(source.shape[0])
     clips = []
     starts = range(0, total - frames + 1, stride) if total >= frames else range(0)

@@ -1,17 +1,20 @@
-"""The manifest of a curation or import run: one Parquet row per clip and per unreadable video.
+"""The manifest of a curation or import run: one Parquet row per clip and per input without clips.
 
 Every clip that a run planned appears with its metrics, its decision (``keep``, ``drop``
 or, for a video that could not be read, ``quarantine``), the stage that decided and the
-reason; nothing is left out silently. Columns (:data:`COLUMNS`, nullable where a value
-was not measured):
+reason; so does every other entry of the input folder, with one row (``clip_index``
+-1): a video shorter than one clip (``drop``), an unreadable one (``quarantine``), and
+what is not curated at all (``skip``: a symlink, a folder, a named pipe, a file that is
+not a video, a video whose id another video took). Nothing is left out silently.
+Columns (:data:`COLUMNS`, nullable where a value was not measured):
 
 =================  ========  ====================================================
 column             type      meaning
 =================  ========  ====================================================
 clip_id            string    clip directory name (``<video>-c<index>``); the video
-                             name for a quarantined video
+                             id for a video row, the entry's name for a skipped one
 video              string    source file name, relative to the input folder
-clip_index         int32     clip of the video (0, 1, ...; -1: a video row)
+clip_index         int32     clip of the video (0, 1, ...; -1: a video or entry row)
 start_time         float64   seconds from the video's start
 end_time           float64   end of the clip's last frame, seconds
 fps                float64   clip frame rate
@@ -29,10 +32,10 @@ velocity           float64   mean camera speed (model units / frame)
 acceleration       float64   mean camera acceleration
 curvature          float64   mean path curvature (eq. 1)
 alignment_loss     float64   the reconstruction's final alignment loss
-decision           string    keep | drop | quarantine
-stage              string    the stage that decided (ingest, brightness, metadata,
-                             caption, reconstruct, alignment, smoothness, confidence,
-                             ranking; "" for kept clips)
+decision           string    keep | drop | quarantine | skip
+stage              string    the stage that decided (input, ingest, brightness,
+                             metadata, caption, reconstruct, alignment, smoothness,
+                             confidence, ranking; "" for kept clips)
 reason             string    why ("" for kept clips)
 path               string    ``clips/<clip_id>`` for kept clips, else ""
 =================  ========  ====================================================
@@ -76,7 +79,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("reason", "string"),
     ("path", "string"),
 )
-DECISIONS = ("keep", "drop", "quarantine")
+DECISIONS = ("keep", "drop", "quarantine", "skip")
 _STRING_DEFAULTS = {"decision", "stage", "reason", "path", "video", "clip_id"}
 
 

@@ -3,7 +3,9 @@
 Stages, per video (a worker handles one video at a time):
 
 1. ingest: probe and plan clips (:mod:`fourdnex.curate.ingest`); an unreadable video is
-   quarantined with the reason and the run goes on;
+   quarantined with the reason, a video shorter than one clip dropped with its duration
+   against a clip's, and the run goes on (entries of the folder that are not video
+   files get a ``skip`` row each);
 2. metadata filter (per video, when a CSV is given);
 3. per clip: brightness filter, caption (per video or per clip), reconstruction
    (:class:`~fourdnex.curate.reconstruct.Reconstructor`), alignment-loss and camera-
@@ -20,16 +22,21 @@ Layout of ``OUT``::
     dataset.json       the dataset of kept clips (fourdnex.data.clip_dataset format)
     index.jsonl
     clips/<clip_id>/   kept training clips (fourdnex.data.clips format)
-    manifest.parquet   every planned clip and quarantined video (fourdnex.curate.manifest)
+    manifest.parquet   every planned clip and every input without clips: a video too
+                       short or unreadable, an entry that is not a video file
+                       (fourdnex.curate.manifest)
     work/              per-clip records and candidate clips: what makes a run resumable
 
 Resuming: each clip's record (``work/records/<clip_id>.json``) and candidate are written
-atomically once the clip is finished, and each video's record once all its clips are. A
-re-run with the same settings skips what is recorded, so a run killed at any moment and
-run again ends with the same clips and manifest as an uninterrupted run (the final pass
-is recomputed from the records). The engines of :mod:`fourdnex.curate.engines`
-(``local``: here or a process pool; ``ray``: Ray Data) run the same
-:class:`VideoProcessor`.
+atomically once the clip is finished, and each video's record once all its clips are.
+Records carry the key of the video's content (size, modification time and a hash of its
+first MiB, :func:`~fourdnex.curate.ingest.content_key`): a video replaced by another file
+of the same name is redone, and its old records, candidates and published clips are
+removed first. A re-run with the same settings skips what is recorded, so a run killed
+at any moment and run again ends with the same clips and manifest as an uninterrupted
+run (the final pass is recomputed from the records). The engines of
+:mod:`fourdnex.curate.engines` (``local``: here or a process pool; ``ray``: Ray Data)
+run the same :class:`VideoProcessor`.
 """
 
 from __future__ import annotations
@@ -52,10 +59,12 @@ from fourdnex.curate.ingest import (
     ClipPlan,
     ClipSpan,
     VideoError,
+    content_key,
     decode_clips,
-    list_videos,
     plan_clips,
     probe_video,
+    scan_folder,
+    too_short_reason,
 )
 from fourdnex.curate.manifest import MANIFEST, write_manifest
 from fourdnex.curate.quality import hcpr, mcv, smoothness, top_fraction
@@ -91,30 +100,58 @@ def clip_id(video_id: str, index: int) -> str:
 
 @dataclass(frozen=True)
 class VideoJob:
-    """One video of a run: its file, its id (a safe file name) and the output folder."""
+    """One video of a run: its file, its id (a safe file name), the output folder and
+    the key of its content (:func:`~fourdnex.curate.ingest.content_key`): records of
+    another key are of a file since replaced, and are redone."""
 
     path: str
     video: str
     video_id: str
     out: str
+    key: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {"path": self.path, "video": self.video, "video_id": self.video_id, "out": self.out}
+        return {"path": self.path, "video": self.video, "video_id": self.video_id,
+                "out": self.out, "key": self.key}  # fmt: skip
 
 
-def plan_jobs(videos_dir: Path, out: Path) -> list[VideoJob]:
-    """A job per video of ``videos_dir``; two videos with the same id are refused."""
+def plan_jobs(videos_dir: Path, out: Path) -> tuple[list[VideoJob], list[dict[str, Any]]]:
+    """A job per video of ``videos_dir``, and a manifest row (decision ``skip``) for every
+    other entry: what is not a video file, and a video whose id another video took
+    already (the first by name keeps it); no video at all is an error."""
     jobs: list[VideoJob] = []
+    skipped: list[dict[str, Any]] = []
     seen: dict[str, str] = {}
-    for path in list_videos(videos_dir):
-        vid = safe_output_name(path.stem, fallback="video")
+    for entry in scan_folder(videos_dir):
+        if entry.reason is not None:
+            skipped.append(_skip_row(entry.name, "input", entry.reason))
+            continue
+        vid = safe_output_name(entry.path.stem, fallback="video")
         if vid in seen:
-            raise FourDNeXError(f"videos {seen[vid]!r} and {path.name!r} share the id {vid!r}")
-        seen[vid] = path.name
-        jobs.append(VideoJob(str(path.resolve()), path.name, vid, str(out)))
+            reason = (f"its id {vid!r} is that of {seen[vid]!r}, curated first: rename one "
+                      "of them to curate both")  # fmt: skip
+            skipped.append(_skip_row(entry.name, "ingest", reason))
+            continue
+        try:
+            key = content_key(entry.path)
+        except OSError as exc:
+            row = _skip_row(entry.name, "ingest", f"cannot be read ({exc.strerror or exc})")
+            skipped.append(row | {"decision": "quarantine"})
+            continue
+        seen[vid] = entry.name
+        jobs.append(VideoJob(str(entry.path.resolve()), entry.name, vid, str(out), key))
     if not jobs:
-        raise FourDNeXError(f"{videos_dir}: no videos (looked for {', '.join(_suffixes())})")
-    return jobs
+        raise FourDNeXError(
+            f"{videos_dir}: no videos (looked for {', '.join(_suffixes())}"
+            + (f"; {len(skipped)} other entries" if skipped else "")
+            + ")"
+        )
+    return jobs, skipped
+
+
+def _skip_row(name: str, stage: str, reason: str) -> dict[str, Any]:
+    return {"clip_id": name, "video": name, "clip_index": -1, "decision": "skip",
+            "stage": stage, "reason": reason}  # fmt: skip
 
 
 def _suffixes() -> tuple[str, ...]:
@@ -194,14 +231,18 @@ class VideoProcessor:
         out = Path(j.out)
         record_path = out / VIDEO_RECORDS / f"{j.video_id}.json"
         if record_path.is_file():
-            return dict(json.loads(record_path.read_text()))
+            record = dict(json.loads(record_path.read_text()))
+            if record.get("key") == j.key:
+                return record
         i = self.settings.ingest
-        base: dict[str, Any] = {"video": j.video, "video_id": j.video_id}
+        base: dict[str, Any] = {"video": j.video, "video_id": j.video_id, "key": j.key}
         try:
             info = probe_video(Path(j.path))
             plan = plan_clips(info, i.frames, i.fps, i.stride)
         except VideoError as exc:
             return _write_video_record(record_path, base | _quarantine(str(exc)))
+        if not plan.clips:
+            base["reason"] = too_short_reason(info, i.frames, i.fps)
         base |= {
             "source_fps": info.fps,
             "source_height": info.height,
@@ -219,7 +260,7 @@ class VideoProcessor:
 
     def _clips(self, j: VideoJob, plan: ClipPlan, base: dict[str, Any]) -> None:
         out = Path(j.out)
-        todo = [s for s in plan.clips if not _record_path(out, j.video_id, s.index).is_file()]
+        todo = [s for s in plan.clips if not _recorded(out, j, s.index)]
         if not todo:
             return
         rows = {s.index: _clip_row(j, s, base, self.settings) for s in todo}
@@ -362,6 +403,7 @@ def _clip_row(
     i = settings.ingest
     return {
         "clip_id": clip_id(j.video_id, s.index),
+        "key": j.key,
         "video": j.video,
         "clip_index": s.index,
         "start_time": s.start_time,
@@ -389,6 +431,33 @@ def _record_path(out: Path, video_id: str, index: int) -> Path:
     return out / RECORDS / f"{clip_id(video_id, index)}.json"
 
 
+def _recorded(out: Path, j: VideoJob, index: int) -> bool:
+    """The clip has a record of this content of its video (not of a replaced file)."""
+    path = _record_path(out, j.video_id, index)
+    return path.is_file() and json.loads(path.read_text()).get("key") == j.key
+
+
+def forget_replaced(out: Path, jobs: list[VideoJob]) -> list[str]:
+    """Remove the records, candidates and published clips of every video whose record
+    is of other content (the file was replaced since); returns those videos' names."""
+    replaced = []
+    for j in jobs:
+        vpath = out / VIDEO_RECORDS / f"{j.video_id}.json"
+        if not vpath.is_file():
+            continue
+        video = json.loads(vpath.read_text())
+        if video.get("key") == j.key:
+            continue
+        replaced.append(j.video)
+        for cid in video.get("clips", []):
+            (out / RECORDS / f"{cid}.json").unlink(missing_ok=True)
+            for folder in (out / CANDIDATES / cid, out / CLIPS_DIR / cid):
+                if folder.is_dir():
+                    shutil.rmtree(folder)
+        vpath.unlink()
+    return replaced
+
+
 def _write_record(out: Path, row: dict[str, Any]) -> None:
     path = out / RECORDS / f"{row['clip_id']}.json"
     with atomic_file(path) as tmp:
@@ -402,42 +471,44 @@ def _write_video_record(path: Path, record: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the final pass
-def finalize(out: Path, jobs: list[VideoJob], settings: CurateSettings) -> list[dict[str, Any]]:
+def finalize(
+    out: Path,
+    jobs: list[VideoJob],
+    settings: CurateSettings,
+    skipped: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Rank the candidates over the whole run, publish the kept clips as the dataset of
-    ``out`` and write the manifest; returns the manifest rows (in video, clip order)."""
-    rows: list[dict[str, Any]] = []
+    ``out`` and write the manifest; returns the manifest rows: every entry of the folder
+    in name order (a video's clips in clip order, one row for a video without clips and
+    for each ``skipped`` entry)."""
+    by_name: dict[str, list[dict[str, Any]]] = {r["video"]: [r] for r in skipped or []}
     for j in jobs:
         vpath = out / VIDEO_RECORDS / f"{j.video_id}.json"
         if not vpath.is_file():
             raise FourDNeXError(f"video {j.video} was not processed (run again to resume)")
-        video = json.loads(vpath.read_text())
-        if "clips" not in video:  # quarantined before planning
-            rows.append(
-                {
-                    "clip_id": j.video_id,
-                    "video": j.video,
-                    "clip_index": -1,
-                    "decision": "quarantine",
-                    "stage": "ingest",
-                    "reason": video["reason"],
-                }
-            )
-            continue
-        for cid in video["clips"]:
-            rpath = out / RECORDS / f"{cid}.json"
-            if rpath.is_file():
-                rows.append(json.loads(rpath.read_text()))
-            else:  # the video broke before this clip was decoded
-                rows.append(
-                    {
-                        "clip_id": cid,
-                        "video": j.video,
-                        "decision": "quarantine",
-                        "stage": "ingest",
-                        "reason": video.get("reason", "not decoded"),
-                    }
-                )
+        by_name[j.video] = _video_rows(out, j, json.loads(vpath.read_text()))
+    rows = [r for name in sorted(by_name) for r in by_name[name]]
     return publish(out, rows, settings.quality.keep_top_percent, settings)
+
+
+def _video_rows(out: Path, j: VideoJob, video: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest rows of one processed video."""
+    head = {"clip_id": j.video_id, "video": j.video, "clip_index": -1}
+    if "clips" not in video:  # quarantined before planning
+        return [head | {"decision": "quarantine", "stage": "ingest", "reason": video["reason"]}]
+    if not video["clips"]:  # shorter than one clip
+        measured = {k: video[k] for k in ("source_fps", "source_height", "source_width")}
+        return [head | measured | _drop("ingest", video["reason"])]
+    rows = []
+    for index, cid in enumerate(video["clips"]):
+        rpath = out / RECORDS / f"{cid}.json"
+        if rpath.is_file():
+            rows.append(json.loads(rpath.read_text()))
+        else:  # the video broke before this clip was decoded
+            rows.append({"clip_id": cid, "video": j.video, "clip_index": index,
+                         "decision": "quarantine", "stage": "ingest",
+                         "reason": video.get("reason", "not decoded")})  # fmt: skip
+    return rows
 
 
 def publish(
@@ -543,9 +614,10 @@ def curate(
         assert settings.captions.csv is not None
         CsvCaptions(settings.captions.csv)
     check_resume(out, settings)
-    jobs = plan_jobs(videos_dir, out)
+    jobs, skipped = plan_jobs(videos_dir, out)
     for folder in (RECORDS, CANDIDATES, VIDEO_RECORDS):
         (out / folder).mkdir(parents=True, exist_ok=True)
+    forget_replaced(out, jobs)
     write_json(
         out / CURATE_JSON,
         {
@@ -557,4 +629,4 @@ def curate(
     )
     factory = functools.partial(VideoProcessor, settings, reconstructor)
     map_jobs(factory, [j.to_dict() for j in jobs], engine, workers, address, progress, "curate")
-    return finalize(out, jobs, settings)
+    return finalize(out, jobs, settings, skipped)

@@ -31,6 +31,12 @@ Layouts (paths relative to the dataset root; ``<L>`` is the layout folder):
   ``<name>.mp4``, ``<name>`` being the entry key or the npz stem; it must hold exactly
   T frames. These files are pickles: they are read only through
   :func:`load_restricted_npz`, never with ``np.load(allow_pickle=True)``.
+- ``dynamic`` / ``static`` directly under the root: the paths the released loader uses,
+  relative to the dataset root, when the archives were unpacked without their archive
+  folder: ``dynamic/<subset>/<video>/<video>_<start>-<end>/`` clip folders (read as
+  ``dynamic_1``) and npz clips anywhere under ``dynamic/`` (read as ``dynamic_3``),
+  ``static/<subset>/<name>.npz`` (read as ``static_1``), with the raw videos and images
+  under ``raw/`` as above. Their clip ids start with ``dynamic-`` / ``static-``.
 - captions: ``caption/<subset>_with_caption_upload.csv`` with columns ``number,caption``
   (``number`` the integer video name).
 
@@ -97,8 +103,11 @@ CONVENTIONS: tuple[str, ...] = ("stored", "released")
 DYNAMIC_DIR_LAYOUTS = ("dynamic_1", "dynamic_2")
 DYNAMIC_NPZ_LAYOUTS = ("dynamic_3",)
 STATIC_LAYOUTS = ("static_1", "static_2")
+#: The release's own folders directly under the root (no archive folder): ``dynamic``
+#: holds clip folders and npz clips, ``static`` npz clips (module docstring).
+ROOT_LAYOUTS = ("dynamic", "static")
 #: Every layout folder :func:`iter_4dnex10m` walks, in this order.
-LAYOUTS = DYNAMIC_DIR_LAYOUTS + DYNAMIC_NPZ_LAYOUTS + STATIC_LAYOUTS
+LAYOUTS = DYNAMIC_DIR_LAYOUTS + DYNAMIC_NPZ_LAYOUTS + STATIC_LAYOUTS + ROOT_LAYOUTS
 
 #: Offset added to a stored principal point (integer-pixel grid -> pixel centres).
 STORED_PIXEL_OFFSET = 0.5
@@ -757,10 +766,16 @@ def read_static_npz(
 
 
 # ------------------------------------------------------------------ captions
-def read_captions_csv(path: str | os.PathLike[str]) -> dict[str, str]:
+def read_captions_csv(
+    path: str | os.PathLike[str], problems: list[str] | None = None
+) -> dict[str, str]:
     """``{video name: caption}`` of a ``<subset>_with_caption_upload.csv`` (columns
     ``number,caption``); ``number`` is an integer written as its decimal name (``"0012"``
-    gives ``"12"``). The first caption of a repeated number is kept."""
+    gives ``"12"``). The first caption of a repeated number is kept.
+
+    A row that cannot be read raises :class:`FourDNeXError`, or, given a ``problems``
+    list, is left out and its reason (``"<path> line N: ..."``) appended there, so the
+    rest of the file is still read."""
     path = Path(path)
     text = _read_text(path, "captions file").lstrip("\ufeff")
     reader = csv.DictReader(text.splitlines())
@@ -773,12 +788,17 @@ def read_captions_csv(path: str | os.PathLike[str]) -> dict[str, str]:
         for row in reader:
             number = (row.get(CAPTION_NUMBER) or "").strip()
             if not number.isdigit():
-                raise FourDNeXError(
-                    f"{path} line {reader.line_num}: number {number[:40]!r} is not an integer"
-                )
+                reason = f"{path} line {reader.line_num}: number {number[:40]!r} is not an integer"
+                if problems is None:
+                    raise FourDNeXError(reason)
+                problems.append(reason)
+                continue
             out.setdefault(str(int(number)), (row.get(CAPTION_TEXT) or "").strip())
     except csv.Error as exc:
-        raise FourDNeXError(f"{path}: bad CSV ({_first_line(exc)})") from None
+        reason = f"{path}: bad CSV ({_first_line(exc)})"
+        if problems is None:
+            raise FourDNeXError(reason) from None
+        problems.append(f"{reason}: the rows after line {reader.line_num} are not read")
     return out
 
 
@@ -933,26 +953,29 @@ def _dynamic_clips(
         yield ImportItem(_clip_id(layout, subset, video, *ident), "dynamic", load, caption, source)
 
 
-def _npz_files(root: Path, layout: str) -> Iterator[tuple[Path, bool]]:
+def _npz_files(root: Path, layout: str, links_below: int = 0) -> Iterator[tuple[Path, bool]]:
     """``(path, is_symlink)`` of every npz under ``root / layout`` in sorted order; symlinks
-    (to files or folders) are reported, never followed."""
+    (to files or folders) are reported, never followed: those more than ``links_below``
+    levels below ``root / layout`` (the others are reported by another walk)."""
 
-    def walk(folder: Path) -> Iterator[tuple[Path, bool]]:
+    def walk(folder: Path, depth: int) -> Iterator[tuple[Path, bool]]:
         for e in _entries(folder):
             if e.name in (RAW_DIR, CAPTION_DIR) and folder == root / layout:
                 continue
             if e.is_symlink():
-                yield Path(e.path), True
+                if depth > links_below:
+                    yield Path(e.path), True
             elif e.is_dir():
-                yield from walk(Path(e.path))
+                yield from walk(Path(e.path), depth + 1)
             elif e.is_file() and e.name.endswith(NPZ_SUFFIX):
                 yield Path(e.path), False
 
     top = root / layout
     if top.is_symlink():
-        yield top, True
+        if links_below == 0:
+            yield top, True
         return
-    yield from walk(top)
+    yield from walk(top, 1)
 
 
 def _npz_names(root: Path, layout: str, path: Path) -> tuple[str, list[str], str]:
@@ -963,9 +986,13 @@ def _npz_names(root: Path, layout: str, path: Path) -> tuple[str, list[str], str
 
 
 def _dynamic_npz_items(
-    root: Path, layout: str, captions: dict[str, dict[str, str]], convention: Convention
+    root: Path,
+    layout: str,
+    captions: dict[str, dict[str, str]],
+    convention: Convention,
+    links_below: int = 0,
 ) -> Iterator[ImportItem]:
-    for path, link in _npz_files(root, layout):
+    for path, link in _npz_files(root, layout, links_below):
         if link:
             yield _symlink_item(root, path, layout, "dynamic")
             continue
@@ -1037,8 +1064,11 @@ def _static_item(
     return ImportItem(_clip_id(*ident), "static", load, caption, source)
 
 
-def _captions(root: Path, layouts: Iterable[str]) -> dict[str, dict[str, str]]:
-    """``{subset: {video: caption}}`` from ``caption/`` (and ``<L>/caption/``)."""
+def _captions(
+    root: Path, layouts: Iterable[str], problems: list[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """``{subset: {video: caption}}`` from ``caption/`` (and ``<L>/caption/``); with a
+    ``problems`` list, unreadable rows and files are reported there and left out."""
     out: dict[str, dict[str, str]] = {}
     for folder in [(CAPTION_DIR,)] + [(layout, CAPTION_DIR) for layout in layouts]:
         path = _maybe_inside(root, *folder)
@@ -1047,7 +1077,19 @@ def _captions(root: Path, layouts: Iterable[str]) -> dict[str, dict[str, str]]:
         for e in _entries(path):
             if e.name.endswith(CAPTION_SUFFIX) and not e.is_symlink():
                 subset = e.name[: -len(CAPTION_SUFFIX)]
-                for video, text in read_captions_csv(e.path).items():
+                found: list[str] | None = None if problems is None else []
+                try:
+                    texts = read_captions_csv(e.path, found)
+                except FourDNeXError as exc:
+                    if found is None:
+                        raise
+                    found.append(f"{_first_line(exc)}: the file is not read")
+                    texts = {}
+                rel = _rel(root, Path(e.path))
+                for problem in found or []:  # named relative to the root
+                    assert problems is not None
+                    problems.append(problem.replace(e.path, rel, 1))
+                for video, text in texts.items():
                     out.setdefault(subset, {}).setdefault(video, text)
     return out
 
@@ -1072,13 +1114,18 @@ def iter_4dnex10m(
     root: str | os.PathLike[str],
     subsets: Sequence[str] | None = None,
     convention: Convention = "stored",
+    problems: list[str] | None = None,
 ) -> Iterator[ImportItem]:
     """Every clip of a 4DNeX-10M download, lazily, in a deterministic sorted order.
 
     Args:
-        root: the dataset root (holding ``dynamic_1`` ... ``static_2``, ``raw``, ``caption``).
+        root: the dataset root (holding ``dynamic_1`` ... ``static_2``, or ``dynamic`` and
+            ``static`` directly, ``raw``, ``caption``).
         subsets: layout folders to read (of :data:`LAYOUTS`); None: all that are present.
         convention: back-projection convention of the dynamic layouts (module docstring).
+        problems: when given, a caption row or file that cannot be read is reported here
+            (one line each, the file named relative to the root) and the rest is read;
+            otherwise it raises :class:`FourDNeXError`.
 
     Yields:
         :class:`ImportItem` per clip. Nothing is decoded until ``load()``; a clip that
@@ -1094,7 +1141,7 @@ def iter_4dnex10m(
     if unknown:
         raise ValidationError(f"unknown 4DNeX-10M subsets {unknown}: choose from {LAYOUTS}")
     present = [s for s in LAYOUTS if s in chosen and (base / s).is_dir()]
-    captions = _captions(base, present)
+    captions = _captions(base, present, problems)
     yield from _unique(_layout_items(base, present, captions, convention))
 
 
@@ -1106,5 +1153,9 @@ def _layout_items(
             yield from _dynamic_dir_items(root, layout, captions, convention)
         elif layout in DYNAMIC_NPZ_LAYOUTS:
             yield from _dynamic_npz_items(root, layout, captions, convention)
+        elif layout == DYNAMIC_DIR:  # the release's own folder: clip folders and npz clips
+            yield from _dynamic_dir_items(root, layout, captions, convention)
+            # symlinks down to clip folders (subset / video / clip) are the first walk's
+            yield from _dynamic_npz_items(root, layout, captions, convention, links_below=3)
         else:
             yield from _static_items(root, layout, captions)

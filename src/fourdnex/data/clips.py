@@ -31,10 +31,11 @@ A clip directory ``clips/<id>/`` holds:
 Format version 1 clips (written before ``rgb.mkv`` existed) have only ``rgb.mp4``,
 which is then the RGB of record (decoded, lossy, cropped to H x W); they are still read.
 
-Every file of record of a clip is deterministic: the same inputs give byte-identical
-``rgb.mkv``, ``geometry.safetensors`` and ``clip.json``. The ``rgb.mp4`` preview is not
-always byte-identical on a loaded machine (libx264, see :func:`fourdnex.io.write_video`)
-and is left out of the clip's fingerprint (:func:`fourdnex.train.cache.clip_fingerprint`).
+Every file of a clip is deterministic: the same inputs give byte-identical
+``rgb.mkv``, ``geometry.safetensors``, ``clip.json`` and ``rgb.mp4`` preview (libx264
+runs single-threaded and without its macroblock tree, see
+:func:`fourdnex.io.write_video`). The preview, not being a file of record, is still left
+out of the clip's fingerprint (:func:`fourdnex.train.cache.clip_fingerprint`).
 
 A clip is written atomically (a temporary directory renamed into place) and every
 read checks it fully: a broken clip raises :class:`ClipFormatError` naming the clip
@@ -58,7 +59,7 @@ from fourdnex.condition import KnownFrames, check_motion
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
-from fourdnex.io.video_files import read_video, video_shape, write_video
+from fourdnex.io.video_files import read_video, to_uint8, video_shape, write_video
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import XYZNormalization, normalize_pointmaps
 
@@ -164,7 +165,7 @@ def write_clip(
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
-    The same arguments always give byte-identical files of record (not always the preview).
+    The same arguments always give byte-identical files, the preview included.
 
     Args:
         directory: the clip directory to create.
@@ -217,7 +218,11 @@ def write_clip(
     with atomic_directory(directory, overwrite=overwrite, recover_first=not in_new_folder) as tmp:
         save_file(arrays, str(tmp / GEOMETRY))
         if condition is not None:
-            save_file(condition.arrays(), str(tmp / CONDITION))
+            # known RGB on the 8-bit grid of the clip's RGB of record: a known frame IS the
+            # clip's frame (its latent then equals the target's, fourdnex.condition)
+            known = condition.arrays()
+            known["rgb"] = to_uint8(known["rgb"]).astype(np.float32) / 255.0
+            save_file(known, str(tmp / CONDITION))
         write_video(tmp / RGB_LOSSLESS, rgb, fps=fps, lossless=True)
         write_video(tmp / RGB_VIDEO, rgb, fps=fps)
         header = {

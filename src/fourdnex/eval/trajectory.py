@@ -6,6 +6,10 @@
   ``E = (G_i^-1 G_{i+1})^-1 (P_i^-1 P_{i+1})`` with predicted poses P brought into
   the true frame and scale by the same Sim(3); translation ``||t_E||`` and rotation
   angle of ``R_E`` in degrees, averaged over the pairs.
+- Both equal those of evo, the evaluator the field reports with (``evo_ape -as``: APE of
+  the translation part after a Sim(3) alignment, its RMSE; ``evo_rpe -as --delta 1``:
+  mean translation and rotation-angle RPE), tested on the same trajectories in
+  tests/test_new_user_data.py.
 - Smoothness (paper sec. 3, eq. 1), from camera centres ``c_i``: velocity
   ``v_i = c_{i+1} - c_i``, acceleration ``a_i = v_{i+1} - v_i`` and curvature
   ``kappa_i = ||v_{i+1} - v_i|| / (||v_{i+1}||^2 + ||v_i||^2 + eps)``.

@@ -17,6 +17,8 @@ from fourdnex.geometry.register import RegisterSettings, Registration, register
 from fourdnex.scene import Scene4D
 
 CameraSource = Literal["scene", "registered"]
+#: Where a user reads what a model can and cannot generate (a scene that does not register).
+MODEL_CARD = "docs/model-card.md"
 
 
 @dataclass(frozen=True)
@@ -55,3 +57,18 @@ def with_cameras(scene: Scene4D, settings: RegisterSettings | None = None) -> Sc
     if has_cameras(scene):
         return SceneWithCameras(scene, "scene")
     return register_scene(scene, settings)
+
+
+def ill_conditioned_warning(reg: Registration | None, what: str = "the scene") -> str:
+    """One line when the registration of ``what`` fell back on every frame (its XYZ is
+    nearly planar or not what one pinhole camera sees), pointing to the model card;
+    "" when at least one frame was well-conditioned (or nothing was registered)."""
+    if reg is None or not bool(np.all(reg.ill_conditioned)):
+        return ""
+    T = int(reg.ill_conditioned.shape[0])
+    return (
+        f"registration of {what} is ill-conditioned on every frame ({T} of {T}: its XYZ is "
+        "nearly planar or no pinhole camera sees it), so its cameras, depth and novel views "
+        f"are unreliable and renders will have holes; see {MODEL_CARD} for what the model "
+        "can generate"
+    )

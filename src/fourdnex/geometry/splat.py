@@ -62,7 +62,32 @@ def splat(
     background: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tensor core of :func:`render_points`: returns ``(rgb (H, W, C), depth (H, W),
-    mask (H, W))`` on the device of ``points``. Inputs must be finite."""
+    mask (H, W))`` on the device of ``points``. Inputs must be finite.
+
+    On the CPU it runs with at most the thread policy's intra-op threads
+    (:func:`fourdnex.threads.policy_thread_scope`): its dozen short element-wise and
+    scatter operations each wait for every thread, so at torch's default (all cores)
+    one core held by another process made a 480 x 720 render 10x slower
+    (benchmarks/bench_render_load.py)."""
+    if points.device.type != "cpu":
+        return _splat(points, colors, K, world2cam, height, width, radius, near, background)
+    from fourdnex.threads import policy_thread_scope
+
+    with policy_thread_scope():
+        return _splat(points, colors, K, world2cam, height, width, radius, near, background)
+
+
+def _splat(
+    points: torch.Tensor,  # (N, 3) world
+    colors: torch.Tensor,  # (N, C)
+    K: torch.Tensor,  # (3, 3)
+    world2cam: torch.Tensor,  # (4, 4)
+    height: int,
+    width: int,
+    radius: int,
+    near: float,
+    background: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     dev = points.device
     n = points.shape[0]
     P = K @ world2cam[:3]  # (3, 4) projection
@@ -72,10 +97,15 @@ def splat(
     u = pc[0] * inv_z
     v = pc[1] * inv_z
     r = int(radius)
-    valid = (z > near) & (u >= -r) & (u < width + r) & (v >= -r) & (v < height + r)
-    # invalid points may convert to any integer: their key is _NO_HIT, a no-op
-    j = torch.floor(u).to(torch.int64)
-    i = torch.floor(v).to(torch.int64)
+    valid = z > near
+    valid &= u >= -r
+    valid &= u < width + r
+    valid &= v >= -r
+    valid &= v < height + r
+    # invalid points may convert to any integer: their key is _NO_HIT, a no-op; with
+    # r == 0 valid u, v are >= 0, where truncation is the floor
+    j = (u if r == 0 else torch.floor(u)).to(torch.int64)
+    i = (v if r == 0 else torch.floor(v)).to(torch.int64)
     key = (z.view(torch.int32).to(torch.int64) << _INDEX_BITS) | torch.arange(n, device=dev)
     key = torch.where(valid, key, _NO_HIT)
     zbuf = torch.full((height * width,), _NO_HIT, dtype=torch.int64, device=dev)
@@ -87,11 +117,12 @@ def splat(
         zbuf.scatter_reduce_(
             0, torch.where(ok, ii * width + jj, 0), torch.where(ok, key, _NO_HIT), "amin"
         )
-    hole = zbuf == _NO_HIT
-    winner = zbuf.bitwise_and_((1 << _INDEX_BITS) - 1).masked_fill_(hole, 0)
-    rgb = colors.index_select(0, winner).masked_fill_(hole[:, None], background)
-    depth = z.index_select(0, winner).masked_fill_(hole, 0.0)
-    mask = ~hole
+    mask = zbuf != _NO_HIT
+    # holes select row n: the background colour and depth 0 appended to the inputs
+    winner = torch.where(mask, zbuf.bitwise_and_((1 << _INDEX_BITS) - 1), n)
+    fill = torch.full((1, colors.shape[1]), background, dtype=colors.dtype, device=dev)
+    rgb = torch.cat([colors, fill]).index_select(0, winner)
+    depth = torch.cat([z, z.new_zeros(1)]).index_select(0, winner)
     return rgb.view(height, width, -1), depth.view(height, width), mask.view(height, width)
 
 
@@ -113,7 +144,9 @@ def render_points(
 
     Non-finite points are skipped. ``radius`` (pixels, >= 0) grows each point into a
     disc; ``near`` culls points at camera z <= near. ``device`` defaults to the device of
-    a tensor ``points``, else the CPU.
+    a tensor ``points``, else the CPU. On the CPU the call runs with at most the thread
+    policy's torch threads (:func:`fourdnex.threads.policy_thread_scope`) and restores
+    the caller's count when it returns.
     """
     if height < 1 or width < 1:
         raise ValidationError(f"image size must be positive, got {height} x {width}")
@@ -124,6 +157,28 @@ def render_points(
     if isinstance(points, torch.Tensor) and device is None:
         device = points.device
     dev = torch.device(device or "cpu")
+    if dev.type != "cpu":
+        return _render_points(points, colors, K, cam2world, height, width, radius, near,
+                              background, dev)  # fmt: skip
+    from fourdnex.threads import policy_thread_scope
+
+    with policy_thread_scope():  # see splat(): the whole call, checks included
+        return _render_points(points, colors, K, cam2world, height, width, radius, near,
+                              background, dev)  # fmt: skip
+
+
+def _render_points(
+    points: np.ndarray | torch.Tensor,
+    colors: np.ndarray | torch.Tensor,
+    K: np.ndarray,
+    cam2world: np.ndarray,
+    height: int,
+    width: int,
+    radius: int,
+    near: float,
+    background: float,
+    dev: torch.device,
+) -> Render:
     P = torch.as_tensor(points, dtype=torch.float32, device=dev)
     C = torch.as_tensor(colors, dtype=torch.float32, device=dev)
     if P.ndim != 2 or P.shape[1] != 3:
@@ -138,8 +193,10 @@ def render_points(
         raise ValidationError(f"K must be (3, 3) and cam2world (4, 4), got {K.shape}, {c2w.shape}")
     if not (np.isfinite(K).all() and np.isfinite(c2w).all()) or K[0, 0] <= 0 or K[1, 1] <= 0:
         raise ValidationError("K and cam2world must be finite, with positive focal lengths")
-    finite = torch.isfinite(P).all(dim=1) & torch.isfinite(C).all(dim=1)
-    if not bool(finite.all()):
+    # x - x is exactly 0 for every finite x and NaN for inf and NaN: one cheap exact test
+    # of the whole input first (torch.isfinite per element costs more than the render)
+    if not bool(((P - P).sum() + (C - C).sum()) == 0):
+        finite = torch.isfinite(P).all(dim=1) & torch.isfinite(C).all(dim=1)
         P, C = P[finite], C[finite]
     from fourdnex.cameras import invert_rigid
 

@@ -101,6 +101,8 @@ class Trajectory:
             time = np.array(times, dtype=np.int64)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"trajectory JSON: malformed ({exc!r})") from None
+        except OverflowError:  # an integer beyond float range, e.g. 10**400
+            raise ValidationError("trajectory has non-finite values (beyond float range)") from None
         traj = cls(K=K, cam2world=c2w, time=time, width=width, height=height)
         traj.validate(scene_frames)
         return traj

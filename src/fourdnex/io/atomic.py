@@ -211,6 +211,27 @@ def atomic_files(paths: list[Path]) -> Iterator[list[Path]]:
                 raise _os_error(final, exc) from None
 
 
+def discard(path: str | os.PathLike[str]) -> bool:
+    """Remove an output that a new run replaces by a set without it (a file or a
+    folder): it is renamed to a temporary name first, so a kill never leaves half of it
+    under its own name (the next run's :func:`recover` removes the rest). Returns
+    whether anything was there."""
+    final = Path(path)
+    if not os.path.lexists(final):
+        return False
+    parent = final.parent if str(final.parent) else Path(".")
+    aside = parent / f"{_temp_prefix(final)}{os.urandom(4).hex()}.tmp"
+    try:
+        os.replace(final, aside)
+    except OSError as exc:
+        raise _os_error(final, exc) from None
+    if aside.is_dir() and not aside.is_symlink():
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        aside.unlink(missing_ok=True)
+    return True
+
+
 @contextlib.contextmanager
 def _staged(path: Path) -> Iterator[Path]:
     """A temporary file beside ``path``, removed on exit unless it was renamed."""

@@ -78,6 +78,28 @@ def check_output_not_input(
             raise FourDNeXError(f"{flag} {out} contains the input {item}: choose another output")
 
 
+def check_output_place(
+    out: str | os.PathLike[str], flag: str = "--out", directory: bool = False
+) -> None:
+    """Refuse, before any work, an output that cannot be written: ``out`` exists with the
+    wrong kind (a file for a ``directory`` output, a folder for a file output), or the
+    nearest existing folder above it is a file (``--out a_file/sub``) or not writable."""
+    o = Path(out)
+    if o.exists():
+        if directory and not o.is_dir():
+            raise FourDNeXError(f"{flag} {out} exists and is not a directory")
+        if not directory and o.is_dir():
+            raise FourDNeXError(f"{flag} {out} is a directory: give a file name")
+    above = Path(os.path.abspath(o)).parent
+    for folder in (above, *above.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise FourDNeXError(f"{flag} {out} cannot be made: {folder} is not a directory")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise FourDNeXError(f"{flag} {out} cannot be made: {folder} is not writable")
+            return
+
+
 def safe_output_name(stem: str, fallback: str = "scene") -> str:
     """An output name derived from an input's name: characters other than letters,
     digits (any script) and ``_ . + -`` become ``_``, leading dots are dropped, and an

@@ -18,6 +18,9 @@ PREVIEW_CRF = 18
 #: FFmpeg options that make written files byte-reproducible (see :func:`write_video`).
 _BITEXACT_CONTAINER = {"fflags": "+bitexact"}
 _BITEXACT_CODEC = {"flags": "+bitexact"}
+#: libx264 settings that make previews byte-reproducible: its macroblock-tree rate
+#: control reads state that varies with the process's heap (see :func:`write_video`).
+_X264_REPRODUCIBLE = {"x264-params": "mbtree=0"}
 
 
 def to_uint8(frames: np.ndarray) -> NDArray[np.uint8]:
@@ -39,14 +42,14 @@ def write_video(
     in RGB (use an ``.mkv`` path), any size, exact to the uint8 value (float frames
     are rounded first with :func:`to_uint8`).
 
-    The lossless output is deterministic: the same frames always give the same bytes,
-    on any machine with the same FFmpeg build. The container and codec are run in
-    bit-exact mode (no random Matroska SegmentUID, no encoder version strings) and with
-    a single encoder thread. H.264 previews are encoded the same way, but libx264 does
-    not give the same bytes every time when the machine is loaded (measured: 2-3
-    distinct outputs in 60 encodes of one 5-frame clip with 3 processes on 2 cores,
-    decoded pixels differing by up to 11/255), so only the lossless files are for
-    comparing by hash.
+    Both outputs are deterministic: the same frames always give the same bytes, on any
+    machine with the same FFmpeg build. The container and codec are run in bit-exact
+    mode (no random Matroska SegmentUID, no encoder version strings) and with a single
+    encoder thread. libx264's macroblock tree (``mbtree``) is off: with it, the bytes
+    depended on the state of the process's heap (the same frames encoded after other
+    allocations gave 3-9 distinct files in 10 encodes, decoded pixels differing by up
+    to 38/255), which is why two identical ``4dnex synth`` runs wrote different
+    previews; with it off, every encode of a frame sequence gives the same bytes.
     """
     import av
 
@@ -70,7 +73,7 @@ def write_video(
         else:
             stream = container.add_stream("libx264", rate=fps)
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(PREVIEW_CRF), **_BITEXACT_CODEC}
+            stream.options = {"crf": str(PREVIEW_CRF), **_BITEXACT_CODEC, **_X264_REPRODUCIBLE}
         stream.thread_count = 1  # multi-threaded encoding depends on the core count
         stream.width = data.shape[2]
         stream.height = data.shape[1]

@@ -99,6 +99,16 @@ _VAE_TINY: dict[str, Any] = {
     "num_res_blocks": 1,
     "temperal_downsample": [False, True, True],
 }
+#: ``tiny-4x``: fourdnex-small's layout at toy size: a VAE 4x in space (two 2x stages,
+#: both also 2x in time) and a transformer patch of (1, 4, 4), so the tokens per pixel
+#: are those of ``tiny``.
+TINY_4X_NAME = "tiny-4x"
+_VAE_TINY_4X: dict[str, Any] = {
+    "base_dim": 4,
+    "dim_mult": [1, 1, 1],
+    "num_res_blocks": 1,
+    "temperal_downsample": [True, True],
+}
 _UMT5_TINY: dict[str, Any] = {
     "vocab_size": 64,  # the builder sets it to its tokenizer's size
     "d_model": TINY_TEXT_DIM,
@@ -120,8 +130,11 @@ _CLIP_TINY: dict[str, Any] = {
 
 
 #: fourdnex-small, the bundled trained model: the Wan2.1 I2V structure (image
-#: cross-attention, 36 input channels, 16-channel 8x / 4x VAE, UMT5, CLIP) sized to train
-#: from scratch on the synthetic world on a CPU. Generation size: 17 x 64 x 96 per modality.
+#: cross-attention, 36 input channels, 16-channel VAE, UMT5, CLIP) sized to train from
+#: scratch on the synthetic world on a CPU. Generation size: 17 x 64 x 96 per modality.
+#: Its VAE compresses 4x in space (Wan2.1's: 8x; at 64 x 96 an 8x latent caps frame-0
+#: depth near delta1 0.82 even with a perfect transformer, docs/model-card.md) and 4x in
+#: time; the transformer's patch (1, 4, 4) keeps Wan2.1's 16 x 16 pixels per token.
 SMALL_NAME = "fourdnex-small"
 SMALL_FRAMES = 17
 SMALL_HEIGHT = 64
@@ -131,6 +144,7 @@ SMALL_IMAGE_DIM = 64
 SMALL_CLIP_IMAGE_SIZE = 64
 _SMALL: dict[str, Any] = {
     **_WAN_14B,
+    "patch_size": (1, 4, 4),
     "num_attention_heads": 4,
     "attention_head_dim": 64,
     "text_dim": SMALL_TEXT_DIM,
@@ -140,12 +154,14 @@ _SMALL: dict[str, Any] = {
     "image_dim": SMALL_IMAGE_DIM,
     "added_kv_proj_dim": 256,
 }
+#: The VAE race (scripts/vae_race.py, docs/model-card.md) chose base 16 over base 24
+#: at equal training time.
 _VAE_SMALL: dict[str, Any] = {
     "base_dim": 16,
     "z_dim": LATENT_CHANNELS,
-    "dim_mult": [1, 2, 4, 4],
+    "dim_mult": [1, 2, 4],
     "num_res_blocks": 1,
-    "temperal_downsample": [False, True, True],
+    "temperal_downsample": [True, True],
 }
 _UMT5_SMALL: dict[str, Any] = {
     "vocab_size": 256,  # the builder sets it to its tokenizer's size
@@ -180,6 +196,9 @@ class ModelPreset:
             which is built locally by :mod:`fourdnex.models.tiny`).
         vae, text_encoder, image_encoder: keyword arguments of ``AutoencoderKLWan``,
             ``UMT5Config`` and ``CLIPVisionConfig`` (for random-weight builds).
+        condition_encoding: how a model of this preset trained from scratch encodes its
+            condition video (:data:`fourdnex.condition.ConditionEncoding`; written into
+            the model card of a base model built from the preset).
     """
 
     name: str
@@ -188,6 +207,7 @@ class ModelPreset:
     vae: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
     image_encoder: dict[str, Any] = field(default_factory=dict)
+    condition_encoding: str = "fused"
 
     @property
     def hidden_size(self) -> int:
@@ -210,8 +230,20 @@ PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(
         "tiny", _TINY, vae=_VAE_TINY, text_encoder=_UMT5_TINY, image_encoder=_CLIP_TINY
     ),
+    TINY_4X_NAME: ModelPreset(
+        TINY_4X_NAME,
+        {**_TINY, "patch_size": (1, 4, 4)},
+        vae=_VAE_TINY_4X,
+        text_encoder=_UMT5_TINY,
+        image_encoder=_CLIP_TINY,
+    ),
     SMALL_NAME: ModelPreset(
-        SMALL_NAME, _SMALL, vae=_VAE_SMALL, text_encoder=_UMT5_SMALL, image_encoder=_CLIP_SMALL
+        SMALL_NAME,
+        _SMALL,
+        vae=_VAE_SMALL,
+        text_encoder=_UMT5_SMALL,
+        image_encoder=_CLIP_SMALL,
+        condition_encoding="per-modality",
     ),
 }
 

@@ -6,6 +6,12 @@ A fourdnex model directory is a diffusers Wan2.1 I2V directory plus ``fourdnex.j
 - ``xyz_latent``: ``{"mean", "std"}`` of the XYZ latent normalization (method 3.3),
   measured on the model's own training latents;
 - ``frames``, ``height``, ``width``: the generation size the model was trained at;
+- ``inference``: the model's recommended sampler settings (``steps``, ``guidance``,
+  ``flow_shift``), chosen by measurement; settings a user leaves unset take them
+  (:meth:`fourdnex.pipeline.GenerationSettings.with_defaults`);
+- ``condition_encoding``: how the condition video is VAE-encoded
+  (:data:`fourdnex.condition.ConditionEncoding`; absent means ``"fused"``, the
+  released weights' way);
 - ``training``: how each component was made (free-form, for the model card).
 
 The bundled weights live in the package (``fourdnex/assets/models/fourdnex-small``).
@@ -20,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from fourdnex.condition import CONDITION_ENCODINGS, ConditionEncoding
 from fourdnex.errors import FourDNeXError
 from fourdnex.models.presets import SMALL_FRAMES, SMALL_HEIGHT, SMALL_NAME, SMALL_WIDTH
 from fourdnex.sixd import XYZLatentNorm
@@ -39,7 +46,9 @@ class ModelCard:
     frames: int | None = None
     height: int | None = None
     width: int | None = None
+    condition_encoding: ConditionEncoding = "fused"
     training: dict[str, Any] = field(default_factory=dict)
+    inference: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -48,6 +57,8 @@ class ModelCard:
             "frames": self.frames,
             "height": self.height,
             "width": self.width,
+            "condition_encoding": self.condition_encoding,
+            "inference": self.inference,
             "training": self.training,
         }
 
@@ -61,10 +72,21 @@ class ModelCard:
                 frames=None if d.get("frames") is None else int(d["frames"]),
                 height=None if d.get("height") is None else int(d["height"]),
                 width=None if d.get("width") is None else int(d["width"]),
+                condition_encoding=d.get("condition_encoding", "fused"),
                 training=dict(d.get("training") or {}),
+                inference={
+                    str(k): float(v)
+                    for k, v in (d.get("inference") or {}).items()
+                    if k in ("steps", "guidance", "flow_shift")
+                },
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FourDNeXError(f"invalid {MODEL_JSON} in {where}: {exc}") from None
+        if card.condition_encoding not in CONDITION_ENCODINGS:
+            raise FourDNeXError(
+                f"invalid {MODEL_JSON} in {where}: condition_encoding "
+                f"{card.condition_encoding!r} is not one of {', '.join(CONDITION_ENCODINGS)}"
+            )
         if not card.xyz_latent.std > 0:
             raise FourDNeXError(f"invalid {MODEL_JSON} in {where}: xyz_latent std must be > 0")
         return card

@@ -66,12 +66,13 @@ def tiny_tokenizer() -> Any:
     return word_tokenizer(_TINY_WORDS)
 
 
-def build_tiny_components(seed: int = 0) -> dict[str, object]:
-    """The tiny components in memory (random weights, deterministic for ``seed``)."""
-    return build_components("tiny", tiny_tokenizer(), seed)
+def build_tiny_components(seed: int = 0, preset: str = "tiny") -> dict[str, object]:
+    """The tiny components in memory (random weights, deterministic for ``seed``);
+    ``preset``: ``tiny`` (Wan2.1's 8x VAE layout) or ``tiny-4x`` (fourdnex-small's)."""
+    return build_components(preset, tiny_tokenizer(), seed)
 
 
-def build_tiny_wan_i2v(directory: str | Path, seed: int = 0) -> Path:
+def build_tiny_wan_i2v(directory: str | Path, seed: int = 0, preset: str = "tiny") -> Path:
     """Save a complete tiny diffusers-format Wan2.1 I2V directory to ``directory``.
 
     The directory holds ``model_index.json`` and the subfolders ``transformer``,
@@ -82,4 +83,4 @@ def build_tiny_wan_i2v(directory: str | Path, seed: int = 0) -> Path:
     Returns:
         The directory.
     """
-    return save_model_dir(build_tiny_components(seed), directory)
+    return save_model_dir(build_tiny_components(seed, preset), directory)

@@ -76,7 +76,7 @@ def check_frames_request(indices: Sequence[int], count: int, frames: int) -> Non
 
 def generate_from_frames(
     pipe: FourDNeXPipeline,
-    frames: np.ndarray,
+    frames: np.ndarray | Sequence[np.ndarray],
     indices: Sequence[int],
     *,
     prompt: str = "",
@@ -88,8 +88,9 @@ def generate_from_frames(
     """A scene whose frames at ``indices`` are the given ones.
 
     Args:
-        frames: (N, H0, W0, 3) RGB in [0, 1] (any size: brought to the generation size
-            of the first by the settings' resize policy).
+        frames: (N, H0, W0, 3) RGB in [0, 1], or a sequence of N (H_i, W_i, 3) frames of
+            different sizes: each is brought to the generation size of the first by the
+            settings' resize policy.
         indices: N distinct frame indices of the clip (the model's clip length unless
             ``settings.frames`` says otherwise); all of them: video to 4D.
         xyz: optional (N, H, W, 3) model-space points of those frames, at the
@@ -99,16 +100,17 @@ def generate_from_frames(
             size); False keeps the model's own RGB there (what the benchmark measures).
             The XYZ is the model's everywhere.
     """
-    rgb = np.asarray(frames, dtype=np.float32)
-    if rgb.ndim != 4 or rgb.shape[-1] != 3:
-        raise ValidationError(f"condition frames must be (N, H, W, 3), got {rgb.shape}")
+    items = [np.asarray(f, dtype=np.float32) for f in frames]
+    for i, item in enumerate(items):
+        if item.ndim != 3 or item.shape[-1] != 3:
+            raise ValidationError(f"condition frame {i} must be (H, W, 3), got {item.shape}")
     check_motion(motion)
     T = (settings.frames if settings and settings.frames else None) or pipe.default_frames
-    check_frames_request(indices, rgb.shape[0], T)
+    check_frames_request(indices, len(items), T)
     s0 = settings or GenerationSettings()
-    H, W = pipe.resolution((rgb.shape[2], rgb.shape[1]), s0)
+    H, W = pipe.resolution((items[0].shape[1], items[0].shape[0]), s0)
     s = _settings(pipe, dataclasses.replace(s0, frames=T), H, W)
-    rgb = resize_frames(rgb, H, W, s.resize)
+    rgb = np.stack([resize_frames(f[None], H, W, s.resize)[0] for f in items])
     known = KnownFrames.at_indices(rgb, list(indices), T, xyz=xyz)
     scene = pipe([known.clip_image()], prompt, settings=s, known=[known], motion=motion)[0]
     if keep_given:
@@ -232,11 +234,41 @@ def _known_fraction(known: KnownFrames) -> list[float]:
     return [round(float(x), 4) for x in (np.asarray(known.mask_rgb) > 0).mean(axis=(1, 2))]
 
 
-def read_condition_frames(paths: Sequence[str | Path]) -> NDArray[np.float32]:
-    """Condition frames from image files, or from one video file: (N, H, W, 3) in [0, 1].
+@dataclass(frozen=True)
+class ConditionFrames:
+    """Condition frames read from files (:func:`read_condition_frames`).
 
-    Images must share one size; a video gives all of its frames."""
-    from fourdnex.io.video_files import read_video
+    Attributes:
+        frames: N frames (H_i, W_i, 3) float32 in [0, 1]; images may differ in size
+            (:func:`generate_from_frames` brings each to the first's generation size).
+        indices: the clip index of each frame.
+        sources: where each came from (``photo.png``, ``clip.mp4 frame 8``).
+        notes: what was used of a video, and which images differ in size from the first.
+    """
+
+    frames: list[NDArray[np.float32]]
+    indices: list[int]
+    sources: list[str]
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+
+def read_condition_frames(
+    paths: Sequence[str | Path], clip_frames: int, at: Sequence[int] | None = None
+) -> ConditionFrames:
+    """Condition frames from image files (one per index of ``at``), or from one video
+    file, for a clip of ``clip_frames`` frames.
+
+    A video is the clip's timeline: with ``at`` its frames at those indices are used
+    (``at=[0, 8, 16]``: its frames 0, 8 and 16), without it its first ``clip_frames``
+    frames (video to 4D). A longer video is fine; it is decoded only up to the last frame
+    used. Images may differ in size. Without ``at``, images must be one per clip frame.
+
+    Raises:
+        ValidationError: no files, a video mixed with images, a video shorter than the
+            frames asked for, indices out of range or not one per image.
+    """
+    from fourdnex.io.video_files import read_video, video_shape
+    from fourdnex.limits import check_video_size
     from fourdnex.pipeline.images import load_image
 
     files = [Path(p) for p in paths]
@@ -246,12 +278,47 @@ def read_condition_frames(paths: Sequence[str | Path]) -> NDArray[np.float32]:
     if videos:
         if len(files) != 1:
             raise ValidationError("give one video or images as condition frames, not both")
-        return np.asarray(read_video(files[0]), dtype=np.float32) / 255.0
+        video = files[0]
+        length, height, width = video_shape(video)
+        indices = list(range(clip_frames)) if at is None else list(at)
+        check_indices(indices, clip_frames)
+        needed = max(indices) + 1
+        if length < needed:
+            what = f"its first {clip_frames}" if at is None else f"frame {needed - 1} (--at)"
+            hint = " (or give --at)" if at is None else ""
+            raise ValidationError(f"{video} has {length} frames; the clip needs {what}{hint}")
+        check_video_size(needed, height, width, f"condition video {video}")
+        decoded = read_video(video, max_frames=needed)  # not decoded past the last used frame
+        if decoded.shape[0] < needed:  # the container's count was optimistic
+            raise ValidationError(f"{video} has {decoded.shape[0]} readable frames; "
+                                  f"the clip needs frame {needed - 1}")  # fmt: skip
+        used = (
+            f"its frames 0-{clip_frames - 1}" if at is None
+            else "its frames " + ", ".join(str(i) for i in indices)
+        )  # fmt: skip
+        notes = [f"{video}: {used} of {length} are the clip's frames at the same indices"]
+        return ConditionFrames(
+            [np.asarray(decoded[i], dtype=np.float32) / 255.0 for i in indices],
+            indices, [f"{video} frame {i}" for i in indices], notes,
+        )  # fmt: skip
+    if at is None:
+        if len(files) != clip_frames:
+            raise ValidationError(
+                f"--at is needed: which of the clip's {clip_frames} frames the {len(files)} "
+                "condition frames are (e.g. --at 0,8,16)"
+            )
+        at = list(range(clip_frames))
+    check_frames_request(at, len(files), clip_frames)
     images = [np.asarray(load_image(p).image, dtype=np.float32) / 255.0 for p in files]
-    sizes = {im.shape for im in images}
-    if len(sizes) != 1:
-        raise ValidationError(f"condition images differ in size: {sorted(sizes)}")
-    return np.stack(images)
+    notes = []
+    first = images[0].shape[:2]
+    for path, image in zip(files[1:], images[1:], strict=True):
+        if image.shape[:2] != first:
+            notes.append(
+                f"{path} is {image.shape[1]}x{image.shape[0]}, {files[0]} {first[1]}x{first[0]}: "
+                "resized to the first's generation size"
+            )
+    return ConditionFrames(images, list(at), [str(p) for p in files], notes)
 
 
 #: File suffixes read as a condition video.

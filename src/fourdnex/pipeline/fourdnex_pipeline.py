@@ -26,10 +26,12 @@ from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
 from fourdnex.condition import (
+    ConditionEncoding,
     KnownFrames,
     ResizePolicy,
     check_motion,
     condition_video,
+    encode_condition,
     encode_latents,
     known_condition,
     model_condition,
@@ -59,9 +61,11 @@ from fourdnex.scene_meta import PIPELINE_GENERATOR, SceneMeta
 from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
     RESOLUTION_AREA,
+    VAEFactors,
     XYZLatentNorm,
     pack_mask_latent,
     split_width,
+    vae_factors,
     with_prompt_suffix,
 )
 
@@ -109,7 +113,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         ``extra_lora_scale`` with diffusers' Wan LoRA loader, fused when ``fuse_lora``
         (see :mod:`fourdnex.pipeline.speed`); its headers are checked before loading.
         ``transformer_subfolder`` loads another transformer of the model directory (e.g.
-        fourdnex-small's completion transformer, see
+        the bundled fourdnex-small's completion transformer, see
         :func:`fourdnex.models.loading.completion_transformer`).
         Models stay on the CPU: call ``.to(device)`` or :func:`apply_memory` next.
         """
@@ -168,6 +172,19 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         return card.frames if card is not None and card.frames else DEFAULT_FRAMES
 
     @property
+    def vae_factors(self) -> VAEFactors:
+        """How this model's VAE compresses (read from its config: 8x in space for
+        Wan2.1's VAE, 4x for fourdnex-small's)."""
+        return vae_factors(self.vae.config)
+
+    @property
+    def condition_encoding(self) -> ConditionEncoding:
+        """How the condition video is encoded: the model card's, else the released
+        ``"fused"``."""
+        card = self.model_card
+        return card.condition_encoding if card is not None else "fused"
+
+    @property
     def resolution_area(self) -> int:
         """Pixel area of the resolution policy: the model's training size (480 x 720)."""
         card = self.model_card
@@ -176,11 +193,13 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         return RESOLUTION_AREA
 
     def resolve_settings(self, settings: GenerationSettings) -> GenerationSettings:
-        """Validated settings with the model's default frames filled in."""
+        """Validated settings with the model's defaults filled in: its frames, and its
+        recommended sampler settings (model card) else the official ones."""
         settings.validate()
         if settings.frames is None:
             settings = dataclasses.replace(settings, frames=self.default_frames)
-        return settings
+        card = self.model_card
+        return settings.with_defaults(card.inference if card is not None else None)
 
     def resolution(self, image_size: tuple[int, int], settings: GenerationSettings) -> tuple:
         """Generation size (H, W) of an image of ``image_size`` (W, H as PIL)."""
@@ -259,7 +278,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         # 1. Check inputs and resolve the frames and resolution (method 3.8).
         s = self.resolve_settings(settings or GenerationSettings())
         frames = s.frames
-        assert frames is not None
+        assert frames is not None and s.steps is not None and s.guidance is not None
         check_motion(motion)
         if len(images) == 0:
             raise ValidationError("no images given")
@@ -377,9 +396,10 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         rgb0 = np.stack([resize_image(im, height, width, resize) for im in images])
         # one image at a time: the latent is then bit-identical whatever the batching,
         # and to the latent cache's (the VAE's kernels round differently per batch size)
-        latents = [encode_latents(self.vae, condition_video(x, frames)) for x in rgb0]
-        cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
-        return rgb0, model_condition(cond_latent.to(device), frames, height, width)
+        latents = [self._encode_condition(condition_video(x, frames)) for x in rgb0]
+        cond_latent = torch.cat(latents)
+        spatial = self.vae_factors.spatial
+        return rgb0, model_condition(cond_latent.to(device), frames, height, width, spatial=spatial)
 
     def build_known_condition(
         self,
@@ -399,11 +419,21 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                     f"generation of {frames} x {height} x {width}"
                 )
         videos, masks = zip(*(known_condition(k) for k in known), strict=True)
-        latents = [encode_latents(self.vae, v) for v in videos]  # one at a time, as cached
-        cond_latent = torch.cat([z for z in latents if isinstance(z, torch.Tensor)])
-        mask = pack_mask_latent(torch.cat(masks))
+        latents = [self._encode_condition(v) for v in videos]  # one at a time, as cached
+        cond_latent = torch.cat(latents)
+        mask = pack_mask_latent(torch.cat(masks), self.vae_factors.spatial)
         condition = model_condition(cond_latent.to(device), frames, height, width, mask=mask)
         return np.stack([k.clip_image() for k in known]), condition
+
+    def _encode_condition(self, video: torch.Tensor) -> torch.Tensor:
+        """A condition video (B, 3, T, H, 2W) -> its latent, by the model's encoding."""
+
+        def encode(v: torch.Tensor) -> torch.Tensor:
+            z = encode_latents(self.vae, v)
+            assert isinstance(z, torch.Tensor)
+            return z
+
+        return encode_condition(encode, video, self.condition_encoding)
 
     def _predict(
         self,

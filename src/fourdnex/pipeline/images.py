@@ -54,13 +54,18 @@ def load_image(path: str | Path) -> LoadedImage:
         with Image.open(path) as img:
             if img.width * img.height > MAX_IMAGE_PIXELS:
                 raise FourDNeXError(
-                    f"image {path} is {img.width} x {img.height}, over the limit of "
-                    f"{MAX_IMAGE_PIXELS:,} pixels: downscale it first"
+                    f"image {path} is too large: {img.width} x {img.height}, over the limit "
+                    f"of {MAX_IMAGE_PIXELS:,} pixels: downscale it first"
                 )
             img.load()
             return LoadedImage(str(path), *to_rgb(img))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise FourDNeXError(f"cannot read image {path}: {exc}".splitlines()[0]) from None
+    except FourDNeXError:  # our own message (too large), not wrapped again
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise FourDNeXError(
+            f"image {path} is too large: over the limit of {MAX_IMAGE_PIXELS:,} pixels "
+            "(a decompression bomb?): downscale it first"
+        ) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise FourDNeXError(f"cannot read image {path}: {exc}".splitlines()[0]) from None
 

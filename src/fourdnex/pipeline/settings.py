@@ -1,8 +1,17 @@
-"""Settings of one generation (method 2 and 3; official inference defaults)."""
+"""Settings of one generation (method 2 and 3; official inference defaults).
+
+``steps``, ``guidance`` and ``flow_shift`` left unset take the model's recommended
+values (its ``fourdnex.json`` ``inference`` record: fourdnex-small's were chosen by
+measurement, docs/model-card.md), else the official inference's 50 / 5.0 / 3.0: the
+released model's defaults stay the released ones.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from fourdnex.condition import RESIZE_POLICIES, ResizePolicy
 from fourdnex.errors import ValidationError
@@ -33,10 +42,12 @@ MAX_SEED = 2**63 - 1
 class GenerationSettings:
     """How a scene is generated (defaults: the official inference)."""
 
-    steps: int = DEFAULT_STEPS
-    """Denoising steps (UniPC multistep, flow prediction)."""
-    guidance: float = DEFAULT_GUIDANCE
-    """Classifier-free guidance scale; <= 1 runs the conditional branch only."""
+    steps: int | None = None
+    """Denoising steps (UniPC multistep, flow prediction). Default: the model's
+    recommended (fourdnex-small: see its model card), else the official 50."""
+    guidance: float | None = None
+    """Classifier-free guidance scale; <= 1 runs the conditional branch only. Default:
+    the model's recommended, else the official 5.0."""
     frames: int | None = None
     """Frames per modality, 4k + 1. Default: the model's training length (49 for Wan2.1 +
     4DNeX, 17 for fourdnex-small)."""
@@ -45,8 +56,8 @@ class GenerationSettings:
     (the image's aspect ratio at the model's training area: 480 x 720 for the 14B model)."""
     width: int | None = None
     """Width of one modality (a multiple of 16); give it with height."""
-    flow_shift: float = FLOW_SHIFT
-    """Sigma shift of the flow schedule."""
+    flow_shift: float | None = None
+    """Sigma shift of the flow schedule. Default: the model's recommended, else 3.0."""
     negative_prompt: str = ""
     """The unconditional prompt of guidance (empty in the official inference)."""
     prompt_suffix: bool = True
@@ -61,9 +72,12 @@ class GenerationSettings:
     VAE decoder already bounds its output to [-1, 1]); RGB is always clipped to [0, 1]."""
 
     def validate(self) -> None:
-        check_int(self.steps, "steps", 1, MAX_STEPS)
-        check_float(self.guidance, "guidance", 0.0, MAX_GUIDANCE)
-        check_float(self.flow_shift, "flow_shift", 0.0, MAX_FLOW_SHIFT, low_open=True)
+        if self.steps is not None:
+            check_int(self.steps, "steps", 1, MAX_STEPS)
+        if self.guidance is not None:
+            check_float(self.guidance, "guidance", 0.0, MAX_GUIDANCE)
+        if self.flow_shift is not None:
+            check_float(self.flow_shift, "flow_shift", 0.0, MAX_FLOW_SHIFT, low_open=True)
         check_int(self.seed, "seed", 0, MAX_SEED)
         if self.frames is not None:
             check_int(self.frames, "frames", 1, MAX_FRAMES)
@@ -78,4 +92,13 @@ class GenerationSettings:
 
     @property
     def do_guidance(self) -> bool:
-        return self.guidance > 1.0
+        return (self.guidance if self.guidance is not None else DEFAULT_GUIDANCE) > 1.0
+
+    def with_defaults(self, recommended: Mapping[str, Any] | None = None) -> GenerationSettings:
+        """These settings with every unset sampler setting filled: the model's
+        ``recommended`` (``steps``, ``guidance``, ``flow_shift``), else the official ones."""
+        official = {"steps": DEFAULT_STEPS, "guidance": DEFAULT_GUIDANCE, "flow_shift": FLOW_SHIFT}
+        chosen = {**official, **{k: v for k, v in (recommended or {}).items() if k in official}}
+        filled = {k: chosen[k] for k in official if getattr(self, k) is None}
+        filled = {k: int(v) if k == "steps" else float(v) for k, v in filled.items()}
+        return dataclasses.replace(self, **filled) if filled else self

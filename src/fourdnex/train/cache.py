@@ -6,14 +6,16 @@ Layout of a cache directory (default ``DATA/cache``)::
     null_prompt.safetensors    prompt_embeds (512, D) of the empty prompt (text dropout)
     entries/<clip_id>.safetensors
 
-An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / 8``, ``w = W / 8``):
+An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / s``, ``w = W / s``, ``s`` the VAE's
+spatial factor):
 
 - ``rgb_latent`` (16, T', h, w) and ``xyz_latent`` (16, T', h, w): VAE latents (mode,
   VAE-normalized) of the RGB and model-space XYZ videos. The XYZ *target* is further
   normalized with :class:`fourdnex.sixd.XYZLatentNorm` at training time, not here.
 - ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros
   (or, for a clip with known frames, those frames), built and encoded by
-  :mod:`fourdnex.condition`, the same code generation runs.
+  :mod:`fourdnex.condition` with the model's condition encoding, the same code
+  generation runs.
 - ``cond_mask`` (4, T', h, 2w): the mask in Wan's latent layout (the guided mask, or the
   packed mask of the clip's known frames).
 - ``rgb_latent_std``, ``xyz_latent_std``, ``cond_latent_std``: the VAE posterior std of
@@ -42,7 +44,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from fourdnex.condition import KnownFrames, known_condition
+from fourdnex.condition import ConditionEncoding, KnownFrames, encode_condition, known_condition
 from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
 from fourdnex.data.clips import RGB_LOSSLESS, RGB_VIDEO
 from fourdnex.errors import FourDNeXError
@@ -76,6 +78,8 @@ class CacheSettings:
     width: int
     prompt_suffix: str = PROMPT_SUFFIX
     text_tokens: int = TEXT_CONTEXT_LENGTH
+    condition_encoding: ConditionEncoding = "fused"
+    """The model's (:func:`fourdnex.train.encoder.model_condition_encoding`)."""
     version: int = CACHE_VERSION
 
     def __post_init__(self) -> None:
@@ -158,8 +162,13 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
             f"{known.width}, the cache encodes {settings.frames} x {settings.height} x "
             f"{settings.width}"
         )
+    if encoder.condition_encoding != settings.condition_encoding:
+        raise FourDNeXError(
+            f"the model encodes conditions {encoder.condition_encoding!r}, the cache settings "
+            f"say {settings.condition_encoding!r}"
+        )
     video, pixel_mask = known_condition(known)
-    cond, cond_std = encoder.encode_video(video)
+    cond, cond_std = encode_condition(encoder.encode_video, video, settings.condition_encoding)
     prompt = with_prompt_suffix(clip.caption, settings.prompt_suffix)
     tensors = {
         "rgb_latent": both[0],
@@ -168,7 +177,7 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
         "rgb_latent_std": both_std[0],
         "xyz_latent_std": both_std[1],
         "cond_latent_std": cond_std[0],
-        "cond_mask": pack_mask_latent(pixel_mask)[0],
+        "cond_mask": pack_mask_latent(pixel_mask, encoder.factors.spatial)[0],
         "prompt_embeds": encoder.encode_prompts([prompt])[0],
         "image_embeds": encoder.encode_images([known.clip_image()])[0],
         "motion": torch.tensor(
@@ -187,11 +196,14 @@ def encode_dataset(
     settings: CacheSettings,
     make_encoder: Callable[[], LatentEncoder],
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
 ) -> EncodeReport:
     """Encode every clip of a dataset that is not cached with these settings yet.
 
     Resumable: valid entries are skipped. A clip that fails is recorded with its
     reason and the run goes on. The encoder is built only if something needs encoding.
+    ``shard=(i, n)``: only every n-th clip from the i-th, so n processes can fill one
+    cache (each entry and the shared files are written atomically).
     """
     from tqdm import tqdm
 
@@ -207,8 +219,9 @@ def encode_dataset(
         (cache_dir / ENTRIES_DIR).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FourDNeXError(f"cannot write the cache to {cache_dir}: {exc.strerror}") from None
-    sweep(cache_dir / ENTRIES_DIR)  # temporaries of a killed encode
-    sweep(cache_dir)
+    if shard is None:  # temporaries of a killed encode (other shards may be writing theirs)
+        sweep(cache_dir / ENTRIES_DIR)
+        sweep(cache_dir)
     write_json(
         cache_dir / CACHE_JSON,
         {
@@ -228,6 +241,8 @@ def encode_dataset(
         null = encoder.encode_prompts([NULL_PROMPT])[0]
         with atomic_file(null_path) as tmp:
             save_file({"prompt_embeds": null}, str(tmp), metadata={"key": settings.key()})
+    if shard is not None:
+        clips = clips[shard[0] :: shard[1]]
     bar = tqdm(clips, desc="encode", unit="clip", disable=not progress)
     for ref in bar:
         path = entry_path(cache_dir, ref.clip_id)

@@ -12,6 +12,8 @@ A checkpoint is ``OUT/checkpoints/step-00000100/`` holding
   pickle: the data order, noise and learning rate are pure functions of the step, so
   this is the whole training state. Under DeepSpeed ``state/deepspeed/`` holds
   DeepSpeed's own checkpoint (``accelerator.save_state``) instead.
+- with ``--ema-decay``: ``state/ema.safetensors`` (the moving average, for exact
+  resume) and ``transformer_ema/`` (the averaged transformer, what packaging ships);
 - ``checkpoint.json``: step, config, provenance. Written last.
 
 The directory is written under a temporary name and renamed, so a run killed while
@@ -45,8 +47,10 @@ CHECKPOINT_JSON = "checkpoint.json"
 STATE_DIR = "state"
 TRAINABLE_FILE = "trainable.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
+EMA_FILE = "ema.safetensors"
 LORA_DIR = "lora"
 FULL_DIR = "transformer"
+EMA_DIR = "transformer_ema"
 _NAME = re.compile(r"^step-(\d{8})$")
 
 
@@ -227,6 +231,26 @@ def read_state(
         raise FourDNeXError(f"cannot read training state in {directory}: {exc}") from None
     load_trainable_state(model, trainable, names)
     restore_optimizer(model, optimizer, opt_tensors, groups)
+
+
+def write_ema(directory: Path, tensors: dict[str, torch.Tensor]) -> None:
+    """Write the moving average of the weights (main process)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(directory / EMA_FILE))
+
+
+def read_ema(directory: Path) -> dict[str, torch.Tensor]:
+    """The moving average :func:`write_ema` wrote (a clear error when it is missing)."""
+    path = directory / EMA_FILE
+    if not path.is_file():
+        raise FourDNeXError(
+            f"{directory.parent} holds no EMA of the weights: it was trained without "
+            "--ema-decay (resume with the same settings)"
+        )
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise FourDNeXError(f"cannot read {path}: {exc}") from None
 
 
 def read_checkpoint_json(path: Path) -> dict[str, Any]:

@@ -48,7 +48,9 @@ IMAGE_DROPOUT = 0.05
 #: the motion, as 4DNeX does).
 MOTION_DROPOUT = 0.25
 
-MixedPrecision = Literal["no", "bf16", "fp16"]
+#: ``auto``: bf16 where it is fast (a GPU with bf16, a CPU with AMX), else none
+#: (:func:`fourdnex.precision.resolve_precision`); resolved when training starts.
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant"]
 
 #: Bounds of the training settings (far above any real run).
@@ -116,7 +118,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     """Gradient clipping threshold (global L2 norm); 0 disables clipping."""
     mixed_precision: MixedPrecision = "no"
-    """Mixed precision of the forward pass (accelerate): no, bf16 or fp16."""
+    """Mixed precision of the forward pass (accelerate): no, bf16, fp16, or auto (bf16 on a
+    GPU with bf16 or a CPU with AMX, else no; the run's config.json records the choice)."""
     seed: int = 0
     """Seed of the data order, noise, timesteps and dropout (runs are reproducible)."""
     overfit_batch: bool = False
@@ -143,6 +146,12 @@ class TrainConfig:
     else the released -0.13."""
     xyz_latent_std: float | None = None
     """XYZ latent normalization std; default: the base model's fourdnex.json, else 1.70."""
+    zero_init_output: bool = False
+    """Zero the transformer's output projection before training (from-scratch runs: the
+    first prediction is 0, as DiT's adaLN-zero; a resumed run loads its own weights)."""
+    ema_decay: float = 0.0
+    """Decay of an exponential moving average of the weights (0: none). Full fine-tunes
+    only; checkpoints then also hold ``transformer_ema/``, which packaging ships."""
 
     # ---- outputs
     checkpoint_every: int = 100
@@ -159,6 +168,13 @@ class TrainConfig:
     """Log loss and learning rate to TensorBoard every N steps."""
     num_workers: int = 0
     """Data loader worker processes."""
+    probe_every: int = 0
+    """Every N steps, score the model's one-step posterior mean (MMSE) on held-out
+    synthetic scenes (frame-0 depth delta1, :mod:`fourdnex.train.probe`); 0: never."""
+    probe_scenes: int = 8
+    """Held-out scenes of the probe (seeds from 1,000,000)."""
+    flops_every: int = 50
+    """Print the achieved GFLOP/s every N steps (0: never), so contention shows at once."""
 
     def validate(self, num_processes: int = 1) -> None:
         """Check the settings before any expensive work; one-line errors."""
@@ -183,6 +199,13 @@ class TrainConfig:
         check_int(self.validation_steps, "validation_steps", 1, MAX_STEPS)
         check_int(self.log_every, "log_every", 1, MAX_TRAIN_STEPS)
         check_int(self.num_workers, "num_workers", 0, 256)
+        check_int(self.probe_every, "probe_every", 0, MAX_TRAIN_STEPS)
+        check_int(self.probe_scenes, "probe_scenes", 1, 1000)
+        check_int(self.flops_every, "flops_every", 0, MAX_TRAIN_STEPS)
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValidationError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.ema_decay and not self.full_finetune:
+            raise ValidationError("ema_decay needs --full-finetune (LoRA runs keep no EMA)")
         check_int(self.seed, "seed", 0, 2**63 - 1)
         for name in ("xyz_latent_mean", "xyz_latent_std"):
             if getattr(self, name) is not None:
@@ -260,19 +283,23 @@ def _tiny_synthetic() -> dict[str, Any]:
 
 
 def _small_synthetic() -> dict[str, Any]:
-    """fourdnex-small: the whole transformer trained from scratch on the synthetic world."""
+    """fourdnex-small: ONE transformer for every condition mode, trained from scratch on the
+    synthetic mixture (docs/model-card.md); batch 8 in one micro-batch. The from-scratch
+    settings (zero-initialised output, EMA, the probe) are the recipe's own flags
+    (scripts/train_small.sh), so the preset also fine-tunes a trained model safely."""
     return {
         "frames": SMALL_FRAMES,
         "height": SMALL_HEIGHT,
         "width": SMALL_WIDTH,
         "full_finetune": True,
-        "max_steps": 950,
+        "max_steps": 1000,
         "batch_size": 8,
         "micro_batch_size": 8,
         "learning_rate": 5e-4,
         "weight_decay": 0.01,
-        "warmup_steps": 100,
+        "warmup_steps": 200,
         "min_lr_ratio": 0.05,
+        "mixed_precision": "auto",
         "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
         "checkpoint_every": 250,
         "keep_last": 2,

@@ -16,19 +16,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fourdnex.condition import encode_latents, resize_frames
+from fourdnex.condition import ConditionEncoding, encode_latents, resize_frames
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
+from fourdnex.sixd import VAEFactors, vae_factors
 
 
 class LatentEncoder(Protocol):
     """What the cache needs from a model (a fake one in tests would do)."""
 
     model_id: str
+    factors: VAEFactors
+    """How the model's VAE compresses (:func:`fourdnex.sixd.vae_factors`)."""
+    condition_encoding: ConditionEncoding
+    """How the model encodes its condition video (:func:`fourdnex.condition.encode_condition`)."""
 
     def encode_video(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, 3, T, H, W) in [-1, 1] -> VAE-normalized posterior mode and std, each
-        (B, 16, T', H / 8, W / 8) (:func:`fourdnex.condition.encode_latents`)."""
+        (B, 16, T', H / s, W / s) (:func:`fourdnex.condition.encode_latents`)."""
         ...
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -97,6 +102,17 @@ def to_vae_video(frames: np.ndarray) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------- Wan encoder
+def model_condition_encoding(model: str | Path) -> ConditionEncoding:
+    """How a model encodes its condition video: its ``fourdnex.json``'s setting when it is
+    a local directory with one, else the released ``"fused"`` (no weights are read)."""
+    from fourdnex.models.small import read_model_card
+
+    if not Path(model).is_dir():
+        return "fused"
+    card = read_model_card(model)
+    return card.condition_encoding if card is not None else "fused"
+
+
 class WanEncoder:
     """The frozen encoders of a diffusers Wan2.1 I2V model directory (no transformer)."""
 
@@ -120,6 +136,8 @@ class WanEncoder:
                 raise FourDNeXError(f"model {self.model_id!r} has no {name}")
             component.to(self.device).requires_grad_(False)
         self.pipe: Any = pipe
+        self.factors = vae_factors(pipe.vae.config)
+        self.condition_encoding = model_condition_encoding(self.model_id)
 
     @torch.no_grad()
     def encode_video(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

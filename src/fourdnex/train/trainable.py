@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fourdnex.condition import ConditionEncoding
 from fourdnex.errors import FourDNeXError
 from fourdnex.models import LoraSettings, add_lora, domain_embeddings, load_transformer
 from fourdnex.models.loading import resolve_model
@@ -39,6 +40,16 @@ def model_location(model: str, build: bool = True) -> str:
     return str(path)
 
 
+def condition_encoding_of(model: str) -> ConditionEncoding:
+    """How ``model`` (as :func:`model_location` takes it) encodes its condition video;
+    read from its ``fourdnex.json`` without loading weights (the tiny model: fused)."""
+    from fourdnex.train.encoder import model_condition_encoding
+
+    if model == TINY_MODEL_ID:
+        return "fused"
+    return model_condition_encoding(model_location(model, build=False))
+
+
 def trainable_model(cfg: TrainConfig, location: str) -> nn.Module:
     """Load the adapted transformer and mark what trains.
 
@@ -59,6 +70,8 @@ def make_trainable(transformer: nn.Module, cfg: TrainConfig) -> nn.Module:
     else:
         add_lora(transformer, LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha))
     domain_embeddings(transformer).requires_grad_(True)
+    if cfg.zero_init_output:
+        zero_output(transformer)
     for p in transformer.parameters():
         if p.requires_grad:
             p.data = p.data.float()
@@ -66,6 +79,18 @@ def make_trainable(transformer: nn.Module, cfg: TrainConfig) -> nn.Module:
         transformer.enable_gradient_checkpointing()  # type: ignore[operator]
     transformer.train()
     return transformer
+
+
+def zero_output(transformer: nn.Module) -> None:
+    """Zero a Wan transformer's output projection (``proj_out``): its first predictions
+    are 0 and the blocks learn before the output grows (DiT's zero initialization)."""
+    proj = getattr(transformer, "proj_out", None)
+    if not isinstance(proj, nn.Linear):
+        raise FourDNeXError("zero_init_output: the transformer has no linear proj_out")
+    with torch.no_grad():
+        proj.weight.zero_()
+        if proj.bias is not None:
+            proj.bias.zero_()
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

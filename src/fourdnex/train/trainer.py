@@ -10,6 +10,7 @@ optimizer state for a resumed run to match an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import math
 import os
@@ -26,20 +27,28 @@ from fourdnex.io.atomic import publish_modes
 from fourdnex.io.lock import output_lock
 from fourdnex.io.paths import check_output_not_input
 from fourdnex.models import save_lora
+from fourdnex.precision import quiet_autocast_notes
 from fourdnex.provenance import provenance, to_jsonable, write_json
 from fourdnex.sixd import XYZLatentNorm
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
-from fourdnex.train.config import TrainConfig
+from fourdnex.train.config import MixedPrecision, TrainConfig
 from fourdnex.train.distribution import (
     backend,
     check_backend,
     check_backend_available,
     export_copy,
 )
+from fourdnex.train.ema import EMA
 from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
 from fourdnex.train.samples import DataOrder, LatentCacheDataset, StepLayout, StepSampler
-from fourdnex.train.trainable import count_parameters, model_location, trainable_model
+from fourdnex.train.throughput import ThroughputMeter
+from fourdnex.train.trainable import (
+    condition_encoding_of,
+    count_parameters,
+    model_location,
+    trainable_model,
+)
 
 CONFIG_JSON = "config.json"
 LOGS_DIR = "logs"
@@ -147,6 +156,8 @@ class Run:
     null_prompt: torch.Tensor
     objective: ObjectiveSettings
     latest: tuple[int, Path] | None  # the checkpoint to resume from
+    ema: EMA | None = None  # the moving average of the weights (full fine-tunes)
+    precision: str = ""  # which compute path runs, and why (fourdnex.precision)
 
     @property
     def main(self) -> bool:
@@ -163,6 +174,8 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     check_backend_available()
     if importlib.util.find_spec("tensorboard") is None:
         raise FourDNeXError("training logs need tensorboard: pip install 'fourdnex[train]'")
+    cfg, precision = resolve_mixed_precision(cfg)
+    _release_other_precision(cfg.mixed_precision)
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         log_with="tensorboard",
@@ -175,7 +188,13 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     accelerator.gradient_accumulation_steps = accumulation
     # ---- 1. check everything cheap first (nothing is written before these pass)
     check_output_not_input(cfg.out, [cfg.data, cfg.cache_dir])
-    settings = CacheSettings(model=cfg.model, frames=cfg.frames, height=cfg.height, width=cfg.width)
+    settings = CacheSettings(
+        model=cfg.model,
+        frames=cfg.frames,
+        height=cfg.height,
+        width=cfg.width,
+        condition_encoding=condition_encoding_of(cfg.model),
+    )
     entries = check_cache(cfg.data, cfg.cache_dir, settings)
     if main and hold is not None:
         hold.enter_context(output_lock(cfg.out))
@@ -213,6 +232,9 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     unwrapped = accelerator.unwrap_model(model)
     if kind == "fsdp":  # FSDP2 replaced the parameters; accelerate clips all of them
         params = list(model.parameters())
+    if cfg.ema_decay and kind != "ddp":
+        raise FourDNeXError(f"ema_decay is supported with DDP (one or more processes), not {kind}")
+    ema = EMA(unwrapped, cfg.ema_decay) if cfg.ema_decay else None
     if export is None and main:
         export = unwrapped
     objective = ObjectiveSettings(
@@ -228,7 +250,33 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
         vae_latents=cfg.vae_latents,
     )
     return Run(cfg, accelerator, kind, accumulation, location, model, optimizer, unwrapped,
-               export, params, names, entries, null_prompt, objective, latest)  # fmt: skip
+               export, params, names, entries, null_prompt, objective, latest, ema,
+               precision)  # fmt: skip
+
+
+def _release_other_precision(mixed_precision: str) -> None:
+    """accelerate keeps one mixed-precision setting per process: a second run in the same
+    process (a library caller, a test) with another setting would be refused, so the
+    earlier run's state is dropped (its process group, if any, is kept)."""
+    from accelerate.state import AcceleratorState
+
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
+def resolve_mixed_precision(cfg: TrainConfig) -> tuple[TrainConfig, str]:
+    """``cfg`` with ``mixed_precision: auto`` resolved for this machine, and a line that
+    says which compute path runs and why."""
+    from fourdnex.precision import resolve_precision
+
+    if cfg.mixed_precision != "auto":
+        return cfg, f"mixed precision {cfg.mixed_precision}: asked for"
+    device = (
+        "cuda" if torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU") else "cpu"
+    )
+    chosen = resolve_precision("auto", device)
+    value: MixedPrecision = "bf16" if chosen.autocast else "no"
+    return dataclasses.replace(cfg, mixed_precision=value), chosen.reason
 
 
 def resume(run: Run) -> int:
@@ -241,6 +289,8 @@ def resume(run: Run) -> int:
         run.accelerator.load_state(str(path / ckpt.STATE_DIR / DEEPSPEED_DIR))
     else:
         ckpt.read_state(path / ckpt.STATE_DIR, run.model, run.optimizer.optimizer, run.names)
+    if run.ema is not None:
+        run.ema.load(ckpt.read_ema(path / ckpt.STATE_DIR))
     changed = _changed_settings(record.get("settings") or {}, cfg)
     if run.main and changed:
         print(
@@ -273,7 +323,7 @@ def train_step(run: Run, step: int, batches: Any) -> tuple[float, float]:
         batch = next(batches)
         gen = step_generator(cfg.seed, 0 if cfg.overfit_batch else step, micro, acc.process_index)
         with acc.accumulate(run.model):  # no_sync but at the last micro-step
-            with acc.autocast():
+            with acc.autocast(), quiet_autocast_notes():
                 loss = flow_loss(run.model, batch, run.null_prompt, run.objective, gen)
             acc.backward(loss)  # divides by the accumulation steps
         total_loss += loss.detach() / run.accumulation
@@ -281,6 +331,8 @@ def train_step(run: Run, step: int, batches: Any) -> tuple[float, float]:
         acc.clip_grad_norm_(run.params, cfg.max_grad_norm)
     run.optimizer.step()
     run.optimizer.zero_grad(set_to_none=True)
+    if run.ema is not None:
+        run.ema.update(run.unwrapped, step)
     global_loss = acc.reduce(total_loss, reduction="mean").item()
     if not math.isfinite(global_loss):
         raise FourDNeXError(f"training diverged: loss is {global_loss} at step {step + 1}")
@@ -311,25 +363,45 @@ def _train(run: Run, progress: bool, stop_after: int | None) -> TrainResult:
         print(
             f"train: {len(loader.dataset)} clips, {run.kind}, {acc.num_processes} process(es) x "  # type: ignore[arg-type]
             f"{cfg.micro_batch_size} x {run.accumulation} accumulation = batch {cfg.batch_size}; "
-            f"trainable {trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}"
+            f"trainable {trainable:,} of {total:,} parameters; steps {start} -> {cfg.max_steps}; "
+            f"{run.precision}; {torch.get_num_threads()} thread(s) per process"
         )
     result = TrainResult(cfg.out, start, start, main_process=main)
     bar = tqdm(total=cfg.max_steps, initial=start, desc="train", unit="step",
                disable=not (progress and main), dynamic_ncols=True)  # fmt: skip
     batches = iter(loader)
     validator: Any = None
+    meter = ThroughputMeter(acc.num_processes) if cfg.flops_every else None
+    probe: Any = None
     for step in range(start, cfg.max_steps):
-        loss, lr = train_step(run, step, batches)
+        if meter is not None and meter.flops is None:
+            with meter.count(step + 1):
+                loss, lr = train_step(run, step, batches)
+        else:
+            loss, lr = train_step(run, step, batches)
         result.losses.append(loss)
         result.step = done = step + 1
         bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         bar.update(1)
+        if meter is not None and done % cfg.flops_every == 0 and main:
+            line = meter.report(done)
+            if line:
+                bar.write(f"train: step {done}: {line}")
         if main and (done % cfg.log_every == 0 or done == cfg.max_steps):
             acc.log({"loss": loss, "lr": lr}, step=done)
         if done == cfg.max_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             path = save_checkpoint(acc, run.model, run.optimizer, run.export, cfg, done,
-                                   run.location)  # fmt: skip
+                                   run.location, run.ema)  # fmt: skip
             result.checkpoints.append(path)
+        if cfg.probe_every and (done % cfg.probe_every == 0 or done == cfg.max_steps):
+            if main:
+                if probe is None:
+                    from fourdnex.train.probe import MMSEProbe
+
+                    probe = MMSEProbe(cfg, run.location, run.objective)
+                row = probe.run_and_log(run.unwrapped, run.ema, done, acc.autocast())
+                bar.write(f"train: step {done}: {probe.summary(row)}")
+            acc.wait_for_everyone()
         if cfg.validate_every and (done % cfg.validate_every == 0 or done == cfg.max_steps):
             if main:
                 if validator is None:
@@ -355,6 +427,7 @@ def save_checkpoint(
     cfg: TrainConfig,
     step: int,
     location: str,
+    ema: EMA | None = None,
 ) -> Path:
     """Write ``OUT/checkpoints/step-N`` atomically, then prune to keep_last.
 
@@ -385,12 +458,17 @@ def save_checkpoint(
         try:
             if optim is not None:
                 ckpt.write_state(tmp / ckpt.STATE_DIR, trainable, optim)
+            if ema is not None:
+                ckpt.write_ema(tmp / ckpt.STATE_DIR, ema.state())
             if export is not accelerator.unwrap_model(model):
                 ckpt.copy_trainable(export, trainable)
             model = export
             record = {"step": step, "model": cfg.model, "model_location": location}
             if cfg.full_finetune:
                 model.save_pretrained(str(tmp / ckpt.FULL_DIR))  # type: ignore[operator]
+                if ema is not None:
+                    with ema.swapped_in(model):
+                        model.save_pretrained(str(tmp / ckpt.EMA_DIR))  # type: ignore[operator]
             else:
                 save_lora(model, tmp / ckpt.LORA_DIR, base_model=cfg.model, extra={"step": step})
             write_json(tmp / ckpt.CHECKPOINT_JSON, {**record, **provenance(cfg)})

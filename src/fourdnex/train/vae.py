@@ -42,7 +42,8 @@ from fourdnex.models.presets import (
     ModelPreset,
     get_preset,
 )
-from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, check_frames, split_width
+from fourdnex.precision import PrecisionChoice, cpu_autocast
+from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, check_frames, split_width, vae_factors
 
 #: Files written into the output directory.
 VAE_DIR = "vae"
@@ -85,7 +86,7 @@ class VAETrainConfig:
     crop_frames: int = 5
     """Frames per crop (4k + 1: the first frame alone, then groups of 4)."""
     crop_size: int = 32
-    """Height and width of a crop in pixels (a multiple of 8)."""
+    """Height and width of a crop in pixels (a multiple of the VAE's spatial factor)."""
     condition_fraction: float = 0.15
     """Share of crops taken from the condition video (first frame, then zeros)."""
     learning_rate: float = 1e-3
@@ -98,6 +99,9 @@ class VAETrainConfig:
     """Seed of initialization and crops."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
+    precision: PrecisionChoice = "auto"
+    """Compute precision of training: auto (bf16 autocast on a CPU with AMX or a GPU with
+    bf16, else fp32), bf16 or fp32. Statistics and reports are always computed in fp32."""
     overwrite: bool = False
     """Replace an existing output directory's results."""
 
@@ -106,9 +110,12 @@ class VAETrainConfig:
         check_frames(self.crop_frames)
         if self.crop_frames > self.frames:
             raise ValidationError("crop_frames must be <= frames")
-        if self.crop_size % 8 or not 8 <= self.crop_size <= min(self.height, 2 * self.width):
+        spatial = vae_factors(get_preset(self.preset).vae).spatial
+        if self.crop_size % spatial or not spatial <= self.crop_size <= min(
+            self.height, 2 * self.width
+        ):
             raise ValidationError(
-                f"crop_size must be a multiple of 8 within the clip, got {self.crop_size}"
+                f"crop_size must be a multiple of {spatial} within the clip, got {self.crop_size}"
             )
         for name in ("steps", "batch_size", "max_clips", "stats_clips"):
             if getattr(self, name) < 1:
@@ -199,6 +206,9 @@ def fit_vae(
 
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
+    precision = cpu_autocast(cfg.precision)
+    if progress:
+        print(f"train-vae: {precision.reason}; {torch.get_num_threads()} thread(s)")
     vae.train()
     history: list[dict[str, float]] = []
     started = time.perf_counter()
@@ -211,7 +221,8 @@ def fit_vae(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = sample_crops(videos, cfg, generator)
-            loss, l1 = vae_loss(vae, x, cfg.kl_weight, generator)
+            with precision.context():
+                loss, l1 = vae_loss(vae, x, cfg.kl_weight, generator)
             if not torch.isfinite(loss):
                 raise FourDNeXError(f"VAE training diverged at step {step + 1}")
             optimizer.zero_grad(set_to_none=True)
@@ -364,6 +375,7 @@ def _train_vae(cfg: VAETrainConfig, preset: ModelPreset, progress: bool) -> dict
         frames=cfg.frames,
         height=cfg.height,
         width=cfg.width,
+        condition_encoding=preset.condition_encoding,  # type: ignore[arg-type]
         training={"vae": report, "vocabulary_words": len(vocabulary)},
     )
     write_model_card(cfg.out / MODEL_DIR, card)

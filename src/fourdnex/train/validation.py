@@ -27,6 +27,30 @@ VALIDATION_DIR = "validation"
 VALIDATION_SEED = 42
 
 
+def live_pipeline(
+    pipe: Any, model: nn.Module, cfg: TrainConfig, location: str, device: torch.device
+) -> Any:
+    """The generation pipeline of the base model ``location`` around the live ``model``
+    (built when ``pipe`` is None, else reused): fp32, the run's XYZ latent normalization
+    and the base model's card (its condition encoding)."""
+    from fourdnex.models.small import read_model_card
+    from fourdnex.train.trainer import xyz_latent_norm
+
+    if pipe is None:
+        with quiet_dtype_deprecation():
+            pipe = FourDNeXPipeline.from_pretrained(
+                location, transformer=model, torch_dtype=torch.float32
+            )
+        pipe.set_progress_bar_config(disable=True)
+        for name in ("vae", "text_encoder", "image_encoder"):
+            getattr(pipe, name).to(device)
+        pipe.model_card = read_model_card(location) if Path(location).is_dir() else None
+    pipe.transformer = model
+    pipe.compute_dtype = torch.float32
+    pipe.xyz_stats = xyz_latent_norm(cfg, location)
+    return pipe
+
+
 class Validator:
     """Generates one validation scene per call, reusing one pipeline."""
 
@@ -41,19 +65,7 @@ class Validator:
         self.clip_id = first.clip_id
 
     def _pipeline(self, model: nn.Module) -> Any:
-        from fourdnex.train.trainer import xyz_latent_norm
-
-        if self._pipe is None:
-            with quiet_dtype_deprecation():
-                self._pipe = FourDNeXPipeline.from_pretrained(
-                    self.location, transformer=model, torch_dtype=torch.float32
-                )
-            self._pipe.set_progress_bar_config(disable=True)
-            for name in ("vae", "text_encoder", "image_encoder"):
-                getattr(self._pipe, name).to(self.device)
-        self._pipe.transformer = model
-        self._pipe.compute_dtype = torch.float32
-        self._pipe.xyz_stats = xyz_latent_norm(self.cfg, self.location)
+        self._pipe = live_pipeline(self._pipe, model, self.cfg, self.location, self.device)
         return self._pipe
 
     def __call__(self, model: nn.Module, step: int, autocast: Any = None) -> Path:

@@ -10,6 +10,15 @@ Safe by default: bound to 127.0.0.1; one generation at a time per model (a queue
 each request's files in a directory of its own, removed after ``keep_minutes``;
 uploads that are not images or are too large get a message in the page, and the
 server keeps serving.
+
+Only what came in through the upload, or a bundled example, is ever read: Gradio's
+upload folder is the app's own (``WORKDIR/gradio``, not the machine-wide
+``/tmp/gradio`` where any local user can place files or symlinks), Gradio serves only
+that folder, the request directories and the examples (``allowed_paths``; the working
+directory and the system temp folder are ``blocked_paths`` unless they hold those),
+and every handler checks the path it is given again, symlinks resolved. The workdir
+is private (0700: uploads, results and Gradio's copies of them are not readable by
+other users); a temporary one is removed when the app stops.
 """
 
 from __future__ import annotations
@@ -29,9 +38,11 @@ from typing import Any
 import numpy as np
 
 from fourdnex.errors import FourDNeXError
+from fourdnex.io.paths import is_inside
 from fourdnex.limits import MAX_STEPS, check_int
 from fourdnex.models.presets import SMALL_NAME
 from fourdnex.scene import RGB_PREVIEW, XYZ_PREVIEW, Scene4D
+from fourdnex.view import port_message
 
 #: Largest upload accepted by the page.
 MAX_UPLOAD = "20mb"
@@ -55,17 +66,22 @@ class AppSettings:
     """Address to bind (127.0.0.1: this machine only)."""
     port: int = 7860
     """Port of the page."""
-    steps: int = 50
-    """Default denoising steps shown in the page."""
+    steps: int | None = None
+    """Default denoising steps shown in the page (default: the model's recommended)."""
     keep_minutes: int = 60
     """Request directories older than this are removed."""
     workdir: Path | None = None
     """Where request directories live (default: a new temporary directory)."""
 
     def validate(self) -> None:
+        from fourdnex.io.paths import check_output_place
+
         check_int(self.port, "port", 0, 65535)
-        check_int(self.steps, "steps", 1, MAX_STEPS)
+        if self.steps is not None:
+            check_int(self.steps, "steps", 1, MAX_STEPS)
         check_int(self.keep_minutes, "keep_minutes", 1, 10**6)
+        if self.workdir is not None:
+            check_output_place(self.workdir, "--workdir", directory=True)
 
 
 def first_frame(scene: Scene4D) -> Scene4D:
@@ -97,9 +113,48 @@ class Generator:
         self.pipe = FourDNeXPipeline.from_model(source.location, lora=settings.lora, dtype=dtype)
         apply_memory(self.pipe, memory, device)
         self._warm_up()
-        self.root = Path(settings.workdir or tempfile.mkdtemp(prefix="fourdnex-app-"))
-        self.root.mkdir(parents=True, exist_ok=True)
+        #: whether ``root`` is the app's own temporary directory (removed by :meth:`close`)
+        self.temporary = settings.workdir is None
+        if settings.workdir is None:
+            self.root = Path(tempfile.mkdtemp(prefix="fourdnex-app-"))  # mode 0700
+        else:
+            self.root = Path(settings.workdir)
+            try:
+                self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise FourDNeXError(f"--workdir {self.root}: {exc.strerror}") from None
+        #: Gradio's upload folder and cache: the only place uploads are read from
+        self.uploads = self.root / "gradio"
+        self.uploads.mkdir(mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
+        #: GRADIO_TEMP_DIR before :func:`build_app` set it (restored by :meth:`close`)
+        self._gradio_temp: tuple[str | None] | None = None
+
+    def readable(self, path: str) -> bool:
+        """Whether the app may read ``path``: an upload (in :attr:`uploads`) or a bundled
+        example, symlinks resolved."""
+        return is_inside(path, self.uploads) or is_inside(path, examples_folder())
+
+    def close(self) -> None:
+        """Remove what the app wrote: the whole workdir when it is the app's temporary
+        one, else Gradio's copies (the request directories stay)."""
+        shutil.rmtree(self.root if self.temporary else self.uploads, ignore_errors=True)
+        if self._gradio_temp is not None:
+            (before,) = self._gradio_temp
+            if before is None:
+                os.environ.pop("GRADIO_TEMP_DIR", None)
+            else:
+                os.environ["GRADIO_TEMP_DIR"] = before
+            self._gradio_temp = None
+
+    @property
+    def default_steps(self) -> int:
+        """The steps the page starts with: the setting, else the model's recommended."""
+        from fourdnex.pipeline import GenerationSettings
+
+        steps = self.pipe.resolve_settings(GenerationSettings(steps=self.settings.steps)).steps
+        assert steps is not None
+        return steps
 
     def _warm_up(self) -> None:
         """One 1-step generation at start, so the first user does not wait for lazy
@@ -133,19 +188,25 @@ class Generator:
 
         if not image:
             raise FourDNeXError("upload an image or pick an example first")
+        if not self.readable(image):
+            raise FourDNeXError(
+                f"{Path(image).name} was not uploaded: upload it or pick an example"
+            )
         try:
             loaded = load_image(image)
-        except FourDNeXError:  # the upload's own name, not the server's cache path
-            raise FourDNeXError(
-                f"{Path(image).name} is not an image fourdnex can read (PNG, JPEG, WebP, ...)"
-            ) from None
+        except FourDNeXError as exc:  # the upload's own name, not the server's cache path
+            name = Path(image).name
+            reason = str(exc).replace(str(image), name)
+            if "too large" not in reason:
+                reason = f"{name} is not an image fourdnex can read (PNG, JPEG, WebP, ...)"
+            raise FourDNeXError(reason) from None
         if trajectory not in APP_TRAJECTORIES:
             raise FourDNeXError(f"unknown trajectory {trajectory!r}")
         settings = GenerationSettings(steps=int(steps), seed=int(seed))
         settings.validate()
         self.clean()
         request = self.root / f"req-{uuid.uuid4().hex}"
-        request.mkdir()
+        request.mkdir(mode=0o700)
         started = time.perf_counter()
         with self._lock:  # one generation at a time per model
             scene = self.pipe.generate([loaded.image], prompt.strip(), settings)[0]
@@ -191,16 +252,21 @@ class Generator:
         }
 
 
-def examples() -> list[list[str]]:
-    """``[image path, caption]`` of every bundled example."""
+def examples_folder() -> Path:
+    """The folder of the bundled example images."""
     from importlib import resources
 
-    root = Path(str(resources.files("fourdnex") / "assets" / "examples"))
+    return Path(str(resources.files("fourdnex") / "assets" / "examples"))
+
+
+def examples() -> list[list[str]]:
+    """``[image path, caption]`` of every bundled example."""
+    root = examples_folder()
     listing = json.loads((root / "examples.json").read_text())["examples"]
     return [[str(root / e["image"]), e["caption"]] for e in listing]
 
 
-def _is_image(path: str) -> bool:
+def _is_image(path: str) -> bool:  # only called on paths the app may read
     from fourdnex.pipeline import load_image
 
     try:
@@ -211,8 +277,12 @@ def _is_image(path: str) -> bool:
 
 
 def build_app(generator: Generator) -> Any:
-    """The Gradio page (``gr.Blocks``) over ``generator``."""
+    """The Gradio page (``gr.Blocks``) over ``generator``; Gradio's upload folder becomes
+    ``generator.uploads`` (``GRADIO_TEMP_DIR``, restored by ``generator.close()``)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if generator._gradio_temp is None:
+        generator._gradio_temp = (os.environ.get("GRADIO_TEMP_DIR"),)
+    os.environ["GRADIO_TEMP_DIR"] = str(generator.uploads)
     # third-party deprecation noise (pandas inside gradio's queue) stays out of our output
     warnings.filterwarnings("ignore", module=r"gradio(\..*)?$")
     import gradio as gr
@@ -223,8 +293,8 @@ def build_app(generator: Generator) -> Any:
             progress: Any = TRACK_TQDM) -> tuple[Any, ...]:  # fmt: skip
         try:
             out = generator(image, prompt, seed, steps, trajectory)
-        except FourDNeXError as exc:
-            raise gr.Error(str(exc)) from None
+        except FourDNeXError as exc:  # the user's mistake: a message, no server traceback
+            raise gr.Error(str(exc), print_exception=False) from None
         return out["rgb"], out["xyz"], out["view"], out["novel"], out["files"], out["summary"]
 
     with gr.Blocks(title="fourdnex", analytics_enabled=False,
@@ -245,7 +315,7 @@ def build_app(generator: Generator) -> Any:
                 with gr.Row():
                     seed = gr.Number(label="seed", value=42, precision=0, minimum=0)
                     steps = gr.Slider(label="steps", minimum=1, maximum=100, step=1,
-                                      value=generator.settings.steps)  # fmt: skip
+                                      value=generator.default_steps)  # fmt: skip
                 trajectory = gr.Dropdown(label="novel view", choices=list(APP_TRAJECTORIES),
                                          value="orbit")  # fmt: skip
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
@@ -260,7 +330,7 @@ def build_app(generator: Generator) -> Any:
                 files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
 
         def show(path: str | None) -> str | None:
-            return path if path and _is_image(path) else None
+            return path if path and generator.readable(path) and _is_image(path) else None
 
         image.change(show, image, preview)
         button.click(run, [image, prompt, seed, steps, trajectory],
@@ -270,11 +340,28 @@ def build_app(generator: Generator) -> Any:
     return app
 
 
+def served_paths(generator: Generator) -> tuple[list[str], list[str]]:
+    """Gradio's ``allowed_paths`` (the workdir: uploads and results; the examples) and
+    ``blocked_paths`` (the working directory and the system temp folder, which Gradio
+    otherwise accepts as results, unless one of them holds an allowed path)."""
+    allowed = [str(generator.root.resolve()), str(examples_folder().resolve())]
+    blocked = [
+        str(Path(p).resolve())
+        for p in {os.getcwd(), tempfile.gettempdir()}
+        if not any(is_inside(a, p) for a in allowed)
+    ]
+    return allowed, blocked
+
+
 def launch(app: Any, generator: Generator, block: bool = True) -> Any:
     """Serve ``app`` on the generator's host and port; ``block=False`` returns at once
-    (for tests: ``app.close()`` stops it)."""
+    (for tests: ``app.close()`` stops it). A port that is taken is a one-line error."""
     s = generator.settings
-    app.launch(server_name=s.host, server_port=s.port, prevent_thread_lock=not block,
-               quiet=True, show_error=True, max_file_size=MAX_UPLOAD,
-               allowed_paths=[str(generator.root)], footer_links=[])  # fmt: skip
+    allowed, blocked = served_paths(generator)
+    try:
+        app.launch(server_name=s.host, server_port=s.port, prevent_thread_lock=not block,
+                   quiet=True, show_error=True, max_file_size=MAX_UPLOAD,
+                   allowed_paths=allowed, blocked_paths=blocked, footer_links=[])  # fmt: skip
+    except OSError as exc:  # Gradio: "Cannot find empty port in range"
+        raise FourDNeXError(port_message(s.host, s.port, exc)) from None
     return app

@@ -12,6 +12,7 @@ visible point's trail are drawn at the current frame (checkbox "Tracks").
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import threading
 import time
@@ -26,6 +27,7 @@ from fourdnex.errors import FourDNeXError
 from fourdnex.limits import MAX_FPS, check_int
 from fourdnex.scene import PREVIEW_FPS, Scene4D, xyz_to_colors
 from fourdnex.tracks import Tracks, track_colors, trail_segments
+from fourdnex.view import port_message
 
 ColorMode = Literal["rgb", "xyz"]
 #: Points per frame sent to the browser by default (the stride is raised to stay below).
@@ -140,9 +142,13 @@ class SceneViewer:
                     label=f"fourdnex: {name}", verbose=False,
                 )  # fmt: skip
         except OSError as exc:
+            raise FourDNeXError(port_message(self.settings.host, self.settings.port, exc)) from None
+        if self.settings.port and self.server.get_port() != self.settings.port:
+            # viser moves to the next free port on its own: say the asked one is taken
+            self.server.stop()
             raise FourDNeXError(
-                f"cannot serve on {self.settings.host}:{self.settings.port}: {exc.strerror}"
-            ) from None
+                port_message(self.settings.host, self.settings.port, OSError(errno.EADDRINUSE, ""))
+            )
         server = self.server
         server.scene.set_up_direction(tuple(up_direction(self.scene.cam2world)))
         gui = server.gui

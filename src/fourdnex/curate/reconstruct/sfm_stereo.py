@@ -59,6 +59,8 @@ from fourdnex.errors import FourDNeXError
 
 #: Fewest frames SfM + stereo can work with (two views and one more to check them).
 MIN_FRAMES = 3
+#: COLMAP's starting focal length without a prior, in units of the larger image side.
+COLMAP_FOCAL_GUESS = 1.2
 #: Fewest common tracks for a frame pair to be written as a match.
 MIN_PAIR_MATCHES = 8
 #: Camera models with one shared focal (``f, cx, cy``) or two (``fx, fy, cx, cy``).
@@ -427,6 +429,54 @@ def _write_klt(
     return pairs
 
 
+def parallax_ratio(rgb: NDArray[np.uint8], settings: SfMStereoSettings) -> float | None:
+    """How far the camera translates, as a fraction of the scene depth, measured from
+    the images alone (for a clip that structure from motion cannot register).
+
+    The KLT tracks of frame 0 are followed to every later frame; a homography (the image
+    motion of a still or only rotating camera, whatever the depth) is fitted to each
+    pair with RANSAC, and what it does not explain, the median track residual in pixels
+    over the focal length, is the parallax: about baseline / depth. Returns the largest
+    over the frames, or None when no frame shares enough tracks with frame 0 (a blank
+    or textureless clip).
+    """
+    import cv2
+
+    T, H, W = rgb.shape[:3]
+    keypoints, track_ids = klt_tracks(rgb, settings)
+    focal = settings.focal_prior_px or COLMAP_FOCAL_GUESS * max(H, W)
+    best: float | None = None
+    for t in range(1, T):
+        _, i0, it = np.intersect1d(track_ids[0], track_ids[t], return_indices=True)
+        if len(i0) < MIN_PAIR_MATCHES:
+            continue
+        a, b = keypoints[0][i0], keypoints[t][it]
+        homography, _ = cv2.findHomography(a, b, cv2.RANSAC, settings.max_reproj_error_px)
+        if homography is None:
+            continue
+        moved = cv2.perspectiveTransform(a[:, None].astype(np.float64), homography)[:, 0]
+        residual = float(np.median(np.linalg.norm(moved - b, axis=1)))
+        best = max(best or 0.0, residual / focal)
+    return best
+
+
+def _unregistered(rgb: NDArray[np.uint8], settings: SfMStereoSettings, detail: str) -> str:
+    """The drop reason of a clip of which no frame was registered, in words a user can act
+    on: a camera that barely moves, or nothing to track."""
+    T = rgb.shape[0]
+    head = f"sfm-stereo: 0 of {T} frames registered"
+    ratio = parallax_ratio(rgb, settings)
+    if ratio is None:
+        return f"{head}: nothing to track (a blank or textureless clip){detail}"
+    if ratio < settings.min_baseline_ratio:
+        return (
+            f"{head}: the camera barely moves (parallax {100 * ratio:.2f}% of depth, "
+            f"structure from motion needs {100 * settings.min_baseline_ratio:g}% or more), "
+            f"so its depth cannot be triangulated: use videos whose camera travels"
+        )
+    return f"{head} (parallax {100 * ratio:.2f}% of depth){detail}"
+
+
 def estimate_cameras(rgb: NDArray[np.uint8], settings: SfMStereoSettings) -> SfMCameras:
     """Structure from motion of a (T, H, W, 3) uint8 clip with one shared camera.
 
@@ -499,9 +549,9 @@ def estimate_cameras(rgb: NDArray[np.uint8], settings: SfMStereoSettings) -> SfM
                 str(db_path), str(image_dir), str(root / "sparse"), options=options
             )
         except Exception as err:  # noqa: BLE001 - COLMAP raises plain RuntimeErrors
-            raise FourDNeXError(f"sfm-stereo: 0 of {T} frames registered ({err})") from err
+            raise FourDNeXError(_unregistered(rgb, settings, f" ({err})")) from err
     if not models:
-        raise FourDNeXError(f"sfm-stereo: 0 of {T} frames registered")
+        raise FourDNeXError(_unregistered(rgb, settings, ""))
     model = max(models.values(), key=lambda m: m.num_reg_images())
     return _cameras_from_model(model, T, H, W, settings)
 
