@@ -112,3 +112,10 @@ def resolve_precision(choice: str, device: torch.device | str = "cpu") -> Comput
 def cpu_autocast(choice: str = "auto") -> ComputePrecision:
     """:func:`resolve_precision` on the CPU."""
     return resolve_precision(choice, "cpu")
+
+
+def weights_dtype(device: torch.device | str) -> torch.dtype:
+    """The dtype model weights are loaded in for inference on ``device``: bf16 on a GPU
+    (the released models' own dtype), fp32 elsewhere (CPU kernels are fastest and exact
+    in fp32 for weights; bf16 compute on the CPU goes through autocast instead)."""
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32

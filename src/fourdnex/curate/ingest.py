@@ -42,10 +42,8 @@ from numpy.typing import NDArray
 
 from fourdnex.condition import resize_image
 from fourdnex.errors import FourDNeXError
-from fourdnex.io.video_files import to_uint8
+from fourdnex.io.video_files import VIDEO_SUFFIXES, to_uint8
 
-#: Video file suffixes that ``4dnex curate`` picks up from a folder.
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 #: Bytes of a video hashed into its content key (:func:`content_key`).
 KEY_BYTES = 1 << 20
 #: Tolerance when comparing a sample time with frame timestamps (seconds).

@@ -124,6 +124,22 @@ def calibrated_pose(uv: F64, X: F64, w: F64, K: F64) -> tuple[F64, F64]:
     return R, t
 
 
+def translation_given_rotation(uv: F64, X: F64, w: F64, K: F64, R: F64) -> F64:
+    """World-to-camera translations (T, 3) with ``K`` and ``R`` (T, 3, 3) known: the weighted
+    least-squares ``t`` putting every ``R X + t`` on its pixel's ray (linear: the cross
+    product of the ray and the camera point vanishes)."""
+    ray = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1) @ np.linalg.inv(K).swapaxes(-1, -2)
+    S = np.zeros(ray.shape + (3,))  # (T, N, 3, 3) cross-product matrices [ray]x
+    S[..., 0, 1], S[..., 0, 2], S[..., 1, 2] = -ray[..., 2], ray[..., 1], -ray[..., 0]
+    S = S - S.swapaxes(-1, -2)
+    StS = S.swapaxes(-1, -2) @ S * w[..., None, None]
+    RX = X @ R.swapaxes(-1, -2)
+    A = StS.sum(axis=1)
+    b = -(StS @ RX[..., None]).sum(axis=1)
+    t: F64 = np.linalg.solve(A, b)[..., 0]
+    return t
+
+
 def lmeds_weights(
     uv: F64, X: F64, w: F64, rng: np.random.Generator, hypotheses: int, subset: int, score: int
 ) -> F64:

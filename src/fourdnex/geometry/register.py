@@ -22,7 +22,10 @@ intrinsics are the shared ones of the well-conditioned frames; when no frame is
 well-conditioned, ``K`` has square pixels, the principal point at the image centre
 and focal ``DEFAULT_FOCAL_FACTOR * W`` (the released implementation's initial fx).
 Their pose is then solved with ``K`` fixed (plane homography for planar points,
-calibrated DLT otherwise) and refined.
+calibrated DLT otherwise); when the released implementation's start (the nearest
+well-conditioned frame's rotation, else the identity, with the best translation)
+puts the points in front of the camera with a smaller residual, that start is kept
+instead. Then all are refined.
 
 Everything runs on the CPU in float64 (samples) and float32 (full-resolution depth).
 """
@@ -37,7 +40,13 @@ from numpy.typing import NDArray
 from fourdnex.cameras import intrinsics, invert_rigid, pixel_centers
 from fourdnex.geometry.heap import retained_heap
 from fourdnex.geometry.inputs import Samples, check_pointmaps, sample_pixels, spread
-from fourdnex.geometry.linear import calibrated_pose, lmeds_weights, planar_pose, resect
+from fourdnex.geometry.linear import (
+    calibrated_pose,
+    lmeds_weights,
+    planar_pose,
+    resect,
+    translation_given_rotation,
+)
 from fourdnex.geometry.refine import Cameras, planes, refine, residuals, robust_weights
 from fourdnex.limits import MAX_SAMPLES_PER_FRAME, check_float, check_int
 
@@ -223,7 +232,44 @@ def _initialize(
         R[other], t[other] = calibrated_pose(s.uv[other], s.X[other], s.weight[other], K[other])
     for f in np.flatnonzero(planar):
         R[f], t[f] = planar_pose(s.uv[f], s.X[f], s.weight[f], K[f])
-    return Cameras(K=K, R=R, t=t), ill
+    cams = Cameras(K=K, R=R, t=t)
+    if ill.any():
+        cams = _released_start_where_better(cams, ill, s)
+    return cams, ill
+
+
+def _released_start_where_better(cams: Cameras, ill: NDArray[np.bool_], s: Samples) -> Cameras:
+    """Ill-conditioned frames also try the released implementation's start: the rotation
+    of the nearest well-conditioned frame (identity when there is none: generated XYZ is
+    in its first camera's axes), with the translation that best fits it. The start whose
+    points lie in front of the camera with the smaller median residual is kept: a
+    closed-form pose on pointmaps no pinhole sees can face away from its points, which
+    the ray residual (blind to the side of the camera) never corrects."""
+    T = ill.shape[0]
+    good = np.flatnonzero(~ill)
+    if good.size:
+        nearest = good[np.abs(np.arange(T)[:, None] - good[None]).argmin(axis=1)]
+        R0 = cams.R[nearest].copy()
+    else:
+        R0 = np.repeat(np.eye(3)[None], T, axis=0)
+    start = Cameras(K=cams.K, R=R0, t=translation_given_rotation(s.uv, s.X, s.weight, cams.K, R0))
+    use = ill & (_start_score(start, s) < _start_score(cams, s))
+    R, t = cams.R.copy(), cams.t.copy()
+    R[use], t[use] = start.R[use], start.t[use]
+    return Cameras(K=cams.K, R=R, t=t)
+
+
+def _start_score(cams: Cameras, s: Samples) -> NDArray[np.float64]:
+    """(T,) median ray residual of each frame's samples; inf where at most half of the
+    (weighted) points lie in front of the camera."""
+    res = residuals(cams, planes(s.uv), planes(s.X))
+    err = np.sqrt((res.e**2).sum(axis=0))  # (T, N)
+    in_front = (res.r * res.Xc).sum(axis=0) > 0
+    w = s.weight
+    front = (in_front * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-300)
+    med = np.array([np.median(err[f][w[f] > 0]) for f in range(w.shape[0])])
+    out: NDArray[np.float64] = np.where(front > 0.5, med, np.inf)
+    return out
 
 
 def _dense_depth(

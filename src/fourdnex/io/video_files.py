@@ -13,6 +13,8 @@ from numpy.typing import NDArray
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_file
 
+#: Video file suffixes fourdnex reads (curation folders, condition videos).
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
 #: H.264 constant rate factor of previews (visually lossless, small files).
 PREVIEW_CRF = 18
 #: FFmpeg options that make written files byte-reproducible (see :func:`write_video`).

@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from fourdnex.condition import KnownFrames, check_indices, check_motion, resize_frames
 from fourdnex.errors import ValidationError
 from fourdnex.geometry.trajectories import PRESETS, Trajectory, make_trajectory
+from fourdnex.io.video_files import VIDEO_SUFFIXES
 from fourdnex.pipeline.settings import GenerationSettings
 from fourdnex.scene import Scene4D
 
@@ -321,5 +322,3 @@ def read_condition_frames(
     return ConditionFrames(images, list(at), [str(p) for p in files], notes)
 
 
-#: File suffixes read as a condition video.
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".avi", ".webm")
