@@ -128,7 +128,8 @@ def translation_given_rotation(uv: F64, X: F64, w: F64, K: F64, R: F64) -> F64:
     """World-to-camera translations (T, 3) with ``K`` and ``R`` (T, 3, 3) known: the weighted
     least-squares ``t`` putting every ``R X + t`` on its pixel's ray (linear: the cross
     product of the ray and the camera point vanishes)."""
-    ray = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1) @ np.linalg.inv(K).swapaxes(-1, -2)
+    pixels = np.concatenate([uv, np.ones_like(uv[..., :1])], axis=-1)
+    ray = pixels @ np.linalg.inv(K).swapaxes(-1, -2)
     S = np.zeros(ray.shape + (3,))  # (T, N, 3, 3) cross-product matrices [ray]x
     S[..., 0, 1], S[..., 0, 2], S[..., 1, 2] = -ray[..., 2], ray[..., 1], -ray[..., 0]
     S = S - S.swapaxes(-1, -2)
