@@ -6,7 +6,7 @@ rendered along a drawn preset trajectory (holes where nothing was drawn) and the
 exact views from there. Three fillings of the same holes are compared with the exact
 views:
 
-- ``model``: :func:`fourdnex.pipeline.completion.complete_novel_views` (the render
+- ``model``: :func:`fourdnex.pipeline.view_completion.complete_novel_views` (the render
   where it drew, the model's output in the holes);
 - ``telea``: OpenCV's Telea inpainting (radius 3) of each rendered frame;
 - ``render``: the plain render (holes black), for scale.
@@ -35,7 +35,9 @@ import numpy as np
 
 from fourdnex.eval.completion import inpaint_telea, psnr_where
 from fourdnex.pipeline import GenerationSettings
-from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
+from fourdnex.pipeline.model_settings import ModelSettings
+from fourdnex.pipeline.runner import GenerationRunner
+from fourdnex.pipeline.view_completion import complete_novel_views
 from fourdnex.synthetic import HELD_OUT_SEED_START
 from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.threads import apply_thread_policy
@@ -53,7 +55,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     threads = apply_thread_policy()
-    pipe = load_completion_pipeline(args.model)
+    settings = ModelSettings(args.model, dtype="fp32", device="cpu")
+    pipe = GenerationRunner(settings, "completion").pipe
     pipe.set_progress_bar_config(disable=True)
     card = pipe.model_card
     frames = card.frames if card else 17

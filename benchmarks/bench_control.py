@@ -54,12 +54,12 @@ from fourdnex.eval.trajectory import trajectory_metrics
 from fourdnex.geometry.known_views import scene_normalization
 from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
-from fourdnex.pipeline.control import generate_from_frames, generate_with_trajectory
+from fourdnex.pipeline.controlled_generation import generate_from_frames, generate_with_trajectory
+from fourdnex.point_tracks import TrackSettings, grid_pixels, track_points
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import LATENT_WIDTH_AXIS, fuse_width, split_width
 from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene
 from fourdnex.threads import apply_thread_policy
-from fourdnex.tracks import TrackSettings, grid_pixels, track_points
 
 GIVEN_INDICES = (0, 8, 16)
 STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -5,7 +5,7 @@ Run: .venv/bin/python benchmarks/bench_register.py [--reference-iterations N]
 1. Time of 49 x 480 x 720 (target <= 2 s on 2 CPU cores).
 2. Accuracy on known-answer pointmaps in a random similarity frame, exact and with
    1% Gaussian noise + 5% outlier pixels, and on fourdnex.synthetic.make_scene.
-3. 49 x 120 x 180 against the released approach (benchmarks/reference_register.py):
+3. 49 x 120 x 180 against the released approach (fourdnex/geometry/reference.py):
    the reference runs N iterations (default 100: 1500 take many minutes on 2 cores);
    its time is extrapolated linearly to 1500 iterations, and its accuracy is reported
    at the iterations actually run.
@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fourdnex.geometry import register  # noqa: E402
+from fourdnex.geometry.reference import REFERENCE_ITERATIONS, reference_register  # noqa: E402
 from fourdnex.testing.geometry import (  # noqa: E402
     KnownPointmaps,
     known_pointmaps,
@@ -31,7 +32,6 @@ from fourdnex.testing.geometry import (  # noqa: E402
     registration_errors,
     world_extent,
 )
-from reference_register import REFERENCE_ITERATIONS, reference_register  # noqa: E402
 
 HEADER = "| {:<34} | rot (deg) | focal rel | centre/ext | depth AbsRel | target |"
 TARGET_SECONDS_FULL = 2.0

@@ -1,7 +1,7 @@
 """Point tracks on generated scenes, against the exact tracks of the true scene.
 
 For held-out synthetic scenes (seeds 1,000,000 on): the bundled model generates a scene
-from the true first frame and caption; ``fourdnex.tracks.track_points`` tracks a grid of
+from the true first frame and caption; ``fourdnex.point_tracks.track_points`` tracks a grid of
 first-frame pixels through it (the generated scene has no cameras, so flow only, as
 ``4dnex tracks`` runs on it); ``ground_truth_tracks`` gives the exact tracks of the
 same pixels in the true scene. The generated XYZ is in model space: one similarity
@@ -34,6 +34,7 @@ import torch
 from fourdnex.cameras import point_extent
 from fourdnex.eval.alignment import umeyama
 from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
+from fourdnex.point_tracks import TrackSettings, grid_pixels, track_points
 from fourdnex.synthetic import (
     HELD_OUT_SEED_START,
     GroundTruthTracks,
@@ -41,7 +42,6 @@ from fourdnex.synthetic import (
     make_scene,
 )
 from fourdnex.threads import apply_thread_policy
-from fourdnex.tracks import TrackSettings, grid_pixels, track_points
 
 
 def errors(

@@ -29,14 +29,15 @@ from dataclasses import dataclass
 
 import torch
 
-from fourdnex.flow import TimestepSampling
+from fourdnex.flow_matching import TimestepSampling
 from fourdnex.models import adapt_transformer, get_preset
 from fourdnex.models.presets import SMALL_CLIP_IMAGE_SIZE, SMALL_NAME, TEXT_CONTEXT_LENGTH
 from fourdnex.models.tiny import TINY_CLIP_IMAGE_SIZE, TINY_CLIP_PATCH
 from fourdnex.precision import cpu_has_amx
 from fourdnex.sixd import VAEFactors, vae_factors
+from fourdnex.train.cache_entry import CacheEntry
 from fourdnex.train.config import preset_config
-from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.objective import Objective, ObjectiveSettings, flow_loss, step_generator
 from fourdnex.train.trainable import count_parameters, make_trainable
 
 #: Targets (see the module docstring).
@@ -75,7 +76,8 @@ def _batch(
     device: torch.device,
     factors: VAEFactors,
     batch: int = 1,
-) -> dict[str, torch.Tensor]:
+) -> CacheEntry:
+    """A batch of ``batch`` random cache entries (no motion labels) on ``device``."""
     t, h, w = factors.latent_size(frames, height, width)
     g = torch.Generator().manual_seed(0)
 
@@ -88,13 +90,14 @@ def _batch(
         "cond_latent": r(batch, 16, t, h, 2 * w),
     }
     stds = {f"{k}_std": torch.full_like(v, 0.1) for k, v in latents.items()}
-    return {
+    return CacheEntry(
         **latents,
         **stds,
-        "cond_mask": torch.ones(batch, 4, t, h, 2 * w, device=device),
-        "prompt_embeds": r(batch, TEXT_CONTEXT_LENGTH, model_cfg["text_dim"]),
-        "image_embeds": r(batch, clip_tokens, model_cfg["image_dim"]),
-    }  # fmt: skip
+        cond_mask=torch.ones(batch, 4, t, h, 2 * w, device=device),
+        prompt_embeds=r(batch, TEXT_CONTEXT_LENGTH, model_cfg["text_dim"]),
+        image_embeds=r(batch, clip_tokens, model_cfg["image_dim"]),
+        motion=torch.zeros(batch, 2, device=device),
+    )
 
 
 def bench(
@@ -151,8 +154,11 @@ def bench(
         model_preset, CLIP_TOKENS_14B
     )
     batch = _batch(model_cfg, frames, height, width, clip_tokens, device, factors, batch_size)
-    null = torch.zeros_like(batch["prompt_embeds"][0])
-    objective = ObjectiveSettings(frames, height, width, TimestepSampling(shift=3.0))
+    null = torch.zeros_like(batch.prompt_embeds[0])
+    settings = ObjectiveSettings(
+        TimestepSampling(shift=3.0), text_dropout=0.0, image_dropout=0.0, motion_dropout=0.0
+    )
+    objective = Objective(settings, frames, height, width)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16)
 
     def step(i: int) -> None:

@@ -16,7 +16,9 @@ import numpy as np
 from fourdnex.eval.completion import inpaint_telea
 from fourdnex.eval.sheet import write_frame_grid
 from fourdnex.pipeline import GenerationSettings
-from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
+from fourdnex.pipeline.model_settings import ModelSettings
+from fourdnex.pipeline.runner import GenerationRunner
+from fourdnex.pipeline.view_completion import complete_novel_views
 from fourdnex.synthetic.novel_views import novel_view_sample
 
 COLUMNS = (0, 4, 8, 12, 16)
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--model", default="fourdnex-small")
     args = ap.parse_args(argv)
-    pipe = load_completion_pipeline(args.model)
+    settings = ModelSettings(args.model, dtype="fp32", device="cpu")
+    pipe = GenerationRunner(settings, "completion").pipe
     pipe.set_progress_bar_config(disable=True)
     rows: list[tuple[str, np.ndarray]] = []
     for seed in args.seeds:

@@ -19,11 +19,9 @@ from fourdnex.eval.sheet import write_frame_grid
 from fourdnex.geometry.known_views import scene_normalization
 from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.pipeline import GenerationSettings
-from fourdnex.pipeline.control import (
-    generate_from_frames,
-    generate_with_trajectory,
-    load_control_pipeline,
-)
+from fourdnex.pipeline.controlled_generation import generate_from_frames, generate_with_trajectory
+from fourdnex.pipeline.model_settings import ModelSettings
+from fourdnex.pipeline.runner import GenerationRunner
 from fourdnex.synthetic import make_scene
 
 COLUMNS = (0, 4, 8, 12, 16)
@@ -41,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--model", default="fourdnex-small")
     args = ap.parse_args(argv)
-    pipe = load_control_pipeline(args.model)
+    pipe = GenerationRunner(ModelSettings(args.model, dtype="fp32", device="cpu"), "control").pipe
     pipe.set_progress_bar_config(disable=True)
     truth = make_scene(args.seed)
     norm = scene_normalization(truth)

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from fourdnex.cli.main import main
 from fourdnex.condition import KnownFrames, condition_video, known_condition
@@ -126,23 +125,22 @@ def test_known_frames_train_and_generate_through_one_condition(
     """The cache entry of a completion clip holds its packed mask, and the condition the
     trainer feeds the transformer equals the one generation builds from the same known
     frames, bit for bit."""
-    from fourdnex.flow import TimestepSampling
     from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.testing.conditions import trained_condition
-    from fourdnex.train.objective import ObjectiveSettings
+    from fourdnex.testing.conditions import plain_objective, trained_condition
+    from fourdnex.train.cache_entry import CacheEntry
 
     data = _completion_dataset(tmp_path / "data")
     cache = data / "cache"
     settings = CacheSettings(model=str(tiny_wan_dir), frames=FRAMES, height=HEIGHT, width=WIDTH)
     encode_dataset(data, cache, settings, lambda: WanEncoder(tiny_wan_dir), False)
-    plain = load_file(str(entry_path(cache, "plain")))
-    assert torch.equal(plain["cond_mask"], guided_mask_latent(FRAMES, HEIGHT, WIDTH)[0])
-    entry = load_file(str(entry_path(cache, "novel")))
+    plain = CacheEntry.load(entry_path(cache, "plain"))
+    assert torch.equal(plain.cond_mask, guided_mask_latent(FRAMES, HEIGHT, WIDTH)[0])
+    entry = CacheEntry.load(entry_path(cache, "novel"))
     known = read_clip(data / "clips" / "novel").condition
     assert known is not None
-    assert 0 < entry["cond_mask"].mean() < 1
+    assert 0 < entry.cond_mask.mean() < 1
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
-    objective = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), vae_latents="mode")
+    objective = plain_objective(FRAMES, HEIGHT, WIDTH)
     seen = trained_condition(pipe.transformer, entry, load_null_prompt(cache), objective)
     _, inference = pipe.build_known_condition([known], HEIGHT, WIDTH, FRAMES)
     assert torch.equal(seen, inference)
@@ -150,7 +148,7 @@ def test_known_frames_train_and_generate_through_one_condition(
 
 def test_completion_keeps_the_render_and_fills_only_the_holes(tiny_wan_dir: Path) -> None:
     from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
-    from fourdnex.pipeline.completion import complete_novel_views
+    from fourdnex.pipeline.view_completion import complete_novel_views
 
     case = novel_view_sample(11, FRAMES, HEIGHT, WIDTH)
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)

@@ -171,38 +171,40 @@ def test_control_clips_train_and_generate_through_one_condition(
 ) -> None:
     """Each mode's cache entry holds its motion label, the transformer sees the motion
     code in training as in generation, and the condition is the one generation builds."""
-    from fourdnex.flow import TimestepSampling
     from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.testing.conditions import trained_condition, trained_text_states
-    from fourdnex.train.objective import ObjectiveSettings
+    from fourdnex.testing.conditions import plain_objective, trained_condition, trained_text_states
+    from fourdnex.train.cache_entry import CacheEntry
 
     data = _control_dataset(tmp_path / "data")
     cache = data / "cache"
     settings = CacheSettings(model=str(tiny_wan_dir), frames=FRAMES, height=HEIGHT, width=WIDTH)
     encode_dataset(data, cache, settings, lambda: WanEncoder(tiny_wan_dir), False)
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
-    objective = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), vae_latents="mode")
+    objective = plain_objective(FRAMES, HEIGHT, WIDTH)
     null = load_null_prompt(cache)
     assert load_file(str(entry_path(cache, "plain")))["motion"].tolist() == [0.0, 0.0]
     for i, mode in enumerate(CONTROL_MODES):
-        entry = load_file(str(entry_path(cache, f"c_{mode}")))
+        entry = CacheEntry.load(entry_path(cache, f"c_{mode}"))
         clip = read_clip(data / "clips" / f"c_{mode}")
-        assert clip.motion_strength == 0.25 * i and entry["motion"].tolist() == [1.0, 0.25 * i]
+        assert clip.motion_strength == 0.25 * i and entry.motion.tolist() == [1.0, 0.25 * i]
         assert clip.condition is not None
         _, inference = pipe.build_known_condition([clip.condition], HEIGHT, WIDTH, FRAMES)
         assert torch.equal(trained_condition(pipe.transformer, entry, null, objective), inference)
         text = trained_text_states(pipe.transformer, entry, null, objective)
-        expected = with_motion(entry["prompt_embeds"][None], torch.tensor([0.25 * i]))
+        expected = with_motion(entry.prompt_embeds[None], torch.tensor([0.25 * i]))
         assert torch.equal(text, expected)
-    dropped = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), motion_dropout=1.0)
-    entry = load_file(str(entry_path(cache, "c_video")))
+    dropped = plain_objective(FRAMES, HEIGHT, WIDTH, vae_latents="sample", motion_dropout=1.0)
+    entry = CacheEntry.load(entry_path(cache, "c_video"))
     text = trained_text_states(pipe.transformer, entry, null, dropped)
-    assert torch.equal(text[0, MOTION_SLOT], entry["prompt_embeds"][MOTION_SLOT])
+    assert torch.equal(text[0, MOTION_SLOT], entry.prompt_embeds[MOTION_SLOT])
 
 
 def test_generation_with_frames_trajectory_and_motion(tiny_wan_dir: Path) -> None:
     from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
-    from fourdnex.pipeline.control import generate_from_frames, generate_with_trajectory
+    from fourdnex.pipeline.controlled_generation import (
+        generate_from_frames,
+        generate_with_trajectory,
+    )
 
     truth = make_scene(3, FRAMES, HEIGHT, WIDTH)
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)

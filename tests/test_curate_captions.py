@@ -13,8 +13,8 @@ from fourdnex.curate.captions import (
     CAPTION_PROMPT,
     Captioner,
     CsvCaptions,
-    VideoPreprocessing,
     VLMCaptioner,
+    frame_processor,
     uniform_frame_indices,
 )
 from fourdnex.errors import FourDNeXError, ValidationError
@@ -57,17 +57,65 @@ def test_uniform_frame_indices_exact():
         uniform_frame_indices(0)
 
 
-def test_video_preprocessing_shortest_edge_and_crop():
-    prep = VideoPreprocessing.from_dict(
-        {"size": {"shortest_edge": 8}, "crop_size": {"height": 8, "width": 8}}
+def _released_frames(frames: np.ndarray, short: int, crop: tuple[int, int]) -> np.ndarray:
+    """The hand-written preprocessing fourdnex used before transformers' processor: PIL
+    bicubic resize of the shortest edge, centre crop (offsets truncated), rescale, CLIP
+    normalization; (F, 3, h, w)."""
+    from PIL import Image
+
+    mean = np.float32([0.48145466, 0.4578275, 0.40821073])
+    std = np.float32([0.26862954, 0.26130258, 0.27577711])
+    out = []
+    for f in frames:
+        H, W = f.shape[:2]
+        h, w = (int(short * H / W), short) if W <= H else (short, int(short * W / H))
+        image = np.asarray(Image.fromarray(f).resize((w, h), resample=Image.Resampling.BICUBIC))
+        top, left = int((h - crop[0]) / 2.0), int((w - crop[1]) / 2.0)
+        out.append(image[top : top + crop[0], left : left + crop[1]])
+    x = np.stack(out).astype(np.float32) * np.float32(1 / 255)
+    return ((x - mean) / std).transpose(0, 3, 1, 2)
+
+
+#: Largest difference between the hand-written preprocessing and transformers' processor
+#: (float32 rounding of the rescale and normalization; the resize is the same PIL call).
+PREPROCESS_ATOL = 1e-6
+
+
+@pytest.mark.parametrize(
+    ("shape", "short", "crop"),
+    [
+        ((16, 32), 8, (8, 8)),
+        ((30, 20), 8, (8, 8)),
+        ((45, 61), 10, (7, 9)),
+        ((48, 64), 224, (224, 224)),
+    ],
+)
+def test_frame_processor_is_the_released_preprocessing(shape, short, crop):
+    frames = np.random.default_rng(0).integers(0, 256, (3, *shape, 3), dtype=np.uint8)
+    settings = {
+        "size": {"shortest_edge": short},
+        "crop_size": {"height": crop[0], "width": crop[1]},
+        "video_processor_type": "LlavaNextVideoVideoProcessor",  # not a frame setting
+    }
+    x = frame_processor(settings)(list(frames), return_tensors="np")["pixel_values"]
+    expected = _released_frames(frames, short, crop)
+    assert x.shape == expected.shape and x.dtype == np.float32
+    np.testing.assert_allclose(x, expected, atol=PREPROCESS_ATOL)
+
+
+def test_frame_processor_defaults_are_llava_next_video():
+    # the class's settings only (instances need torchvision)
+    from transformers.models.llava_next_video.video_processing_llava_next_video import (
+        LlavaNextVideoVideoProcessor as video,
     )
-    assert prep.output_size(16, 32) == (8, 16)
-    assert prep.output_size(30, 20) == (12, 8)
-    frames = np.full((2, 16, 32, 3), 255, np.uint8)
-    x = prep(frames)
-    assert x.shape == (2, 3, 8, 8) and x.dtype == np.float32
-    expected = (1.0 - np.asarray(prep.image_mean)) / np.asarray(prep.image_std)
-    np.testing.assert_allclose(x[0, :, 0, 0], expected, rtol=1e-5)
+
+    p = frame_processor({})
+    assert p.size.shortest_edge == video.size["shortest_edge"]
+    assert (p.crop_size.height, p.crop_size.width) == tuple(video.crop_size.values())
+    assert p.resample == video.resample and p.default_to_square == video.default_to_square
+    np.testing.assert_allclose(p.image_mean, video.image_mean)
+    np.testing.assert_allclose(p.image_std, video.image_std)
+    assert p.do_center_crop and p.do_normalize and p.do_rescale and p.do_resize
 
 
 def _save_tiny_llava(directory: Path) -> None:

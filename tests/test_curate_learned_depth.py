@@ -10,12 +10,11 @@ import pytest
 
 from fourdnex.curate.reconstruct.base import Reconstructor
 from fourdnex.curate.reconstruct.learned_depth import (
-    DepthPreprocessing,
+    DepthAnythingPreprocessing,
     LearnedDepth,
     LearnedDepthReconstructor,
-    align_scale_shift,
-    fit_scale_shift,
 )
+from fourdnex.curate.reconstruct.scale_shift import align_scale_shift, fit_scale_shift
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import quiet_loading
 
@@ -106,14 +105,49 @@ def _frames(t: int = 3, h: int = 30, w: int = 45) -> np.ndarray:
     return np.random.default_rng(1).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
 
 
-def test_preprocessing_matches_transformers_dpt():
-    from transformers import DPTImageProcessorPil
+def _released_depth_anything_input(frames: np.ndarray, cfg: dict) -> np.ndarray:
+    """The hand-written preprocessing fourdnex used before transformers' DPT processor:
+    PIL resize to the DPT size (aspect kept, sides rounded to the multiple), rescale,
+    ImageNet normalization; (B, 3, h, w)."""
+    from PIL import Image
 
-    frames = _frames()
-    ours = DepthPreprocessing.from_dict(DA_PROCESSOR, "depth_anything")(frames).numpy()
-    theirs = DPTImageProcessorPil(**DA_PROCESSOR)(list(frames), return_tensors="np")
-    assert ours.shape == (3, 3, 42, 56)
-    np.testing.assert_allclose(ours, theirs["pixel_values"], atol=1e-5)
+    H, W = frames.shape[1:3]
+    sh, sw = cfg["size"]["height"] / H, cfg["size"]["width"] / W
+    if abs(1 - sw) < abs(1 - sh):
+        sh = sw
+    else:
+        sw = sh
+    m = cfg["ensure_multiple_of"]
+    h, w = (max(int(round(v / m) * m), m) for v in (sh * H, sw * W))
+    out = [np.asarray(Image.fromarray(f).resize((w, h), resample=cfg["resample"])) for f in frames]
+    x = np.stack(out).astype(np.float32) / np.float32(255.0)
+    x = (x - np.float32(cfg["image_mean"])) / np.float32(cfg["image_std"])
+    return x.transpose(0, 3, 1, 2)
+
+
+#: Largest difference between the hand-written preprocessing and transformers' processor
+#: (float32 rounding of the rescale and normalization; the resize is the same PIL call).
+PREPROCESS_ATOL = 1e-5
+
+
+@pytest.mark.parametrize("shape", [(30, 45), (56, 56), (100, 40), (17, 90)])
+def test_depth_anything_preprocessing_is_the_released_one(shape: tuple[int, int]):
+    frames = np.random.default_rng(1).integers(0, 256, (2, *shape, 3), dtype=np.uint8)
+    prep = DepthAnythingPreprocessing(DA_PROCESSOR)
+    ours = prep(frames).numpy()
+    expected = _released_depth_anything_input(frames, DA_PROCESSOR)
+    assert ours.shape == expected.shape and ours.dtype == np.float32
+    assert prep.resized_size(*shape) == expected.shape[2:]
+    np.testing.assert_allclose(ours, expected, atol=PREPROCESS_ATOL)
+
+
+def test_depth_anything_preprocessing_pads_to_the_divisor():
+    prep = DepthAnythingPreprocessing({**DA_PROCESSOR, "do_pad": True, "size_divisor": 32})
+    h, w = prep.resized_size(30, 45)
+    top, bottom, left, right = prep.padding(h, w)
+    x = prep(_frames(1)).numpy()
+    assert x.shape[2:] == (h + top + bottom, w + left + right)
+    assert x.shape[2] % 32 == 0 and x.shape[3] % 32 == 0
 
 
 def test_depth_anything_predict(tiny_depth_anything: Path):
@@ -132,7 +166,7 @@ def test_depth_anything_predict(tiny_depth_anything: Path):
 def test_depth_pro_predict(tiny_depth_pro: Path):
     model = LearnedDepth(tiny_depth_pro)
     assert model.kind == "depth" and model.model_type == "depth_pro"
-    assert model.preprocess.normalize_first
+    assert model.preprocess.resized_size(40, 50) == (128, 128)  # the saved size, aspect not kept
     frames = _frames(2, 40, 50)
     d = model.predict(frames)
     assert d.shape == (2, 40, 50) and np.isfinite(d).all() and (d > 0).all()

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from curate_fakes import gray_depth
+from fourdnex.cameras import CURVATURE_EPS, camera_smoothness
 from fourdnex.curate.filters import MetadataBounds, mean_luminance
 from fourdnex.curate.ingest import VideoInfo, decode_clips, plan_clips, probe_video
 from fourdnex.curate.manifest import MANIFEST, read_manifest
 from fourdnex.curate.pipeline import curate
-from fourdnex.curate.quality import hcpr, mcv, smoothness, top_fraction
+from fourdnex.curate.quality import hcpr, mcv, top_fraction
 from fourdnex.curate.settings import (
     CurateSettings,
     FilterSettings,
@@ -94,13 +95,14 @@ def test_smoothness_equals_hand_computation():
     c = np.array([[0, 0, 0], [1, 0, 0], [3, 0, 0], [3, 2, 0]], dtype=np.float64)
     v = [np.array([1, 0, 0]), np.array([2, 0, 0]), np.array([0, 2, 0])]
     a = [v[1] - v[0], v[2] - v[1]]
-    kappa = [np.linalg.norm(a[i]) / (np.dot(v[i + 1], v[i + 1]) + np.dot(v[i], v[i]) + 1e-8)
+    eps = CURVATURE_EPS
+    kappa = [np.linalg.norm(a[i]) / (np.dot(v[i + 1], v[i + 1]) + np.dot(v[i], v[i]) + eps)
              for i in range(2)]  # fmt: skip
-    s = smoothness(c)
+    s = camera_smoothness(c)
     assert s.velocity == pytest.approx((1 + 2 + 2) / 3)
     assert s.acceleration == pytest.approx((1 + np.sqrt(8)) / 2)
     assert s.curvature == pytest.approx(np.mean(kappa))
-    assert smoothness(c[:1]).velocity == 0.0
+    assert camera_smoothness(c[:1]).velocity == 0.0
 
 
 def test_confidence_metrics_and_ranking():
@@ -305,3 +307,18 @@ def test_cli_config_file_and_one_line_errors(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "unknown setting settings.ingest.frame" in err[0]
     assert "other settings" in err[1]
+
+
+def test_each_stage_owns_its_manifest_fields_once():
+    from fourdnex.curate.manifest import COLUMNS
+    from fourdnex.curate.stages import STAGES
+
+    columns = {name for name, _ in COLUMNS}
+    owned = [f for stage in STAGES for f in stage.fields]
+    assert set(owned) <= columns and len(owned) == len(set(owned))
+    names = [stage.name for stage in STAGES]
+    assert len(names) == len(set(names))
+    # every measured column is a stage's; the rest come from ingest and the final pass
+    measured = {"brightness", "caption", "reconstructor", "mcv", "hcpr", "velocity",
+                "acceleration", "curvature", "alignment_loss"}  # fmt: skip
+    assert set(owned) == measured

@@ -15,13 +15,9 @@ import numpy as np
 import pytest
 
 from fourdnex.cameras import rotation_angle_deg
-from fourdnex.curate.reconstruct.sfm_stereo import (
-    SfMStereoReconstructor,
-    SfMStereoSettings,
-    estimate_cameras,
-    klt_tracks,
-    plane_sweep_depth,
-)
+from fourdnex.curate.reconstruct.sfm import SfMSettings, estimate_cameras, klt_tracks
+from fourdnex.curate.reconstruct.sfm_stereo import SfMStereoReconstructor, SfMStereoSettings
+from fourdnex.curate.reconstruct.stereo import StereoSettings, plane_sweep_depth
 from fourdnex.errors import FourDNeXError
 from fourdnex.synthetic.world import make_scene
 
@@ -41,7 +37,9 @@ def _clip(seed: int, motion: str):  # type: ignore[no-untyped-def]
 def _settings(scene) -> SfMStereoSettings:  # type: ignore[no-untyped-def]
     # Self-calibrating the focal length on a short clip is ill-conditioned (errors of
     # 10-30 % gave 5-25 degree rotation errors), so the test gives the focal as a prior.
-    return SfMStereoSettings(focal_prior_px=float(scene.K[0, 0, 0]), refine_focal=False)
+    return SfMStereoSettings(
+        SfMSettings(focal_prior_px=float(scene.K[0, 0, 0]), refine_focal=False)
+    )
 
 
 def _rotation_error(est: np.ndarray, gt: np.ndarray) -> float:
@@ -98,7 +96,7 @@ def test_accuracy_on_static_scene(seed: int, motion: str, one_torch_thread: None
 
 def test_sparse_depth_matches_cameras() -> None:
     scene, rgb = _clip(4, "arc")
-    cams = estimate_cameras(rgb, _settings(scene))
+    cams = estimate_cameras(rgb, _settings(scene).sfm)
     assert cams.sparse_mask.any()
     assert (cams.sparse_depth[cams.sparse_mask] > 0).all()
     assert (cams.sparse_depth[~cams.sparse_mask] == 0).all()
@@ -110,8 +108,8 @@ def test_sparse_depth_matches_cameras() -> None:
 
 def test_deterministic_cameras() -> None:
     scene, rgb = _clip(4, "arc")
-    a = estimate_cameras(rgb, _settings(scene))
-    b = estimate_cameras(rgb, _settings(scene))
+    a = estimate_cameras(rgb, _settings(scene).sfm)
+    b = estimate_cameras(rgb, _settings(scene).sfm)
     np.testing.assert_array_equal(a.cam2world, b.cam2world)
     np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
 
@@ -140,26 +138,27 @@ def test_pure_pan_is_refused() -> None:
 def test_settings_are_validated_and_json_ready() -> None:
     s = SfMStereoSettings()
     assert dataclasses.asdict(s) == s.to_dict()
+    assert set(s.to_dict()) == {"sfm", "stereo"}
     with pytest.raises(FourDNeXError, match="num_depths"):
-        SfMStereoSettings(num_depths=1)
+        StereoSettings(num_depths=1)
     with pytest.raises(FourDNeXError, match="features"):
-        SfMStereoSettings(features="orb")
+        SfMSettings(features="orb")
     with pytest.raises(FourDNeXError, match="focal_prior_px"):
-        SfMStereoSettings(refine_focal=False)
+        SfMSettings(refine_focal=False)
     with pytest.raises(FourDNeXError, match="best_k"):
-        SfMStereoSettings(num_neighbors=2, best_k=3)
+        StereoSettings(num_neighbors=2, best_k=3)
     with pytest.raises(FourDNeXError, match="lk_anchor_max_shift"):
-        SfMStereoSettings(lk_anchor_max_shift=-1.0)
+        SfMSettings(lk_anchor_max_shift=-1.0)
     with pytest.raises(FourDNeXError, match="sgm_directions"):
-        SfMStereoSettings(sgm_directions=6)
+        StereoSettings(sgm_directions=6)
     with pytest.raises(FourDNeXError, match="sgm_p1"):
-        SfMStereoSettings(sgm_p1=1.0, sgm_p2=0.5)
+        StereoSettings(sgm_p1=1.0, sgm_p2=0.5)
     with pytest.raises(FourDNeXError, match="sgm_gradient_sigma"):
-        SfMStereoSettings(sgm_gradient_sigma=0.0)
+        StereoSettings(sgm_gradient_sigma=0.0)
     with pytest.raises(FourDNeXError, match="fill_iterations"):
-        SfMStereoSettings(fill_iterations=-1)
+        StereoSettings(fill_iterations=-1)
     with pytest.raises(FourDNeXError, match="fill_edge_sigma"):
-        SfMStereoSettings(fill_edge_sigma=0.0)
+        StereoSettings(fill_edge_sigma=0.0)
 
 
 @pytest.mark.parametrize("directions", [0, 4, 8])
@@ -179,7 +178,7 @@ def test_plane_sweep_recovers_a_fronto_parallel_plane(directions: int) -> None:
         poses.append(pose)
     gray = (np.stack(frames) * 255).astype(np.uint8)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
-    settings = SfMStereoSettings(sgm_directions=directions, num_depths=32, zncc_radius=2)
+    settings = StereoSettings(sgm_directions=directions, num_depths=32, zncc_radius=2)
     depth, conf, _ = plane_sweep_depth(
         rgb, np.stack([K] * 3), np.stack(poses), np.array([4.0, 6.0]), settings
     )
@@ -190,7 +189,7 @@ def test_plane_sweep_recovers_a_fronto_parallel_plane(directions: int) -> None:
 
 def test_anchored_klt_tracks_are_deterministic() -> None:
     scene, rgb = _clip(4, "arc")
-    settings = SfMStereoSettings(lk_anchor_max_shift=2.0)
+    settings = SfMSettings(lk_anchor_max_shift=2.0)
     kp_a, ids_a = klt_tracks(rgb[:4], settings)
     kp_b, ids_b = klt_tracks(rgb[:4], settings)
     assert sum(len(k) for k in kp_a) > 0

@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from fourdnex.cli.main import main as cli_main
+from fourdnex.condition import cover_crop, fit_frames
 from fourdnex.data import write_dataset
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.video_files import write_video
@@ -23,9 +24,24 @@ from fourdnex.train.cache import (
     entry_path,
     load_null_prompt,
 )
-from fourdnex.train.encoder import WanEncoder, cover_crop, fit_frames
+from fourdnex.train.cache_entry import CacheEntry
+from fourdnex.train.encoder import WanEncoder
 
 FRAMES, HEIGHT, WIDTH = 5, 32, 48
+#: The tensor names of a cache entry file as written since cache version 4: caches on
+#: disk must keep loading, so these never change.
+ENTRY_KEYS = (
+    "rgb_latent",
+    "xyz_latent",
+    "cond_latent",
+    "rgb_latent_std",
+    "xyz_latent_std",
+    "cond_latent_std",
+    "cond_mask",
+    "prompt_embeds",
+    "image_embeds",
+    "motion",
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -73,6 +89,7 @@ def test_encode_writes_entries_resumes_and_invalidates(tmp_path: Path, tiny_wan_
     assert report.encoded == ["s0", "s1"] and not report.failed
     assert enc.videos == 6  # rgb, xyz, condition per clip
     entry = load_file(str(entry_path(cache, "s0")))
+    assert set(entry) == set(CacheEntry.tensor_names()) == set(ENTRY_KEYS)
     T_lat, h, w = (FRAMES - 1) // 4 + 1, HEIGHT // 8, WIDTH // 8
     assert entry["rgb_latent"].shape == (16, T_lat, h, w)
     assert entry["xyz_latent"].shape == (16, T_lat, h, w)
@@ -170,18 +187,17 @@ def test_training_and_inference_condition_are_bit_identical(
     one generation builds from the clip's first frame are the same bits."""
     from fourdnex.condition import to_uint8_image
     from fourdnex.data import read_clip
-    from fourdnex.flow import TimestepSampling
     from fourdnex.pipeline import FourDNeXPipeline
-    from fourdnex.testing.conditions import trained_condition
-    from fourdnex.train.objective import ObjectiveSettings
+    from fourdnex.testing.conditions import plain_objective, trained_condition
+    from fourdnex.train.cache_entry import CacheEntry
 
     data = _dataset(tmp_path / "data", 1)
     cache = data / "cache"
     encode_dataset(data, cache, _settings(tiny_wan_dir), lambda: WanEncoder(tiny_wan_dir), False)
-    entry = load_file(str(entry_path(cache, "s0")))
+    entry = CacheEntry.load(entry_path(cache, "s0"))
     pipe = FourDNeXPipeline.from_model(tiny_wan_dir, dtype=torch.float32)
-    settings = ObjectiveSettings(FRAMES, HEIGHT, WIDTH, TimestepSampling(), vae_latents="mode")
-    seen = trained_condition(pipe.transformer, entry, load_null_prompt(cache), settings)
+    objective = plain_objective(FRAMES, HEIGHT, WIDTH)
+    seen = trained_condition(pipe.transformer, entry, load_null_prompt(cache), objective)
     first = to_uint8_image(read_clip(data / "clips" / "s0").rgb[0])
     _, inference = pipe.build_condition([first], HEIGHT, WIDTH, FRAMES, "cover")
     assert seen.shape == inference.shape == (1, 20, 2, HEIGHT // 8, 2 * WIDTH // 8)

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from fourdnex.cameras import backproject, intrinsics, look_at
+from fourdnex.cameras import CURVATURE_EPS, backproject, camera_smoothness, intrinsics, look_at
 from fourdnex.errors import ValidationError
 from fourdnex.eval.alignment import Similarity, least_squares_scale_shift, umeyama
 from fourdnex.eval.consistency import registration_residual, rgb_xyz_consistency
 from fourdnex.eval.depth import depth_metrics
 from fourdnex.eval.pointmaps import chamfer_distance, pointmap_metrics
-from fourdnex.eval.trajectory import CURVATURE_EPS, camera_smoothness, trajectory_metrics
+from fourdnex.eval.trajectory import trajectory_metrics
 
 
 def _rotation(axis: np.ndarray, deg: float) -> np.ndarray:

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.eval.aesthetic import AestheticLinear, AestheticMLP, load_aesthetic_head
-from fourdnex.eval.features import load_clip, load_dino
-from fourdnex.eval.optical_flow import dynamic_degree, top_magnitude
+from fourdnex.eval.dynamic_degree import dynamic_degree, top_magnitude
+from fourdnex.eval.features import load_clip_model, load_dino_model
 from fourdnex.eval.video_metrics import (
     SKIP_REASONS,
     VideoModels,
@@ -137,8 +137,8 @@ def tiny_models(tmp_path_factory):
 def test_loaders_and_video_metrics(tiny_models):
     root, head = tiny_models
     models = VideoModels(
-        dino=load_dino(str(root / "dino")),
-        clip=load_clip(str(root / "clip")),
+        dino=load_dino_model(str(root / "dino")),
+        clip=load_clip_model(str(root / "clip")),
         aesthetic_head=load_aesthetic_head(root / "head.pth"),
     )
     rng = np.random.default_rng(0)
@@ -169,7 +169,7 @@ def test_missing_weights_are_reported_not_silent():
 
 def test_loader_errors_are_one_line(tmp_path):
     with pytest.raises(FourDNeXError, match="cannot load the DINO model"):
-        load_dino(str(tmp_path / "nowhere"))
+        load_dino_model(str(tmp_path / "nowhere"))
     with pytest.raises(FourDNeXError, match="not found"):
         load_aesthetic_head(tmp_path / "missing.pth")
     save_file({"foo": torch.zeros(2)}, str(tmp_path / "bad.safetensors"))

@@ -154,7 +154,7 @@ def test_export_errors(scene, tmp_path):
 def test_rrd_shows_tracks(scene, tmp_path, capsys):
     from fourdnex.cli.main import main
     from fourdnex.export.rrd import read_rrd_summary
-    from fourdnex.tracks import TRACKS_FILE, grid_pixels, save_tracks, track_points
+    from fourdnex.point_tracks import TRACKS_FILE, grid_pixels, save_tracks, track_points
 
     tracks = track_points(scene, grid_pixels(scene.height, scene.width, 4))
     out = tmp_path / "tracks.rrd"

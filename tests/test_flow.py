@@ -8,7 +8,7 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 
 from fourdnex.errors import ValidationError
-from fourdnex.flow import (
+from fourdnex.flow_matching import (
     NUM_TRAIN_TIMESTEPS,
     TimestepSampling,
     flow_matching_loss,

@@ -1,10 +1,9 @@
 """``4dnex generate --engine ray`` on a local Ray cluster of CPU workers with the
-bundled model: the same scenes as the serial run, re-runs skip finished scenes, a
+bundled model: the same scenes as the local run, re-runs skip finished scenes, a
 failing image is reported with its reason, and the manifest says what ran where."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -20,17 +19,17 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "src" / "fourdnex" / "assets" /
 FAST = ["--steps", "2", "--no-previews"]
 
 
-def test_ray_engine_matches_serial_and_resumes(tmp_path, capsys):
+def test_ray_engine_matches_local_and_resumes(tmp_path, capsys):
     images = tmp_path / "images"
     images.mkdir()
     for name in ("scene1.png", "scene2.png"):
         shutil.copy(EXAMPLES / name, images / name)
-    assert main(["generate", str(images), "--out", str(tmp_path / "serial"), *FAST]) == 0
+    assert main(["generate", str(images), "--out", str(tmp_path / "local"), *FAST]) == 0
     ray_out = tmp_path / "ray"
     args = ["generate", str(images), "--out", str(ray_out), "--engine", "ray", "--workers", "2"]
     assert main([*args, *FAST]) == 0
     for name in ("scene1", "scene2"):
-        a, b = Scene4D.load(tmp_path / "serial" / name), Scene4D.load(ray_out / name)
+        a, b = Scene4D.load(tmp_path / "local" / name), Scene4D.load(ray_out / name)
         np.testing.assert_array_equal(a.xyz, b.xyz)
         np.testing.assert_array_equal(a.rgb, b.rgb)
     manifest = json.loads((ray_out / "manifest.json").read_text())
@@ -44,7 +43,7 @@ def test_ray_engine_matches_serial_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "skipped" in out and "1 written, 1 skipped, 0 failed of 2 images" in out
     np.testing.assert_array_equal(
-        Scene4D.load(ray_out / "scene2").xyz, Scene4D.load(tmp_path / "serial" / "scene2").xyz
+        Scene4D.load(ray_out / "scene2").xyz, Scene4D.load(tmp_path / "local" / "scene2").xyz
     )
 
 
@@ -52,11 +51,12 @@ def test_a_failing_image_is_reported_and_the_rest_go_on(tmp_path):
     from fourdnex.models.small import bundled_model_dir
     from fourdnex.pipeline import GenerationSettings
     from fourdnex.pipeline.batch import SceneJob, WorkerSpec, run_ray
+    from fourdnex.pipeline.model_settings import ModelSettings
 
     spec = WorkerSpec(
-        model=str(bundled_model_dir()), lora=None, memory="none", dtype="fp32", step_cache=0.0,
-        settings=dataclasses.asdict(GenerationSettings(steps=1)), record={}, previews=False,
-        overwrite=False, threads=1,
+        model=ModelSettings(str(bundled_model_dir()), dtype="fp32"),
+        settings=GenerationSettings(steps=1), record={}, previews=False, overwrite=False,
+        threads=1,
     )  # fmt: skip
     jobs = [
         SceneJob(0, str(EXAMPLES / "scene3.png"), "", 7, str(tmp_path / "good")),

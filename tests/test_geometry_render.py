@@ -10,7 +10,7 @@ import pytest
 from fourdnex.cameras import intrinsics, look_at, project, world_to_camera
 from fourdnex.errors import ValidationError
 from fourdnex.geometry import (
-    PRESETS,
+    TRAJECTORY_PRESETS,
     Trajectory,
     make_trajectory,
     register,
@@ -140,7 +140,7 @@ def _scene_cameras(T=5, H=20, W=30):
     return truth, K, truth.cam2world, truth.depth
 
 
-@pytest.mark.parametrize("preset", PRESETS)
+@pytest.mark.parametrize("preset", TRAJECTORY_PRESETS)
 def test_presets_are_valid_cameras_that_keep_the_pivot_in_view(preset):
     truth, K, c2w, depth = _scene_cameras()
     traj = make_trajectory(preset, K, c2w, depth, frames=9)

@@ -230,7 +230,7 @@ def test_tracks_refuses_to_overwrite_without_the_flag(scene_dir, tmp_path, capsy
     one_line_error(status, capsys.readouterr().err, "pass --overwrite")
     assert out.read_bytes() == first
     assert main(["tracks", str(scene_dir), "--grid", "4", "--out", str(out), "--overwrite"]) == 0
-    from fourdnex.tracks import load_tracks
+    from fourdnex.point_tracks import load_tracks
 
     assert load_tracks(out).num_points == 16
 
@@ -296,7 +296,7 @@ def test_condition_video_is_the_clip_timeline(
     for i in (0, 8, 16):  # the given frames are the video's, at the same indices
         np.testing.assert_allclose(scene.rgb[i], frames[i], atol=2e-3)
     # without --at: its first 17 frames (video to 4D), again decoded no further
-    from fourdnex.pipeline.control import read_condition_frames
+    from fourdnex.pipeline.controlled_generation import read_condition_frames
 
     decoded.clear()
     first = read_condition_frames([video], 17)
@@ -351,7 +351,7 @@ def test_tracks_and_import_check_outputs_first(scene_dir, tmp_path, capsys, monk
     status = main(["import", "4dnex-10m", str(src), "--out", str(a_file)])
     one_line_error(status, capsys.readouterr().err, "--out")
     # --grid is bounded by the image before a grid is allocated
-    import fourdnex.tracks as tracks
+    import fourdnex.point_tracks as tracks
 
     def no_grid(*args: Any) -> Any:
         raise AssertionError("a grid was allocated")

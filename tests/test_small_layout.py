@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from fourdnex.condition import KnownFrames
+from fourdnex.condition import KnownFrames, prepare_modalities
 from fourdnex.data import KnownClip, write_dataset
 from fourdnex.errors import ValidationError
 from fourdnex.geometry.known_views import scene_normalization
@@ -30,7 +30,7 @@ from fourdnex.synthetic import make_scene
 from fourdnex.synthetic.control import CONTROL_MODES, control_sample
 from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.train.cache import CacheSettings, encode_dataset, entry_path
-from fourdnex.train.encoder import WanEncoder, prepare_modalities
+from fourdnex.train.encoder import WanEncoder
 
 FRAMES, HEIGHT, WIDTH = 5, 32, 48
 
@@ -158,7 +158,7 @@ def test_condition_latent_is_the_target_latent_where_the_condition_is_the_target
     )
     report = encode_dataset(data, data / "cache", settings, lambda: WanEncoder(model), False)
     assert not report.failed
-    from fourdnex.train.clipsource import list_clips, load_clip
+    from fourdnex.train.clipsource import list_clips, load_clip_arrays
 
     refs = {ref.clip_id: ref for ref in list_clips(data)}
     checked = 0
@@ -170,7 +170,7 @@ def test_condition_latent_is_the_target_latent_where_the_condition_is_the_target
         halves = dict(
             zip(("rgb", "xyz"), split_width(entry["cond_latent"], LATENT_WIDTH_AXIS), strict=True)
         )
-        clip = load_clip(refs[clip_id])
+        clip = load_clip_arrays(refs[clip_id])
         rgb, xyz = prepare_modalities(clip.rgb, clip.xyz, FRAMES, HEIGHT, WIDTH)
         truth = {"rgb": rgb, "xyz": xyz}
         for half in ("rgb", "xyz"):

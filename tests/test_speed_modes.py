@@ -170,7 +170,7 @@ def test_extra_lora_through_cli(
     direct = _run(tiny_wan_dir, pixels, lora=loras["fourdnex"], extra_lora=loras["extra"])
     assert np.allclose(extra.xyz, direct.xyz, atol=1e-5)
     record = json.loads((tmp_path / "extra" / "cat" / "generation.json").read_text())
-    assert record["settings"]["speed"]["extra_lora"] == str(loras["extra"])
+    assert record["settings"]["model"]["speed"]["extra_lora"] == str(loras["extra"])
     speed = record["scene"]["settings"]["speed"]
     assert speed["attention"] == "native" and speed["compile"] is False
     assert speed["extra_lora"]["file"].endswith(LORA_WEIGHTS)
@@ -191,7 +191,7 @@ def test_extra_lora_hint_at_default_steps(
     def stop(*args, **kwargs):
         raise FourDNeXError("stop before loading")
 
-    monkeypatch.setattr(fourdnex_pipeline.FourDNeXPipeline, "from_model", stop)
+    monkeypatch.setattr(fourdnex_pipeline.FourDNeXPipeline, "from_files", stop)
     image = tmp_path / "cat.png"
     Image.fromarray((_image() * 255).astype(np.uint8)).save(image)
     args = ["generate", str(image), "--model", str(tiny_wan_dir), "--out", str(tmp_path / "o"),

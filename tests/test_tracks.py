@@ -1,4 +1,4 @@
-"""Point tracks (``fourdnex.tracks``, ``4dnex tracks``) against exact ground truth.
+"""Point tracks (``fourdnex.point_tracks``, ``4dnex tracks``) against exact ground truth.
 
 The accuracy scenes were fixed before any tuning: seeds 0-2 at 17 x 64 x 96 and seed 3
 at 17 x 128 x 192, moving objects and a forced moving camera, a 32 x 32 grid of points.
@@ -18,9 +18,7 @@ import torch
 from fourdnex.cameras import pixel_centers, point_extent
 from fourdnex.cli.main import main
 from fourdnex.errors import FourDNeXError
-from fourdnex.synthetic import ground_truth_tracks, make_scene
-from fourdnex.synthetic.spec import spec_from_dict
-from fourdnex.tracks import (
+from fourdnex.point_tracks import (
     TRACKS_FILE,
     TrackSettings,
     grid_pixels,
@@ -28,6 +26,8 @@ from fourdnex.tracks import (
     sample_xyz,
     track_points,
 )
+from fourdnex.synthetic import ground_truth_tracks, make_scene
+from fourdnex.synthetic.spec import spec_from_dict
 
 torch.set_num_threads(1)
 

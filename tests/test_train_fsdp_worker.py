@@ -7,6 +7,7 @@ usage: worker.py TINY_MODEL DATA OUT single|fsdp|resume
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from torch.distributed.fsdp import fully_shard
 from fourdnex.models import save_lora
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
+from fourdnex.train.cache_entry import collate_entries
 from fourdnex.train.config import preset_config
 from fourdnex.train.distribution import export_copy
-from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.objective import Objective, flow_loss, step_generator
 from fourdnex.train.samples import LatentCacheDataset
 from fourdnex.train.trainable import trainable_model
 
@@ -30,16 +32,15 @@ def main() -> None:
     if sharded:
         dist.init_process_group("gloo")
     rank = dist.get_rank() if sharded else 0
-    cfg = preset_config(
-        "tiny-synthetic", data=data, out=out, model=tiny, text_dropout=0.0, image_dropout=0.0
-    )
+    cfg = preset_config("tiny-synthetic", data=data, out=out, model=tiny)
     settings = CacheSettings(model=tiny, frames=cfg.frames, height=cfg.height, width=cfg.width)
     dataset = LatentCacheDataset(check_cache(data, cfg.cache_dir, settings))
-    batch = torch.utils.data.default_collate([dataset[0]])
+    batch = collate_entries([dataset[0]])
     null_prompt = load_null_prompt(cfg.cache_dir)
-    objective = ObjectiveSettings(
-        cfg.frames, cfg.height, cfg.width, cfg.timesteps, cfg.loss_weighting, 0.0, 0.0
+    no_dropout = dataclasses.replace(
+        cfg.objective, text_dropout=0.0, image_dropout=0.0, motion_dropout=0.0
     )
+    objective = Objective(no_dropout, cfg.frames, cfg.height, cfg.width)
     torch.manual_seed(0)
     model = trainable_model(cfg, tiny)
     names = ckpt.trainable_names(model)

@@ -54,7 +54,7 @@ def test_view_and_app_refuse_bad_input(tmp_path, capsys):
 
 
 def test_viewer_draws_track_trails():
-    from fourdnex.tracks import TRAIL_FRAMES, grid_pixels, track_points, trail_segments
+    from fourdnex.point_tracks import TRAIL_FRAMES, grid_pixels, track_points, trail_segments
     from fourdnex.view.viewer import SceneViewer, ViewerSettings
 
     scene = make_scene(2, 12, 24, 32)

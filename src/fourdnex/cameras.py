@@ -16,6 +16,8 @@ All functions are batched over leading dimensions and work on numpy arrays.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -196,3 +198,49 @@ def point_extent(points: np.ndarray) -> float:
     stride = max(1, flat.shape[0] // EXTENT_SAMPLES)
     lo, hi = np.percentile(flat[::stride], EXTENT_PERCENTILES, axis=0)
     return float(np.linalg.norm(hi - lo))
+
+
+#: The epsilon of the path curvature (paper eq. 1, which only requires eps > 0).
+CURVATURE_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class CameraSmoothness:
+    """Smoothness of one camera path (paper sec. 3, eq. 1), in the units of its centres.
+
+    Attributes:
+        velocity: mean ``||v_i||`` over the T - 1 steps (0 when T < 2).
+        acceleration: mean ``||a_i||`` over the T - 2 steps (0 when T < 3).
+        curvature: mean ``kappa_i`` over the T - 2 steps (0 when T < 3).
+        velocity_per_step, acceleration_per_step, curvature_per_step: the values.
+    """
+
+    velocity: float
+    acceleration: float
+    curvature: float
+    velocity_per_step: list[float]
+    acceleration_per_step: list[float]
+    curvature_per_step: list[float]
+
+
+def camera_smoothness(centres: np.ndarray, eps: float = CURVATURE_EPS) -> CameraSmoothness:
+    """Velocity ``v_i = c_{i+1} - c_i``, acceleration ``a_i = v_{i+1} - v_i`` and curvature
+    ``kappa_i = ||a_i|| / (||v_{i+1}||^2 + ||v_i||^2 + eps)`` (eq. 1) of camera centres
+    ``centres`` (T, 3), T >= 1 (``cam2world[:, :3, 3]`` of a (T, 4, 4) path). Curation
+    and evaluation both measure a path with this function."""
+    c = np.asarray(centres, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 3 or c.shape[0] < 1:
+        raise ValidationError(f"camera centres must be (T, 3) with T >= 1, got {c.shape}")
+    v = np.diff(c, axis=0)  # (T-1, 3)
+    a = np.diff(v, axis=0)  # (T-2, 3)
+    speed = np.linalg.norm(v, axis=1)  # (T-1,)
+    acc = np.linalg.norm(a, axis=1)  # (T-2,)
+    kappa = acc / (speed[1:] ** 2 + speed[:-1] ** 2 + eps)  # (T-2,)
+    return CameraSmoothness(
+        velocity=float(speed.mean()) if speed.size else 0.0,
+        acceleration=float(acc.mean()) if acc.size else 0.0,
+        curvature=float(kappa.mean()) if kappa.size else 0.0,
+        velocity_per_step=[float(x) for x in speed],
+        acceleration_per_step=[float(x) for x in acc],
+        curvature_per_step=[float(x) for x in kappa],
+    )

@@ -25,7 +25,7 @@ MAX_GUIDANCE = 100.0
 MAX_SAMPLES_PER_FRAME = 65536
 #: Splat radius of the renderer, in pixels (its cost grows with the radius squared).
 MAX_SPLAT_RADIUS = 16
-#: Frame rate of written videos.
+#: Highest frame rate (written videos, --fps of render, eval, view; curation input).
 MAX_FPS = 240
 #: Images in one input file (PIL's decompression-bomb limit is about 89 M pixels).
 MAX_IMAGE_PIXELS = 2**26

@@ -18,7 +18,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,8 +95,6 @@ class Scene4D:
     dynamic_mask: NDArray[np.bool_] | None = None
     object_id: NDArray[np.int32] | None = None
     meta: SceneMeta = field(default_factory=SceneMeta)
-
-    ARRAY_FIELDS: ClassVar[tuple[str, ...]] = tuple(_FIELDS)
 
     def __post_init__(self) -> None:
         for name, spec in _FIELDS.items():

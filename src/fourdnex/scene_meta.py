@@ -2,7 +2,8 @@
 
 Every stage reads the same named fields instead of guessing dictionary keys:
 
-- ``generator``: what produced the arrays (``GENERATORS`` names ours; an importer
+- ``generator``: what produced the arrays (``PIPELINE_GENERATOR`` and
+  ``SYNTHETIC_GENERATOR`` name ours; an importer
   or a user may write any other non-empty string).
 - ``caption``: the scene's text: the prompt it was generated from, or the caption
   of a synthetic or curated clip.
@@ -27,17 +28,16 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from fourdnex.errors import ValidationError
 
 #: Generators fourdnex itself writes.
 PIPELINE_GENERATOR = "fourdnex.pipeline"
 SYNTHETIC_GENERATOR = "fourdnex.synthetic"
-GENERATORS = (PIPELINE_GENERATOR, SYNTHETIC_GENERATOR)
-XYZ_SPACES = ("model", "world")
 
 XYZSpace = Literal["model", "world"]
+XYZ_SPACES: tuple[str, ...] = get_args(XYZSpace)
 
 
 @dataclass

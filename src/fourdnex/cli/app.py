@@ -35,7 +35,7 @@ def main(argv: list[str]) -> int:
     app = None
     try:
         app = launch(build_app(generator), generator, block=False)
-        print(f"fourdnex app ({settings.model}) at http://{settings.host}:{app.server_port}")
+        print(f"fourdnex app ({settings.model.model}) at http://{settings.host}:{app.server_port}")
         where = "removed when the app stops" if generator.temporary else "kept"
         print(f"workdir {generator.root} ({where}); press Ctrl-C to stop")
         wait_for_interrupt()

@@ -20,10 +20,8 @@ from fourdnex.errors import FourDNeXError
 from fourdnex.eval.evaluate import EvalSettings, evaluate_scene
 from fourdnex.eval.pointmaps import PointAlignment
 from fourdnex.io.paths import check_output_not_input
+from fourdnex.limits import MAX_FPS
 from fourdnex.scene import SCENE_JSON, Scene4D, read_header
-
-#: Highest frame rate accepted for --fps.
-MAX_FPS = 240.0
 
 
 @dataclass
@@ -96,7 +94,7 @@ def main(argv: list[str]) -> int:
     cfg = parse(EvalConfig, args=argv, prog="4dnex eval")
     from fourdnex.devices import resolve_device
     from fourdnex.eval.aesthetic import load_aesthetic_head
-    from fourdnex.eval.features import load_clip, load_dino
+    from fourdnex.eval.features import load_clip_model, load_dino_model
     from fourdnex.eval.report import write_report
     from fourdnex.eval.video_metrics import VideoModels
 
@@ -117,11 +115,11 @@ def main(argv: list[str]) -> int:
         raise FourDNeXError(f"aesthetic head weights not found: {cfg.aesthetic_head}")
     settings = EvalSettings(frame_offset=cfg.frame_offset, fps=cfg.fps,
                             point_alignment=cfg.point_alignment)  # fmt: skip
-    clip = load_clip(cfg.clip, device) if cfg.clip else None
+    clip = load_clip_model(cfg.clip, device) if cfg.clip else None
     models = VideoModels(
-        dino=load_dino(cfg.dino, device) if cfg.dino else None,
+        dino=load_dino_model(cfg.dino, device) if cfg.dino else None,
         clip=clip,
-        aesthetic_clip=load_clip(cfg.aesthetic_clip, device) if cfg.aesthetic_clip else None,
+        aesthetic_clip=load_clip_model(cfg.aesthetic_clip, device) if cfg.aesthetic_clip else None,
         aesthetic_head=load_aesthetic_head(cfg.aesthetic_head) if cfg.aesthetic_head else None,
     )
     results, plots = [], []

@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import tyro
 
 from fourdnex.cli.args import parse
 from fourdnex.export.selection import ExportOptions
+from fourdnex.export.writers import FORMATS
 from fourdnex.io.paths import check_output_not_input
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
 
-Format = Literal["ply", "glb", "npz", "cameras", "transforms", "rrd"]
+if TYPE_CHECKING:
+    Format = str
+else:  # the choices of --format: the exporter registry's names
+    Format = Literal[FORMATS]
 
 
 @dataclass
@@ -54,7 +58,7 @@ def main(argv: list[str]) -> int:
     scene = Scene4D.load(cfg.scene)
     tracks, note = None, ""
     if cfg.format == "rrd" and cfg.tracks:
-        from fourdnex.tracks import scene_tracks
+        from fourdnex.point_tracks import scene_tracks
 
         tracks, note = scene_tracks(cfg.scene, scene)
     result = export_scene(

@@ -7,21 +7,22 @@ A scene without cameras is registered on the fly (not saved; run ``4dnex registe
 to keep them).
 
 With ``--complete`` the holes are filled by the model (novel-view completion,
-:mod:`fourdnex.pipeline.completion`): ``VIDEO.mp4`` is then the completed video (the
+:mod:`fourdnex.pipeline.view_completion`): ``VIDEO.mp4`` is then the completed video (the
 render where it drew, generated in the holes), ``VIDEO.render.mp4`` the plain render,
 and ``VIDEO.scene/`` the completed RGB and XYZ with the trajectory's cameras (a scene
 directory, the completed XYZ in the scene's frame).
 
 ``--overwrite`` replaces the whole set: a plain render over a ``--complete`` output
 removes that run's ``VIDEO.render.mp4`` and ``VIDEO.scene/``. Every setting of
-``--complete`` (steps, seed, device, model) is checked before the scene is read.
+``--complete`` (steps, seed, and the model settings, by
+:class:`~fourdnex.pipeline.runner.GenerationRunner`) is checked before the scene is read.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -34,20 +35,14 @@ from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.io.atomic import atomic_files, discard, sweep
 from fourdnex.io.paths import check_output_not_input, check_output_place
 from fourdnex.limits import MAX_FPS, MAX_SPLAT_RADIUS, MAX_STEPS, check_float, check_int
-from fourdnex.models.presets import SMALL_NAME
-from fourdnex.pipeline.settings import (
-    DEFAULT_FRAMES,
-    DEFAULT_SEED,
-    GenerationSettings,
-)
+from fourdnex.pipeline.model_settings import ModelSettings
+from fourdnex.pipeline.settings import DEFAULT_SEED, GenerationSettings
 from fourdnex.provenance import provenance, to_jsonable
 from fourdnex.scene import PREVIEW_FPS, Scene4D
 
 if TYPE_CHECKING:
-    import torch
-
-    from fourdnex.models.loading import ModelSource
-    from fourdnex.pipeline.completion import Completion
+    from fourdnex.pipeline.runner import GenerationRunner
+    from fourdnex.pipeline.view_completion import Completion
 
 
 @dataclass
@@ -84,18 +79,16 @@ class RenderConfig:
     complete: bool = False
     """Fill the holes with the model (novel-view completion); the trajectory must have the
     model's clip length (17 frames for fourdnex-small)."""
-    model: str = SMALL_NAME
-    """--complete: the model (fourdnex-small, or a Wan2.1 I2V directory or hub id)."""
-    lora: Path | None = None
-    """--complete: a 4DNeX LoRA directory."""
+    model: Annotated[ModelSettings, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=ModelSettings
+    )
+    """--complete: the model and how it is loaded (as `4dnex generate` takes it)."""
     prompt: str | None = None
     """--complete: the text prompt (default: the scene's caption)."""
     steps: int | None = None
     """--complete: denoising steps (default: the model's recommended, else 50)."""
     seed: int = DEFAULT_SEED
     """--complete: the seed of the initial noise."""
-    device: str = "auto"
-    """--complete: auto (cuda when available), cuda, cuda:N or cpu."""
 
 
 def output_paths(out: Path) -> tuple[Path, Path, Path]:
@@ -117,32 +110,29 @@ class CompletionPlan:
     """The checked settings of ``--complete``, resolved before the scene is read."""
 
     settings: GenerationSettings
-    device: torch.device
-    source: ModelSource
-    frames: int
+    runner: GenerationRunner
+
+    @property
+    def frames(self) -> int:
+        """The model's clip length (the trajectory's length)."""
+        return self.runner.plan.files.default_frames
 
 
 def check_completion(cfg: RenderConfig) -> CompletionPlan:
-    """Every ``--complete`` setting (steps, seed, device, model directory, clip length),
-    checked before the scene is read or a model loads."""
-    from fourdnex.devices import resolve_device
-    from fourdnex.models.loading import resolve_model
-    from fourdnex.models.small import read_model_card, resolve_model_name
+    """Every ``--complete`` setting (steps, seed, the model settings), checked before the
+    scene is read or a model loads."""
+    from fourdnex.pipeline.runner import GenerationRunner
 
     if cfg.steps is not None:
         check_int(cfg.steps, "--steps", 1, MAX_STEPS)
     settings = GenerationSettings(steps=cfg.steps, seed=cfg.seed)
     settings.validate()
-    device = resolve_device(cfg.device)
-    source = resolve_model(resolve_model_name(cfg.model))
-    card = read_model_card(source.location) if source.local else None
-    frames = card.frames if card is not None and card.frames else DEFAULT_FRAMES
-    return CompletionPlan(settings, device, source, frames)
+    return CompletionPlan(settings, GenerationRunner(cfg.model, "completion"))
 
 
 def main(argv: list[str]) -> int:
     cfg = parse(RenderConfig, args=argv, prog="4dnex render")
-    from fourdnex.geometry import PRESETS, load_trajectory, make_trajectory, with_cameras
+    from fourdnex.geometry import TRAJECTORY_PRESETS, load_trajectory, make_trajectory, with_cameras
     from fourdnex.geometry.novel_view import render_trajectory
     from fourdnex.geometry.scene_cameras import ill_conditioned_warning
     from fourdnex.io.video_files import write_video
@@ -164,10 +154,11 @@ def main(argv: list[str]) -> int:
     for p in every_path:
         check_output_not_input(p, inputs)
     plan = check_completion(cfg) if cfg.complete else None
-    is_preset = cfg.trajectory in PRESETS
+    is_preset = cfg.trajectory in TRAJECTORY_PRESETS
     if not is_preset and not Path(cfg.trajectory).is_file():
         raise FourDNeXError(
-            f"--trajectory {cfg.trajectory!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            f"--trajectory {cfg.trajectory!r} is neither a preset "
+            f"({', '.join(TRAJECTORY_PRESETS)}) nor a file"
         )
     scene = Scene4D.load(cfg.scene)
     notes: list[str] = []
@@ -198,7 +189,8 @@ def main(argv: list[str]) -> int:
     if done is not None:
         views, video = done.rendered.views, done.rgb
         record["completion"] = done.generated.meta.settings | {
-            "model": cfg.model, "lora": cfg.lora, "prompt": done.generated.meta.caption,
+            "model": cfg.model.model, "lora": cfg.model.lora,
+            "prompt": done.generated.meta.caption,
         }  # fmt: skip
     else:
         views = render_trajectory(scene.rgb, scene.xyz, traj, valid=valid, radius=cfg.radius)
@@ -241,23 +233,15 @@ def _complete(
     valid: np.ndarray | None,
 ) -> Completion:
     """Load the model and fill the render's holes (the settings were checked first)."""
-    import time
-
-    import torch
-
-    from fourdnex.models.loading import completion_transformer
-    from fourdnex.pipeline.completion import complete_novel_views, load_completion_pipeline
+    from fourdnex.pipeline.view_completion import complete_novel_views
 
     if len(traj) != plan.frames:
         raise FourDNeXError(
             f"--complete needs a trajectory of {plan.frames} frames (the model's clip length), "
             f"got {len(traj)} (a preset takes --frames {plan.frames})"
         )
-    started = time.perf_counter()
-    dtype = torch.bfloat16 if plan.device.type == "cuda" else torch.float32
-    pipe = load_completion_pipeline(plan.source.location, cfg.lora, dtype).to(plan.device)
-    which = completion_transformer(plan.source)
-    print(f"loaded {cfg.model} ({which}) in {time.perf_counter() - started:.1f} s on {plan.device}")
+    pipe = plan.runner.pipe
+    print(plan.runner.loaded_line())
     return complete_novel_views(
         pipe, scene, traj, prompt=cfg.prompt, settings=plan.settings, radius=cfg.radius,
         valid=valid,

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated
 
 import numpy as np
+import tyro
 from tqdm import tqdm
 
 from fourdnex.cli.args import parse
@@ -23,16 +25,13 @@ from fourdnex.data.clips import KnownClip
 from fourdnex.errors import FourDNeXError
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
-from fourdnex.synthetic import make_scene
 from fourdnex.synthetic.control import control_sample
 from fourdnex.synthetic.novel_views import novel_view_sample
-from fourdnex.synthetic.sample import SceneOptions, check_size
+from fourdnex.synthetic.sample import SceneOptions, check_size, sample_spec
+from fourdnex.synthetic.world import render_spec
 
 #: Random stream of the per-seed draw of --novel-views.
 _NOVEL_STREAM = 0x636C6970
-
-CameraMotion = Literal["static", "dolly", "orbit", "pan", "arc", "handheld"]
-ObjectMotion = Literal["static", "translate", "roll", "rotate", "bounce", "rise"]
 
 
 @dataclass
@@ -51,20 +50,8 @@ class SynthConfig:
     """Image width in pixels (the paper's size is 720)."""
     count: int | None = None
     """Make a dataset of this many scenes instead of one scene directory."""
-    static_scene: bool = False
-    """No object moves."""
-    static_camera: bool = False
-    """The camera stands still."""
-    camera_motion: CameraMotion | None = None
-    """Force this camera motion (drawn per scene otherwise)."""
-    object_motion: ObjectMotion | None = None
-    """Force this motion on every object (drawn per object otherwise)."""
-    environment: Literal["room", "outdoor"] | None = None
-    """Force the surroundings (drawn per scene otherwise)."""
-    fov: float | None = None
-    """Force the horizontal field of view in degrees (drawn from 40-90 otherwise)."""
-    objects: int | None = None
-    """Force the number of primitives, 1-8 (drawn from 2-6 otherwise)."""
+    scene: Annotated[SceneOptions, tyro.conf.arg(name="")] = field(default_factory=SceneOptions)
+    """What every scene is forced to be (the rest is drawn from its seed)."""
     novel_views: float = 0.0
     """With --count: the fraction of clips that are novel-view completion clips (the exact
     views along a drawn trajectory, with the render of the scene's points there as known
@@ -86,15 +73,9 @@ class SynthConfig:
     """Replace an existing output directory (atomically)."""
 
     def options(self) -> SceneOptions:
-        return SceneOptions(
-            static_scene=self.static_scene,
-            static_camera=self.static_camera,
-            camera_motion=self.camera_motion,
-            object_motion=self.object_motion,
-            num_objects=self.objects,
-            fov_deg=self.fov,
-            environment=self.environment,
-            motion_scale=1.0 if self.motion is None else self.motion,
+        """The scene options with ``--motion`` (1 when not given) as the motion scale."""
+        return dataclasses.replace(
+            self.scene, motion_scale=1.0 if self.motion is None else self.motion
         )
 
 
@@ -120,21 +101,8 @@ def _check(cfg: SynthConfig) -> None:
 
 
 def _scene(cfg: SynthConfig, seed: int) -> Scene4D:
-    o = cfg.options()
-    return make_scene(
-        seed,
-        cfg.frames,
-        cfg.height,
-        cfg.width,
-        static_scene=o.static_scene,
-        static_camera=o.static_camera,
-        camera_motion=o.camera_motion,
-        object_motion=o.object_motion,
-        num_objects=o.num_objects,
-        fov_deg=o.fov_deg,
-        environment=o.environment,
-        motion_scale=o.motion_scale,
-    )
+    """The scene of ``seed`` (what :func:`fourdnex.synthetic.make_scene` renders)."""
+    return render_spec(sample_spec(seed, cfg.frames, cfg.height, cfg.width, cfg.options()))
 
 
 def clip_id(seed: int) -> str:

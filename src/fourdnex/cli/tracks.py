@@ -3,7 +3,7 @@
 First-frame pixels (an N x N grid, or points from a JSON list of [u, v] or a .npy
 (N, 2) array, pixel-centre convention) are followed through the scene by chained
 optical flow with a forward-backward occlusion check, and lifted to 3D from the
-scene's XYZ (see :mod:`fourdnex.tracks`). Writes ``SCENE_DIR/tracks.npz`` by default
+scene's XYZ (see :mod:`fourdnex.point_tracks`). Writes ``SCENE_DIR/tracks.npz`` by default
 (atomically; the scene loader ignores it, and saving a new scene over the directory
 removes it), with the settings, estimator, scene digest and provenance in its ``info``
 field. An existing output is replaced only with ``--overwrite``.
@@ -24,7 +24,7 @@ from fourdnex.cli.args import parse
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.paths import check_output_place
 from fourdnex.limits import MAX_SIDE, check_int
-from fourdnex.tracks import TRACKS_FILE, TrackSettings
+from fourdnex.point_tracks import TRACKS_FILE, TrackSettings
 
 #: Grid side used when neither --grid nor --points is given.
 DEFAULT_GRID = 32
@@ -53,9 +53,15 @@ class TracksConfig:
 
 def main(argv: list[str]) -> int:
     cfg = parse(TracksConfig, args=argv, prog="4dnex tracks")
+    from fourdnex.point_tracks import (
+        check_pixels,
+        grid_pixels,
+        read_points,
+        save_tracks,
+        track_points,
+    )
     from fourdnex.provenance import provenance
     from fourdnex.scene import Scene4D, read_header
-    from fourdnex.tracks import check_pixels, grid_pixels, read_points, save_tracks, track_points
 
     if cfg.grid is not None and cfg.points is not None:
         raise FourDNeXError("--grid and --points cannot be used together")

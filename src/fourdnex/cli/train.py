@@ -15,7 +15,7 @@ import tyro
 
 from fourdnex.cli.args import UsageError
 from fourdnex.cli.args import parse as parse_args
-from fourdnex.train.config import PRESETS, TrainConfig, preset_config
+from fourdnex.train.config import TRAIN_PRESETS, TrainConfig, preset_config
 
 #: The preset when --preset is not given.
 DEFAULT_PRESET = "tiny-synthetic"
@@ -31,8 +31,8 @@ def parse(argv: list[str]) -> TrainConfig:
             preset = argv[i + 1]
         elif arg.startswith("--preset="):
             preset = arg.split("=", 1)[1]
-    if preset not in PRESETS:
-        raise UsageError(f"unknown --preset {preset!r} (one of {', '.join(sorted(PRESETS))})")
+    if preset not in TRAIN_PRESETS:
+        raise UsageError(f"unknown --preset {preset!r} (one of {', '.join(sorted(TRAIN_PRESETS))})")
     default = preset_config(preset, data=tyro.MISSING, out=tyro.MISSING)
     return parse_args(TrainConfig, args=argv, default=default, prog="4dnex train")
 

@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     check_port(cfg.settings.host, cfg.settings.port)  # taken: one line, not another port
     renders = cfg.renders or cfg.scene.parent / f"{cfg.scene.resolve().name}-views"
     check_output_not_input(renders, [cfg.scene], "--renders")
-    from fourdnex.tracks import scene_tracks
+    from fourdnex.point_tracks import scene_tracks
 
     scene = Scene4D.load(cfg.scene)
     tracks, note = scene_tracks(cfg.scene, scene)

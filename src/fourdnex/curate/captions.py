@@ -10,16 +10,20 @@ method is a :class:`Captioner`; two are provided:
 * :class:`CsvCaptions` looks captions up in a CSV file (the released ``number,caption``
   files or a user's ``video,caption`` table).
 
-Frame preprocessing is done here with numpy/PIL from the model's saved video-processor
-settings, because transformers' video processors need torchvision, which this project does
-not install.
+Frames are preprocessed by transformers' CLIP image processor on its PIL backend
+(:class:`~transformers.models.clip.image_processing_pil_clip.CLIPImageProcessorPil`) with
+the model's saved video-processor settings: LLaVA-NeXT-Video's own video processor
+(``LlavaNextVideoVideoProcessor``) runs the same steps (shortest-edge resize, centre crop,
+rescale, CLIP normalization, the same defaults) but needs torchvision, which does not work
+in this environment; older LLaVA-NeXT-Video checkpoints shipped exactly this CLIP image
+processor for their video frames. Values agree with the torchvision path to within the
+rounding of the resize.
 """
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -48,24 +52,21 @@ DEFAULT_MAX_NEW_TOKENS = 128
 LLAVA_NEXT_VIDEO = "llava_next_video"
 #: Placeholder the LLaVA-NeXT-Video chat template writes for a video.
 DEFAULT_VIDEO_TOKEN = "<video>"
-#: CLIP mean/std: the LLaVA-NeXT-Video video processor's defaults.
-_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-#: LLaVA-NeXT-Video video processor defaults (transformers' LlavaNextVideoVideoProcessor),
-#: used when a checkpoint saved no video or image processor settings.
-_LLAVA_NEXT_VIDEO_DEFAULTS: dict[str, Any] = {
-    "size": {"shortest_edge": 224},
-    "crop_size": {"height": 224, "width": 224},
-    "default_to_square": False,
-    "resample": 3,
-    "do_resize": True,
-    "do_center_crop": True,
-    "do_rescale": True,
-    "rescale_factor": 1 / 255,
-    "do_normalize": True,
-    "image_mean": list(_CLIP_MEAN),
-    "image_std": list(_CLIP_STD),
-}
+#: The frame settings of a saved video (or image) processor that the captioner uses; the
+#: defaults of what a checkpoint does not save are LLaVA-NeXT-Video's (the same as CLIP's).
+FRAME_SETTINGS = (
+    "size",
+    "crop_size",
+    "resample",
+    "default_to_square",
+    "do_resize",
+    "do_center_crop",
+    "do_rescale",
+    "rescale_factor",
+    "do_normalize",
+    "image_mean",
+    "image_std",
+)
 #: Files of a checkpoint needed to caption (fetched from the hub for a hub id).
 _HUB_PATTERNS = ["*.json", "*.jinja", "*.safetensors", "*.txt", "*.model", "*.tiktoken"]
 
@@ -105,112 +106,17 @@ class Captioner(Protocol):
 # --------------------------------------------------------------------------- preprocessing
 
 
-@dataclass(frozen=True)
-class VideoPreprocessing:
-    """Frame preprocessing of a video vision-language model, without torchvision.
+def frame_processor(settings: dict[str, Any]) -> Any:
+    """transformers' CLIP image processor (PIL backend) with the :data:`FRAME_SETTINGS` of
+    a saved video or image processor config; it maps (F, H, W, 3) uint8 frames to
+    ``pixel_values`` (F, 3, h, w)."""
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-    Follows transformers' ``BaseVideoProcessor``: resize (``size`` as
-    ``{"shortest_edge": s}`` keeping the aspect ratio, or ``{"height", "width"}``) with
-    PIL's filter ``resample``, centre crop to ``crop_size`` (top/left offsets truncated, as
-    torchvision does), rescale, normalize. PIL's resize filters antialias like
-    torchvision's ``antialias=True``; values agree to within rounding of the resize.
-    """
-
-    size: dict[str, int]
-    crop_size: dict[str, int] | None
-    resample: int
-    do_resize: bool
-    do_center_crop: bool
-    do_rescale: bool
-    rescale_factor: float
-    do_normalize: bool
-    image_mean: tuple[float, float, float]
-    image_std: tuple[float, float, float]
-    default_to_square: bool = False
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> VideoPreprocessing:
-        """From a saved video/image processor config (missing keys: LLaVA-NeXT-Video's)."""
-        merged = {
-            **_LLAVA_NEXT_VIDEO_DEFAULTS,
-            **{k: v for k, v in config.items() if v is not None},
-        }
-        size = merged["size"]
-        if isinstance(size, int):
-            size = {"shortest_edge": size}
-        crop = merged.get("crop_size")
-        if isinstance(crop, int):
-            crop = {"height": crop, "width": crop}
-        return cls(
-            size=dict(size),
-            crop_size=dict(crop) if crop else None,
-            resample=int(merged["resample"]),
-            do_resize=bool(merged["do_resize"]),
-            do_center_crop=bool(merged["do_center_crop"]) and bool(crop),
-            do_rescale=bool(merged["do_rescale"]),
-            rescale_factor=float(merged["rescale_factor"]),
-            do_normalize=bool(merged["do_normalize"]),
-            image_mean=_three(merged["image_mean"], "image_mean"),
-            image_std=_three(merged["image_std"], "image_std"),
-            default_to_square=bool(merged.get("default_to_square", False)),
-        )
-
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        """(height, width) after the resize, before the crop."""
-        size = self.size
-        if "height" in size and "width" in size:
-            return int(size["height"]), int(size["width"])
-        if "shortest_edge" in size and "longest_edge" not in size:
-            s = int(size["shortest_edge"])
-            if self.default_to_square:
-                return s, s
-            if width <= height:
-                return int(s * height / width), s
-            return s, int(s * width / height)
-        raise FourDNeXError(f"unsupported video processor size setting: {size}")
-
-    def __call__(self, frames: NDArray[np.uint8]) -> NDArray[np.float32]:
-        """(F, H, W, 3) uint8 frames to (F, 3, h, w) float32 model input."""
-        from PIL import Image
-
-        out = []
-        for frame in frames:
-            image = frame
-            if self.do_resize:
-                h, w = self.output_size(*frame.shape[:2])
-                pil = Image.fromarray(frame).resize(
-                    (w, h), resample=Image.Resampling(self.resample)
-                )
-                image = np.asarray(pil)
-            if self.do_center_crop and self.crop_size is not None:
-                image = _center_crop(image, self.crop_size["height"], self.crop_size["width"])
-            out.append(image)
-        x: np.ndarray = np.stack(out).astype(np.float32)
-        if self.do_rescale:
-            x = x * np.float32(self.rescale_factor)
-        if self.do_normalize:
-            mean = np.asarray(self.image_mean, np.float32)
-            x = (x - mean) / np.asarray(self.image_std, np.float32)
-        return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
-
-
-def _three(value: Any, name: str) -> tuple[float, float, float]:
-    values = [float(value)] * 3 if isinstance(value, (int, float)) else [float(v) for v in value]
-    if len(values) != 3:
-        raise FourDNeXError(f"{name} must have 3 values, got {value}")
-    return values[0], values[1], values[2]
-
-
-def _center_crop(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Centre crop as torchvision does (zero padding first when the image is smaller)."""
-    h, w = image.shape[:2]
-    if h < height or w < width:
-        top, left = max(height - h, 0) // 2, max(width - w, 0) // 2
-        padded = np.zeros((max(h, height), max(w, width), *image.shape[2:]), image.dtype)
-        padded[top : top + h, left : left + w] = image
-        image, (h, w) = padded, padded.shape[:2]
-    top, left = int((h - height) / 2.0), int((w - width) / 2.0)
-    return image[top : top + height, left : left + width]
+    kwargs = {k: settings[k] for k in FRAME_SETTINGS if settings.get(k) is not None}
+    try:
+        return CLIPImageProcessorPil(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise FourDNeXError(f"unsupported video processor settings: {first_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------- model files
@@ -271,7 +177,7 @@ class VLMCaptioner:
             ``AutoModelForImageTextToText`` (a video VLM whose processor takes
             ``pixel_values_videos`` and a video placeholder token, e.g. LLaVA-OneVision).
         device: torch device to run on.
-        dtype: weights' dtype; None is bfloat16 on CUDA and float32 elsewhere.
+        dtype: weights' dtype; None: :func:`fourdnex.precision.weights_dtype` of the device.
         max_new_tokens: longest caption, in tokens.
         prompt: the user turn's text.
         frames: frames sampled uniformly from each video (:func:`uniform_frame_indices`).
@@ -301,14 +207,12 @@ class VLMCaptioner:
         self.frames = int(frames)
         self.max_new_tokens = int(max_new_tokens)
         self.device = torch.device(device)
-        if dtype is None:
-            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        self.dtype = dtype
+        from fourdnex.precision import weights_dtype
+
+        self.dtype = weights_dtype(self.device) if dtype is None else dtype
         config = read_json_object(self.directory / "config.json")
         self.model_type = str(config.get("model_type", ""))
-        self.preprocess = VideoPreprocessing.from_dict(
-            _video_settings(self.directory, self.model_type)
-        )
+        self.processor = frame_processor(_video_settings(self.directory, self.model_type))
         self.model = self._load_model()
         self.tokenizer = self._load_tokenizer()
         self.chat_template = _chat_template(self.directory, self.tokenizer)
@@ -364,11 +268,10 @@ class VLMCaptioner:
 
     def pixel_values(self, frames: NDArray[np.uint8]) -> Any:
         """(1, F, 3, h, w) model input of the ``self.frames`` frames sampled from ``frames``."""
-        import torch
 
         frames = check_frames(frames)
         sampled = frames[uniform_frame_indices(frames.shape[0], self.frames)]
-        x = torch.from_numpy(self.preprocess(sampled))[None]
+        x = self.processor(list(sampled), return_tensors="pt")["pixel_values"][None]
         return x.to(self.device, self.dtype)
 
     def prompt_text(self) -> str:

@@ -9,7 +9,7 @@ each caption row or file that could not be read (those captions are missing; the
 of the import goes on). A re-run with the same
 settings skips the clips already written (and tries again those that could not be read,
 e.g. once a missing raw video is in place). The released clips are curated already, so no quality
-ranking is applied; clips without a caption get :data:`~fourdnex.curate.pipeline.NO_CAPTION`.
+ranking is applied; clips without a caption get :data:`~fourdnex.curate.stages.caption.NO_CAPTION`.
 """
 
 from __future__ import annotations
@@ -21,14 +21,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fourdnex.curate.engines import ENGINES, map_jobs
-from fourdnex.curate.pipeline import (
-    CANDIDATES,
-    NO_CAPTION,
-    RECORDS,
-    VIDEO_RECORDS,
-    publish,
-)
+from fourdnex.curate.publish import publish
+from fourdnex.curate.records import CANDIDATES, RECORDS, VIDEO_RECORDS
 from fourdnex.curate.released import LAYOUTS, ImportItem, iter_4dnex10m
+from fourdnex.curate.stages.caption import NO_CAPTION
 from fourdnex.data.clips import CLIP_FPS, write_clip
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_file

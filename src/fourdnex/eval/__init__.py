@@ -6,12 +6,14 @@ Submodules (import what you need; the video metrics import transformers lazily):
 - :mod:`~fourdnex.eval.alignment`: Umeyama Sim(3), median and scale-shift fits.
 - :mod:`~fourdnex.eval.depth`: AbsRel, delta < 1.25.
 - :mod:`~fourdnex.eval.pointmaps`: relative point error, inlier ratio, Chamfer.
-- :mod:`~fourdnex.eval.trajectory`: ATE, RPE, camera smoothness (paper eq. 1).
+- :mod:`~fourdnex.eval.trajectory`: ATE, RPE; camera smoothness (paper eq. 1) is
+  :func:`fourdnex.cameras.camera_smoothness`, re-exported here.
 - :mod:`~fourdnex.eval.consistency`: RGB-XYZ cross-modal consistency, residual.
 """
 
 from __future__ import annotations
 
+from fourdnex.cameras import CameraSmoothness, camera_smoothness
 from fourdnex.eval.alignment import Similarity, umeyama
 from fourdnex.eval.consistency import ConsistencyMetrics, registration_residual, rgb_xyz_consistency
 from fourdnex.eval.depth import DepthMetrics, depth_metrics
@@ -21,12 +23,7 @@ from fourdnex.eval.pointmaps import (
     chamfer_distance,
     pointmap_metrics,
 )
-from fourdnex.eval.trajectory import (
-    SmoothnessMetrics,
-    TrajectoryMetrics,
-    camera_smoothness,
-    trajectory_metrics,
-)
+from fourdnex.eval.trajectory import TrajectoryMetrics, trajectory_metrics
 
 __all__ = [
     "ChamferMetrics",
@@ -34,7 +31,7 @@ __all__ = [
     "DepthMetrics",
     "PointmapMetrics",
     "Similarity",
-    "SmoothnessMetrics",
+    "CameraSmoothness",
     "TrajectoryMetrics",
     "camera_smoothness",
     "chamfer_distance",

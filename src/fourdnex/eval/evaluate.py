@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fourdnex.cameras import world_to_camera
+from fourdnex.cameras import CameraSmoothness, camera_smoothness, world_to_camera
 from fourdnex.errors import ValidationError
 from fourdnex.eval.alignment import Affine1D
 from fourdnex.eval.consistency import (
@@ -33,13 +33,7 @@ from fourdnex.eval.pointmaps import (
     chamfer_per_frame,
     pointmap_metrics,
 )
-from fourdnex.eval.trajectory import (
-    SmoothnessMetrics,
-    TrajectoryMetrics,
-    align_trajectory,
-    camera_smoothness,
-    trajectory_metrics,
-)
+from fourdnex.eval.trajectory import TrajectoryMetrics, align_trajectory, trajectory_metrics
 from fourdnex.eval.video_metrics import VideoMetrics, VideoModels, video_metrics
 from fourdnex.scene import PREVIEW_FPS, Scene4D
 
@@ -101,7 +95,7 @@ class SceneResult:
     residual_relative: float
     residual_per_frame: list[float]
     consistency: ConsistencyMetrics
-    smoothness: SmoothnessMetrics
+    smoothness: CameraSmoothness
     video: VideoMetrics
     gt: GroundTruthMetrics | None
     notes: list[str]

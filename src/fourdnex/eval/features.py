@@ -78,7 +78,7 @@ def _load(
     return model.to(device).eval(), processor
 
 
-def load_dino(source: str, device: str = "cpu") -> FeatureModel:
+def load_dino_model(source: str, device: str = "cpu") -> FeatureModel:
     """A DINO-family ViT from a local directory or hub id (subject consistency)."""
     from transformers import AutoModel
 
@@ -88,7 +88,7 @@ def load_dino(source: str, device: str = "cpu") -> FeatureModel:
     return FeatureModel("dino", source, model, processor, device)
 
 
-def load_clip(source: str, device: str = "cpu") -> FeatureModel:
+def load_clip_model(source: str, device: str = "cpu") -> FeatureModel:
     """A CLIP vision tower with projection from a local directory or hub id."""
     from transformers import CLIPVisionModelWithProjection
 

@@ -1,4 +1,4 @@
-"""Camera trajectory metrics: ATE and RPE against ground truth, and smoothness.
+"""Camera trajectory metrics: ATE and RPE against ground truth.
 
 - ATE: root-mean-square distance between camera centres after a Sim(3) (Umeyama)
   alignment of the predicted centres onto the true ones.
@@ -10,9 +10,8 @@
   the translation part after a Sim(3) alignment, its RMSE; ``evo_rpe -as --delta 1``:
   mean translation and rotation-angle RPE), tested on the same trajectories in
   tests/test_new_user_data.py.
-- Smoothness (paper sec. 3, eq. 1), from camera centres ``c_i``: velocity
-  ``v_i = c_{i+1} - c_i``, acceleration ``a_i = v_{i+1} - v_i`` and curvature
-  ``kappa_i = ||v_{i+1} - v_i|| / (||v_{i+1}||^2 + ||v_i||^2 + eps)``.
+- Smoothness (paper sec. 3, eq. 1): :func:`fourdnex.cameras.camera_smoothness`, the one
+  implementation curation filters with.
 """
 
 from __future__ import annotations
@@ -24,9 +23,6 @@ import numpy as np
 from fourdnex.cameras import invert_rigid, rotation_angle_deg
 from fourdnex.errors import ValidationError
 from fourdnex.eval.alignment import DEGENERATE_VARIANCE, Similarity, umeyama
-
-#: The epsilon of the curvature (eq. 1; the paper only requires eps > 0).
-CURVATURE_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -49,25 +45,6 @@ class TrajectoryMetrics:
     alignment: str
     scale: float
     ate_per_frame: list[float]
-
-
-@dataclass(frozen=True)
-class SmoothnessMetrics:
-    """Camera smoothness of one trajectory (paper eq. 1), in the units of the centres.
-
-    Attributes:
-        velocity: mean ``||v_i||`` over the T - 1 steps.
-        acceleration: mean ``||a_i||`` over the T - 2 steps (0 when T < 3).
-        curvature: mean ``kappa_i`` over the T - 2 steps (0 when T < 3).
-        velocity_per_step, acceleration_per_step, curvature_per_step: the values.
-    """
-
-    velocity: float
-    acceleration: float
-    curvature: float
-    velocity_per_step: list[float]
-    acceleration_per_step: list[float]
-    curvature_per_step: list[float]
 
 
 def align_trajectory(pred_c2w: np.ndarray, gt_c2w: np.ndarray) -> tuple[Similarity, str]:
@@ -104,29 +81,6 @@ def trajectory_metrics(pred_c2w: np.ndarray, gt_c2w: np.ndarray) -> TrajectoryMe
         alignment=how,
         scale=sim.scale,
         ate_per_frame=[float(x) for x in err],
-    )
-
-
-def camera_smoothness(centres: np.ndarray, eps: float = CURVATURE_EPS) -> SmoothnessMetrics:
-    """Velocity, acceleration and curvature (eq. 1) of camera centres (T, 3).
-
-    Pass ``cam2world[:, :3, 3]`` for a (T, 4, 4) trajectory.
-    """
-    c = np.asarray(centres, dtype=np.float64)
-    if c.ndim != 2 or c.shape[1] != 3 or c.shape[0] < 2:
-        raise ValidationError(f"camera centres must be (T, 3) with T >= 2, got {c.shape}")
-    v = np.diff(c, axis=0)  # (T-1, 3)
-    a = np.diff(v, axis=0)  # (T-2, 3)
-    speed = np.linalg.norm(v, axis=1)
-    acc = np.linalg.norm(a, axis=1)
-    kappa = acc / (speed[1:] ** 2 + speed[:-1] ** 2 + eps)
-    return SmoothnessMetrics(
-        velocity=float(speed.mean()),
-        acceleration=float(acc.mean()) if acc.size else 0.0,
-        curvature=float(kappa.mean()) if kappa.size else 0.0,
-        velocity_per_step=[float(x) for x in speed],
-        acceleration_per_step=[float(x) for x in acc],
-        curvature_per_step=[float(x) for x in kappa],
     )
 
 

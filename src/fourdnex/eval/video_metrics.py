@@ -7,7 +7,7 @@ What is implemented (VBench's definitions, our loaders):
 - background consistency: the same formula on CLIP image embeddings;
 - aesthetic: LAION head on normalized CLIP ViT-L/14 embeddings, mean over frames of
   ``score / 10`` (a fraction; reports show it as percent);
-- dynamic degree: see :mod:`fourdnex.eval.optical_flow` (RAFT as in VBench where
+- dynamic degree: see :mod:`fourdnex.eval.dynamic_degree` (RAFT as in VBench where
   torchvision and its weights are present, OpenCV DIS flow otherwise; the estimator is
   recorded).
 
@@ -28,8 +28,8 @@ from torch import nn
 
 from fourdnex.errors import ValidationError
 from fourdnex.eval.aesthetic import AESTHETIC_SCALE, aesthetic_scores
+from fourdnex.eval.dynamic_degree import DynamicDegree, dynamic_degree
 from fourdnex.eval.features import FeatureModel
-from fourdnex.eval.optical_flow import DynamicDegree, dynamic_degree
 
 
 def temporal_consistency(features: np.ndarray) -> tuple[float, list[float]]:

@@ -5,7 +5,7 @@ Entities: ``world`` (OpenCV view coordinates, RDF), ``world/points`` (Points3D),
 ``world/camera`` (Transform3D: cam2world; Pinhole: K and resolution),
 ``world/camera/rgb`` (Image), ``world/camera/depth`` (DepthImage, meter = 1 unit) and,
 with point tracks, ``world/tracks`` (LineStrips3D: the last
-:data:`~fourdnex.tracks.TRAIL_FRAMES` frames of each visible point's trail, one strip
+:data:`~fourdnex.point_tracks.TRAIL_FRAMES` frames of each visible point's trail, one strip
 per segment between two visible frames, in the point's first-frame colour).
 """
 
@@ -21,8 +21,8 @@ from fourdnex.errors import FourDNeXError
 from fourdnex.export.selection import FramePoints
 from fourdnex.io.atomic import atomic_file
 from fourdnex.io.video_files import to_uint8
+from fourdnex.point_tracks import Tracks, track_colors, trail_segments
 from fourdnex.scene import Scene4D
-from fourdnex.tracks import Tracks, track_colors, trail_segments
 
 TIMELINE = "frame"
 TRACKS_ENTITY = "world/tracks"

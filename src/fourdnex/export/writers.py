@@ -22,9 +22,9 @@ from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.export.camera_files import cameras_json, transforms_json, write_images
 from fourdnex.export.selection import ExportOptions, select_points
 from fourdnex.io.atomic import atomic_directory, atomic_file
+from fourdnex.point_tracks import Tracks
 from fourdnex.provenance import write_json
 from fourdnex.scene import Scene4D
-from fourdnex.tracks import Tracks
 
 #: Name of the provenance record inside folder outputs, and suffix of the sidecar of files.
 PROVENANCE_NAME = "export.json"
@@ -152,9 +152,8 @@ EXPORTERS: dict[str, Exporter] = {
         Exporter("rrd", folder=False, cameras=True, write=_rrd, check=_require_rerun),
     )
 }
-#: Export formats; the folder formats write a directory at ``out``.
+#: Export formats (the choices of ``4dnex export --format``).
 FORMATS = tuple(EXPORTERS)
-FOLDER_FORMATS = tuple(n for n, e in EXPORTERS.items() if e.folder)
 
 
 def export_scene(
@@ -171,7 +170,7 @@ def export_scene(
 
     Nothing is written unless the whole export succeeds. ``provenance`` (settings and
     versions) is stored inside folder outputs and beside file outputs. ``tracks``
-    (:mod:`fourdnex.tracks`, made from ``scene``) are shown by the rrd format.
+    (:mod:`fourdnex.point_tracks`, made from ``scene``) are shown by the rrd format.
     """
     exporter = EXPORTERS.get(fmt)
     if exporter is None:

@@ -13,10 +13,15 @@ from fourdnex.geometry.scene_cameras import (
     with_cameras,
 )
 from fourdnex.geometry.splat import Render, render_points
-from fourdnex.geometry.trajectories import PRESETS, Trajectory, load_trajectory, make_trajectory
+from fourdnex.geometry.trajectories import (
+    TRAJECTORY_PRESETS,
+    Trajectory,
+    load_trajectory,
+    make_trajectory,
+)
 
 __all__ = [
-    "PRESETS",
+    "TRAJECTORY_PRESETS",
     "NovelViews",
     "Registration",
     "RegisterSettings",

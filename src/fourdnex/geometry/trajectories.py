@@ -49,7 +49,10 @@ from fourdnex.limits import (
     check_video_size,
 )
 
-PRESETS = ("original", "static", "orbit", "arc", "dolly-in", "dolly-out", "pan", "spiral", "zoom")
+#: The named camera paths of `4dnex render --trajectory` and `4dnex generate --trajectory`.
+TRAJECTORY_PRESETS = (
+    "original", "static", "orbit", "arc", "dolly-in", "dolly-out", "pan", "spiral", "zoom",
+)  # fmt: skip
 #: Turns of the spiral preset.
 SPIRAL_TURNS = 2
 
@@ -183,7 +186,9 @@ def preset_offset(
     elif preset == "zoom":
         return off, 1.0 + (zoom - 1.0) * s
     elif preset not in ("static", "original"):
-        raise ValidationError(f"unknown trajectory preset {preset!r} (one of {', '.join(PRESETS)})")
+        raise ValidationError(
+            f"unknown trajectory preset {preset!r} (one of {', '.join(TRAJECTORY_PRESETS)})"
+        )
     return off, 1.0
 
 
@@ -219,8 +224,10 @@ def make_trajectory(
         distance: dolly distance and spiral radius, as a fraction of the pivot depth.
         zoom: focal scale reached at the end of the zoom preset.
     """
-    if preset not in PRESETS:
-        raise ValidationError(f"unknown trajectory preset {preset!r} (one of {', '.join(PRESETS)})")
+    if preset not in TRAJECTORY_PRESETS:
+        raise ValidationError(
+            f"unknown trajectory preset {preset!r} (one of {', '.join(TRAJECTORY_PRESETS)})"
+        )
     T, H, W = depth.shape
     if K.shape != (T, 3, 3) or cam2world.shape != (T, 4, 4):
         raise ValidationError("K, cam2world and depth must describe the same frames")

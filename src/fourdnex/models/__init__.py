@@ -20,7 +20,7 @@ from fourdnex.models.lora import (
     save_lora,
 )
 from fourdnex.models.presets import (
-    PRESETS,
+    MODEL_PRESETS,
     LoraSettings,
     ModelPreset,
     get_preset,
@@ -37,7 +37,7 @@ from fourdnex.models.transformer import (
 from fourdnex.sixd import XYZLatentNorm
 
 __all__ = [
-    "PRESETS",
+    "MODEL_PRESETS",
     "DomainEmbedding",
     "LoraInfo",
     "LoraSettings",

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from fourdnex.flow import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
+from fourdnex.flow_matching import FLOW_SHIFT, NUM_TRAIN_TIMESTEPS
 from fourdnex.models.presets import get_preset
 
 #: Special tokens of the word-level tokenizers (ids 0, 1, 2), in T5's order.

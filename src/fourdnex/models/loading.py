@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.models.lora import LoraInfo, check_lora_compatible, inspect_lora, load_lora
+from fourdnex.models.lora import LoraInfo, check_lora, load_lora
 from fourdnex.models.presets import INPUT_CHANNELS
 from fourdnex.models.transformer import DOMAIN_ATTR, adapt_transformer, set_domain_embeddings
 
@@ -155,8 +155,36 @@ def check_transformer_config(config: dict[str, Any], source: ModelSource) -> Non
         )
 
 
+@dataclass(frozen=True)
+class TransformerFiles:
+    """A transformer of a model and its LoRA, checked from small files alone.
+
+    Attributes:
+        source: the model.
+        subfolder: the transformer's subfolder (:data:`TRANSFORMER`, or a task's).
+        config: its ``config.json`` (a Wan2.1 I2V transformer's).
+        lora: the LoRA header, checked against ``config`` (None without a LoRA).
+    """
+
+    source: ModelSource
+    subfolder: str
+    config: dict[str, Any]
+    lora: LoraInfo | None = None
+
+
+def check_transformer_files(
+    source: ModelSource, lora: str | Path | None = None, subfolder: str = TRANSFORMER
+) -> TransformerFiles:
+    """Check the transformer config (Wan2.1 I2V) and the LoRA header against it
+    (:func:`~fourdnex.models.lora.check_lora`), before any weight is read."""
+    config = read_component_config(source, subfolder)
+    check_transformer_config(config, source)
+    info = check_lora(lora, config) if lora is not None else None
+    return TransformerFiles(source, subfolder, config, info)
+
+
 def load_transformer(
-    source: ModelSource,
+    source: ModelSource | TransformerFiles,
     lora: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
     fuse_lora: bool = True,
@@ -164,9 +192,10 @@ def load_transformer(
 ) -> tuple[torch.nn.Module, LoraInfo | None]:
     """Load the 4DNeX transformer: Wan2.1 I2V + shared RoPE + domain embeddings + LoRA.
 
-    The transformer config and the LoRA headers are checked first (hidden size,
-    layers, shapes), then the weights are loaded. ``subfolder`` picks a transformer of
-    the model directory other than ``transformer`` (e.g. fourdnex-small's completion
+    ``source`` is a model (its transformer config and the ``lora`` header are checked
+    first: :func:`check_transformer_files`) or the files that check returned (then
+    ``lora`` and ``subfolder`` are theirs). ``subfolder`` picks a transformer of the
+    model directory other than ``transformer`` (e.g. fourdnex-small's completion
     transformer, :data:`COMPLETION_TRANSFORMER`).
 
     Returns:
@@ -175,26 +204,27 @@ def load_transformer(
     """
     from diffusers import WanTransformer3DModel
 
-    config = read_component_config(source, subfolder)
-    check_transformer_config(config, source)
-    info = None
-    if lora is not None:
-        info = inspect_lora(lora)
-        check_lora_compatible(info, config)
+    if isinstance(source, TransformerFiles):
+        if lora is not None:
+            raise ValidationError("give the LoRA to check_transformer_files, not again")
+        files = source
+    else:
+        files = check_transformer_files(source, lora, subfolder)
     try:
         with quiet_dtype_deprecation(), quiet_loading():
             transformer = WanTransformer3DModel.from_pretrained(
-                source.location, subfolder=subfolder, torch_dtype=dtype
+                files.source.location, subfolder=files.subfolder, torch_dtype=dtype
             )
     except (OSError, ValueError) as exc:
-        msg = f"cannot load the transformer of {source}: {_first_line(exc)}"
+        msg = f"cannot load the transformer of {files.source}: {_first_line(exc)}"
         raise FourDNeXError(msg) from None
     adapt_transformer(transformer)
-    stored = stored_domain_embeddings(source, subfolder)
+    stored = stored_domain_embeddings(files.source, files.subfolder)
     if stored is not None:
         set_domain_embeddings(transformer, stored)
-    if lora is not None:
-        info = load_lora(transformer, lora, fuse=fuse_lora)
+    info = None
+    if files.lora is not None:
+        info = load_lora(transformer, files.lora, fuse=fuse_lora)
     transformer.eval().requires_grad_(False)
     return transformer, info
 

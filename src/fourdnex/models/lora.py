@@ -61,6 +61,7 @@ __all__ = [
     "RELEASED_LORA_SCALE",
     "LoraInfo",
     "add_lora",
+    "check_lora",
     "check_lora_compatible",
     "expected_shapes",
     "inspect_lora",
@@ -96,22 +97,32 @@ def add_lora(
     transformer.add_adapter(config, adapter_name=adapter_name)  # type: ignore[operator]
 
 
+def check_lora(directory: str | Path, config: Any) -> LoraInfo:
+    """Read a LoRA directory's headers and check them against a transformer ``config``:
+    the one check of a LoRA before its weights load (no tensor is read)."""
+    info = inspect_lora(directory)
+    check_lora_compatible(info, config)
+    return info
+
+
 def load_lora(
     transformer: nn.Module,
-    directory: str | Path,
+    lora: str | Path | LoraInfo,
     fuse: bool = False,
     adapter_name: str = ADAPTER_NAME,
 ) -> LoraInfo:
     """Load a LoRA directory (released or ours) into an adapted transformer.
 
-    The directory is inspected and checked against ``transformer.config`` first.
+    A directory is checked against ``transformer.config`` first (:func:`check_lora`); a
+    :class:`LoraInfo` is one :func:`check_lora` made (e.g. through
+    :func:`fourdnex.models.loading.check_transformer_files`) and is not read again.
     ``fuse=True`` merges the update into the base weights and removes the LoRA
     layers (inference: no extra cost per step; needed before fp8 weight storage).
     """
     from safetensors.torch import load_file
 
-    info = inspect_lora(directory)
-    check_lora_compatible(info, transformer.config)  # type: ignore[attr-defined]
+    config = transformer.config  # type: ignore[attr-defined]
+    info = lora if isinstance(lora, LoraInfo) else check_lora(lora, config)
     domain = read_domain_embeddings(info)
     settings = LoraSettings(rank=info.rank, alpha=info.alpha, targets=info.targets)
     add_lora(transformer, settings, blocks=info.blocks, adapter_name=adapter_name)

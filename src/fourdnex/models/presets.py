@@ -218,7 +218,7 @@ class ModelPreset:
         return int(self.transformer["num_layers"])
 
 
-PRESETS: dict[str, ModelPreset] = {
+MODEL_PRESETS: dict[str, ModelPreset] = {
     "wan2.1-i2v-14b-480p": ModelPreset(
         "wan2.1-i2v-14b-480p",
         _WAN_14B,
@@ -251,9 +251,10 @@ PRESETS: dict[str, ModelPreset] = {
 def get_preset(name: str) -> ModelPreset:
     """The preset called ``name``; a clear error listing the known ones otherwise."""
     try:
-        return PRESETS[name]
+        return MODEL_PRESETS[name]
     except KeyError:
-        raise FourDNeXError(f"unknown model preset {name!r}; known: {', '.join(PRESETS)}") from None
+        known = ", ".join(MODEL_PRESETS)
+        raise FourDNeXError(f"unknown model preset {name!r}; known: {known}") from None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
 """Generation: image (+ prompt) -> Scene4D with Wan2.1 I2V and a 4DNeX LoRA.
 
 - :class:`FourDNeXPipeline` (load once with :meth:`FourDNeXPipeline.from_model`, call many times)
+- :class:`ModelSettings` / :class:`GenerationRunner` (the model settings every front end
+  nests, checked once before any weight loads; the pipeline loaded once; scenes by
+  condition mode, :mod:`fourdnex.pipeline.runner`)
 - :class:`GenerationSettings` (steps, guidance, frames, resolution, seed)
 - :data:`MEMORY_MODES` / :func:`apply_memory` (offloading, VAE tiling, fp8 weight storage)
 - :class:`SpeedSettings` / :func:`apply_speed` (extra LoRA, attention backend, torch.compile)
@@ -17,6 +20,8 @@ from fourdnex.pipeline.memory_modes import (
     enable_step_cache,
     get_memory_mode,
 )
+from fourdnex.pipeline.model_settings import ModelSettings
+from fourdnex.pipeline.runner import GenerationRunner, SceneRequest
 from fourdnex.pipeline.settings import GenerationSettings
 from fourdnex.pipeline.speed import (
     ATTENTION_BACKENDS,
@@ -31,9 +36,12 @@ __all__ = [
     "ATTENTION_BACKENDS",
     "MEMORY_MODES",
     "FourDNeXPipeline",
+    "GenerationRunner",
     "GenerationSettings",
     "LoadedImage",
     "MemorySettings",
+    "ModelSettings",
+    "SceneRequest",
     "SpeedSettings",
     "apply_memory",
     "apply_speed",

@@ -1,4 +1,5 @@
-"""Many images at once: the scene writer of ``4dnex generate`` and its Ray engine.
+"""Many images at once: the scene directories and writer of ``4dnex generate`` and its
+engines (``local``: this process; ``ray``: Ray actors).
 
 ``run_ray`` spreads images over Ray actors (one model load per actor; one actor per GPU,
 or CPU actors), each scene written atomically by the actor that made it. A scene
@@ -12,17 +13,153 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from fourdnex.errors import FourDNeXError
+from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.io.atomic import atomic_directory
+from fourdnex.io.paths import check_output_not_input, check_output_place, safe_output_name
+from fourdnex.limits import check_int
+from fourdnex.pipeline.model_settings import ModelFiles, ModelSettings
+from fourdnex.pipeline.settings import GenerationSettings
 from fourdnex.provenance import write_json
 from fourdnex.scene import SCENE_JSON, Scene4D
 
+if TYPE_CHECKING:
+    from fourdnex.pipeline.images import LoadedImage
+    from fourdnex.pipeline.runner import GenerationRunner, SceneRequest
+
 GENERATION_JSON = "generation.json"
 MANIFEST_JSON = "manifest.json"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Where many images run."""
+
+    engine: Literal["local", "ray"] = "local"
+    """local: this process; ray: spread the images over Ray workers (one model load each;
+    a re-run skips finished scenes; OUT/manifest.json says what ran where)."""
+    workers: int = 2
+    """Ray workers (with --num-gpus: at most one per GPU)."""
+    num_gpus: int = 0
+    """GPUs for the Ray workers (0: CPU workers)."""
+    address: str | None = None
+    """Address of a running Ray cluster (default: start a local one)."""
+
+    def validate(self) -> None:
+        if self.engine not in ("local", "ray"):
+            raise ValidationError(f"unknown engine {self.engine!r}: use local or ray")
+        check_int(self.workers, "--workers", 1, 1024)
+        check_int(self.num_gpus, "--num-gpus", 0, 1024)
+
+
+def scene_directories(
+    out: Path, named: list[Path], inputs: list[Path], overwrite: bool, resumable: bool
+) -> list[Path]:
+    """``out/<name>`` per input in ``named``, the name its stem made safe
+    (``safe_output_name``: never ``.``, ``..``, empty or hidden); duplicate names, existing
+    scenes (unless ``overwrite``; finished ones are skipped when ``resumable``) and scene
+    directories that are, contain or lie inside one of ``inputs`` are errors."""
+    stems = [safe_output_name(p.stem) for p in named]
+    duplicates = sorted({s for s in stems if stems.count(s) > 1})
+    if duplicates:
+        raise ValidationError(f"several images share the name {duplicates[0]!r}: rename them")
+    if out.exists() and not out.is_dir():
+        raise FourDNeXError(f"--out exists and is not a directory: {out}")
+    check_output_place(out, "--out", directory=True)  # e.g. --out a_file/sub
+    dirs = [out / s for s in stems]
+    for d in dirs:
+        check_output_not_input(d, inputs, "scene directory")
+    if not overwrite:
+        existing = [d for d in dirs if d.exists() and (not d.is_dir() or any(d.iterdir()))]
+        if resumable:
+            existing = [d for d in existing if not is_finished(d)]
+        if existing:
+            raise FourDNeXError(f"scene directory exists: {existing[0]} (pass --overwrite)")
+    return dirs
+
+
+def read_prompts(prompt: str, prompt_file: Path | None, per_line: bool, images: int) -> list[str]:
+    """One prompt per scene (``images`` scenes, or 1 for condition frames) from
+    ``--prompt`` or ``--prompt-file`` (an empty file is an error; ``--prompt-per-line``:
+    line i for image i)."""
+    count = images or 1
+    if per_line and prompt_file is None:
+        raise ValidationError("--prompt-per-line needs --prompt-file")
+    if prompt_file is None:
+        return [prompt] * count
+    if prompt:
+        raise ValidationError("give --prompt or --prompt-file, not both")
+    try:
+        text = prompt_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FourDNeXError(f"cannot read prompt file {prompt_file}: {exc}") from None
+    if not text:
+        raise ValidationError(f"prompt file is empty: {prompt_file}")
+    if not per_line:
+        return [" ".join(text.split())] * count
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    if len(lines) != images or not all(lines):
+        raise ValidationError(
+            f"{prompt_file} has {len(lines)} lines (empty ones included) for "
+            f"{images} images: --prompt-per-line needs one non-empty line per image"
+        )
+    return lines
+
+
+def run_local(
+    runner: GenerationRunner, request: SceneRequest, settings: GenerationSettings,
+    batch_size: int, loaded: list[LoadedImage], dirs: list[Path], record: dict[str, Any],
+    overwrite: bool, previews: bool,
+) -> None:  # fmt: skip
+    """The local engine: every scene of ``request`` generated in this process, recorded
+    (``record`` plus the scene's own), written to ``dirs[i]`` as soon as it exists, and
+    checked for registration; ``loaded[i]`` is the input of scene ``i``."""
+    import torch
+
+    from fourdnex.geometry import register
+    from fourdnex.geometry.scene_cameras import ill_conditioned_warning
+    from fourdnex.pipeline.stages import labelled_stages, write_stage
+
+    plan, seed = runner.plan, settings.seed
+    chunks = runner.generate_chunks(request, settings, batch_size)
+    with labelled_stages(runner.pipe):
+        while True:
+            t0 = time.perf_counter()
+            try:
+                done = next(chunks, None)
+            except torch.cuda.OutOfMemoryError:
+                raise FourDNeXError(
+                    f"out of GPU memory with --memory {plan.settings.memory}: try model-offload, "
+                    "group-offload, fp8-model-offload or sequential-offload (see docs/model.md)"
+                ) from None
+            if done is None:
+                return
+            seconds = (time.perf_counter() - t0) / len(done)
+            for g in done:
+                i, scene = g.index, g.scene
+                if loaded[i].note:
+                    scene.meta.notes.insert(0, f"input converted: {loaded[i].note}")
+                scene.meta.extra["image"] = loaded[i].path
+                condition = scene.meta.settings.get("condition", {"mode": "image"})
+                scene_record = {
+                    **record, "image": loaded[i].path, "condition": condition,
+                    "motion_strength": request.motion, **g.extra, "seed": seed + i,
+                    "memory": plan.memory, "device": str(plan.device),
+                    "seconds": round(seconds, 3), "scene": scene.meta.to_dict(),
+                }  # fmt: skip
+                with write_stage():
+                    write_generated(dirs[i], scene, scene_record, overwrite, previews)
+                print(f"wrote {dirs[i]}  ({scene.frames} frames, {scene.height}x{scene.width}, "
+                      f"seed {seed + i}, {seconds:.1f} s)")  # fmt: skip
+                try:  # cheap next to generation: says when the scene will not register
+                    warning = ill_conditioned_warning(register(scene.xyz, scene.conf), str(dirs[i]))
+                except FourDNeXError as exc:
+                    warning = f"{dirs[i]} does not register ({exc}); see docs/model-card.md"
+                if warning:
+                    print(f"warning: {warning}")
 
 
 def write_generated(
@@ -66,19 +203,25 @@ class JobResult:
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    """How every worker loads the model and writes scenes (JSON-ready)."""
+    """How every worker loads the model and writes scenes.
 
-    model: str
-    lora: str | None
-    memory: str
-    dtype: str  # "bf16" or "fp32"
-    step_cache: float
-    settings: dict[str, Any]  # GenerationSettings fields
-    record: dict[str, Any]  # provenance of the run, shared by every scene
+    Attributes:
+        model: the model settings (each worker runs on its own device: ``device`` is
+            taken as ``auto``).
+        settings: the generation settings of every scene.
+        record: provenance of the run, shared by every scene.
+        previews, overwrite: as ``4dnex generate`` says.
+        threads: torch threads per CPU worker (0: torch's default).
+        files: the model's files as the driver checked them (None: checked by each worker).
+    """
+
+    model: ModelSettings
+    settings: GenerationSettings
+    record: dict[str, Any]
     previews: bool
     overwrite: bool
-    threads: int  # torch threads per CPU worker (0: torch's default)
-    speed: dict[str, Any] = field(default_factory=dict)  # SpeedSettings fields
+    threads: int
+    files: ModelFiles | None = None
 
 
 class SceneWorker:
@@ -87,32 +230,15 @@ class SceneWorker:
     def __init__(self, spec: WorkerSpec, rank: int) -> None:
         import torch
 
-        from fourdnex.devices import resolve_device
-        from fourdnex.pipeline import (
-            FourDNeXPipeline,
-            GenerationSettings,
-            apply_memory,
-            enable_step_cache,
-            get_memory_mode,
-        )
-        from fourdnex.pipeline.speed import SpeedSettings, apply_speed
+        from fourdnex.pipeline.runner import GenerationRunner
 
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec, self.rank = spec, rank
-        self.device = resolve_device("auto")
-        dtype = torch.bfloat16 if spec.dtype == "bf16" else torch.float32
-        speed = SpeedSettings(**{**spec.speed, "extra_lora": None})
-        extra = spec.speed.get("extra_lora")
-        self.pipe = FourDNeXPipeline.from_model(
-            spec.model, lora=spec.lora, dtype=dtype, extra_lora=extra,
-            extra_lora_scale=speed.extra_lora_scale,
-        )  # fmt: skip
-        apply_memory(self.pipe, get_memory_mode(spec.memory), self.device)
-        if spec.step_cache:
-            enable_step_cache(self.pipe, spec.step_cache)
-        apply_speed(self.pipe, speed, self.device)
-        self.settings = GenerationSettings(**spec.settings)
+        runner = GenerationRunner(replace(spec.model, device="auto"), files=spec.files)
+        self.device = runner.plan.device
+        self.pipe = runner.pipe
+        self.settings = spec.settings
         self.where = {"rank": rank, "host": socket.gethostname(), "pid": os.getpid(),
                       "device": str(self.device)}  # fmt: skip
 
@@ -130,7 +256,7 @@ class SceneWorker:
             scene.meta.extra["image"] = job.image
             seconds = time.perf_counter() - started
             record = {**self.spec.record, "image": job.image, "seed": job.seed,
-                      "memory": self.spec.memory, "device": str(self.device),
+                      "memory": self.spec.model.memory, "device": str(self.device),
                       "seconds": round(seconds, 3), "worker": self.where,
                       "scene": scene.meta.to_dict()}  # fmt: skip
             write_generated(Path(job.out), scene, record, self.spec.overwrite, self.spec.previews)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKLWan, WanImageToVideoPipeline
+from diffusers import WanImageToVideoPipeline
 from diffusers.utils.torch_utils import get_module_execution_device
 from PIL import Image
 
@@ -44,29 +44,41 @@ from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
     TRANSFORMER,
     ModelSource,
-    load_transformer,
     quiet_dtype_deprecation,
     quiet_loading,
-    resolve_model,
 )
 from fourdnex.models.lora import LoraInfo
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
-from fourdnex.models.small import ModelCard, read_model_card, resolve_model_name
-from fourdnex.pipeline.images import as_pil, aspect_note, resolve_resolution
-from fourdnex.pipeline.settings import DEFAULT_FRAMES, GenerationSettings
-from fourdnex.pipeline.speed import inspect_extra_lora, load_extra_lora, speed_record
-from fourdnex.provenance import library_versions
+from fourdnex.models.small import ModelCard
+from fourdnex.pipeline.call_inputs import (
+    CallInputs,
+    StepCallback,
+    check_callback_tensors,
+    check_embeds,
+    per_image,
+    scene_meta,
+    seeds_per_image,
+    step_callback,
+)
+from fourdnex.pipeline.images import as_pil, resolve_resolution
+from fourdnex.pipeline.model_settings import (
+    ModelFiles,
+    check_model_files,
+    first_line,
+    load_components,
+    model_area,
+    model_frames,
+)
+from fourdnex.pipeline.settings import GenerationSettings
+from fourdnex.pipeline.speed import load_extra_lora, speed_record
 from fourdnex.scene import Scene4D
-from fourdnex.scene_meta import PIPELINE_GENERATOR, SceneMeta
 from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
-    RESOLUTION_AREA,
     VAEFactors,
     XYZLatentNorm,
     pack_mask_latent,
     split_width,
     vae_factors,
-    with_prompt_suffix,
 )
 
 ImageInput = Image.Image | np.ndarray
@@ -105,71 +117,63 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         """Load a Wan2.1 I2V directory or hub id (or ``fourdnex-small``, the bundled model)
         plus an optional 4DNeX LoRA directory.
 
-        Configs and LoRA headers are checked before any weight is loaded. The LoRA is
-        fused into the weights by default (no per-step cost; required for fp8 storage).
-        The VAE is loaded in ``vae_dtype`` (float32 by default) and the CLIP image
-        encoder in float32, as released (method 5); the rest in ``dtype``.
-        ``extra_lora`` stacks a second LoRA (e.g. a step-distillation one) at
-        ``extra_lora_scale`` with diffusers' Wan LoRA loader, fused when ``fuse_lora``
-        (see :mod:`fourdnex.pipeline.speed`); its headers are checked before loading.
+        The configs and the LoRA headers are checked first
+        (:func:`~fourdnex.pipeline.model_settings.check_model_files`), then
+        :meth:`from_files` loads. ``extra_lora`` stacks a second LoRA (e.g. a
+        step-distillation one) at ``extra_lora_scale`` (see :mod:`fourdnex.pipeline.speed`).
         ``transformer_subfolder`` loads another transformer of the model directory (e.g.
         the bundled fourdnex-small's completion transformer, see
         :func:`fourdnex.models.loading.completion_transformer`).
-        Models stay on the CPU: call ``.to(device)`` or :func:`apply_memory` next.
         """
-        from transformers import CLIPVisionModel
+        files = check_model_files(model, lora, extra_lora, transformer_subfolder)
+        return cls.from_files(files, dtype, vae_dtype, fuse_lora, extra_lora_scale)
 
-        source = resolve_model(resolve_model_name(str(model)))
-        card = read_model_card(source.location) if source.local else None
-        if extra_lora is not None:
-            from fourdnex.models.loading import read_component_config
+    @classmethod
+    def from_files(
+        cls,
+        files: ModelFiles,
+        dtype: torch.dtype = torch.bfloat16,
+        vae_dtype: torch.dtype = torch.float32,
+        fuse_lora: bool = True,
+        extra_lora_scale: float = 1.0,
+    ) -> FourDNeXPipeline:
+        """Load a model whose files were checked (no header is read again).
 
-            inspect_extra_lora(extra_lora, read_component_config(source))
-        transformer, info = load_transformer(
-            source, lora, dtype=dtype, fuse_lora=fuse_lora, subfolder=transformer_subfolder
-        )
+        The LoRA is fused into the weights by default (no per-step cost; required for
+        fp8 storage), as is the extra LoRA. The VAE is loaded in ``vae_dtype`` (float32
+        by default) and the CLIP image encoder in float32, as released (method 5); the
+        rest in ``dtype``. Models stay on the CPU: call ``.to(device)`` or
+        :func:`apply_memory` next.
+        """
+        transformer, vae, image_encoder = load_components(files, dtype, vae_dtype, fuse_lora)
         try:
             with quiet_dtype_deprecation(), quiet_loading():
-                vae = AutoencoderKLWan.from_pretrained(
-                    source.location, subfolder="vae", torch_dtype=vae_dtype
-                )
-                image_encoder = CLIPVisionModel.from_pretrained(
-                    source.location, subfolder="image_encoder", dtype=torch.float32
-                )
                 pipe = cls.from_pretrained(
-                    source.location,
+                    files.transformer.source.location,
                     transformer=transformer,
                     vae=vae,
                     image_encoder=image_encoder,
                     torch_dtype=dtype,
                 )
         except (OSError, ValueError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FourDNeXError(f"cannot load {source}: {first}") from None
-        pipe.model_source = source
-        pipe.lora_info = info
-        pipe.model_card = card
-        if info is not None:
-            pipe.xyz_stats = info.xyz_stats
-        elif card is not None:
-            pipe.xyz_stats = card.xyz_latent
-        else:
-            pipe.xyz_stats = XYZLatentNorm()
+            raise FourDNeXError(
+                f"cannot load {files.transformer.source}: {first_line(exc)}"
+            ) from None
+        pipe.model_source = files.transformer.source
+        pipe.lora_info = files.transformer.lora
+        pipe.model_card = files.card
+        pipe.xyz_stats = files.xyz_stats
         pipe.compute_dtype = dtype
         speed_record(pipe)
-        if extra_lora is not None:
-            load_extra_lora(pipe, extra_lora, extra_lora_scale, fuse=fuse_lora)
+        if files.extra_lora is not None:
+            load_extra_lora(pipe, files.extra_lora, extra_lora_scale, fuse=fuse_lora)
         return pipe
-
-    def _dtype(self) -> torch.dtype:
-        return self.compute_dtype or self.transformer.dtype
 
     # ----------------------------------------------------------------- defaults
     @property
     def default_frames(self) -> int:
         """Frames when the settings give none: the model card's, else the paper's 49."""
-        card = self.model_card
-        return card.frames if card is not None and card.frames else DEFAULT_FRAMES
+        return model_frames(self.model_card)
 
     @property
     def vae_factors(self) -> VAEFactors:
@@ -187,10 +191,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
     @property
     def resolution_area(self) -> int:
         """Pixel area of the resolution policy: the model's training size (480 x 720)."""
-        card = self.model_card
-        if card is not None and card.height and card.width:
-            return card.height * card.width
-        return RESOLUTION_AREA
+        return model_area(self.model_card)
 
     def resolve_settings(self, settings: GenerationSettings) -> GenerationSettings:
         """Validated settings with the model's defaults filled in: its frames, and its
@@ -216,20 +217,19 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         batch_size: int = 1,
         seeds: Sequence[int] | None = None,
         motion: float | None = None,
+        callback_on_step_end: StepCallback | None = None,
     ) -> list[Scene4D]:
         """Generate one scene per image, up to ``batch_size`` images per denoising run.
 
         Image ``i`` uses ``seeds[i]`` (default ``settings.seed + i``) whatever the
         batching. Images whose resolutions differ are never batched together.
-        ``motion``: the motion strength in [0, 1] (see :meth:`__call__`).
+        ``motion`` and ``callback_on_step_end``: see :meth:`__call__`.
         """
         s = settings or GenerationSettings()
         if batch_size < 1:
             raise ValidationError(f"batch_size must be >= 1, got {batch_size}")
-        prompts = _per_image(prompt, len(images))
-        seeds = [s.seed + i for i in range(len(images))] if seeds is None else list(seeds)
-        if len(seeds) != len(images):
-            raise ValidationError(f"{len(seeds)} seeds for {len(images)} images")
+        prompts = per_image(prompt, len(images))
+        seeds = seeds_per_image(seeds, s.seed, len(images))
         sizes = [self.resolution(as_pil(im)[0].size, s) for im in images]
         out: dict[int, Scene4D] = {}
         pending = list(range(len(images)))
@@ -241,10 +241,49 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 settings=s,
                 seeds=[seeds[i] for i in group],
                 motion=motion,
+                callback_on_step_end=callback_on_step_end,
             )
             out.update(zip(group, scenes, strict=True))
             pending = [i for i in pending if i not in out]
         return [out[i] for i in range(len(images))]
+
+    def check_inputs(  # type: ignore[override]
+        self,
+        images: Sequence[ImageInput],
+        prompt: str | Sequence[str],
+        settings: GenerationSettings | None,
+        seeds: Sequence[int] | None = None,
+        motion: float | None = None,
+        embeds: dict[str, torch.Tensor | None] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+    ) -> CallInputs:
+        """Step 1 of :meth:`__call__`: the inputs checked, the settings' defaults filled
+        in (the model's frames and sampler settings) and the resolution resolved (method
+        3.8); every given embedding must have one row per image. One-line errors."""
+        s = self.resolve_settings(settings or GenerationSettings())
+        check_motion(motion)
+        if len(images) == 0:
+            raise ValidationError("no images given")
+        pil, notes = zip(*(as_pil(im) for im in images), strict=True)
+        B = len(pil)
+        prompts = per_image(prompt, B)
+        seeds = seeds_per_image(seeds, s.seed, B)
+        sizes = {self.resolution(im.size, s) for im in pil}
+        if len(sizes) != 1:
+            raise ValidationError(f"images of one batch need one resolution, got {sorted(sizes)}")
+        check_embeds(embeds or {}, B)
+        check_callback_tensors(callback_on_step_end_tensor_inputs, self._callback_tensor_inputs)
+        H, W = sizes.pop()
+        return CallInputs(s, list(pil), list(notes), prompts, seeds, H, W)
+
+    def prepare_latents(  # type: ignore[override]
+        self, shape: tuple[int, ...], seeds: Sequence[int], device: torch.device | str
+    ) -> torch.Tensor:
+        """The initial noise (B, *shape), one CPU generator per seed: independent of the
+        batching and the device."""
+        generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
+        noise = [torch.randn(shape, generator=g, dtype=torch.float32) for g in generators]
+        return torch.stack(noise).to(device)
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]
@@ -255,12 +294,19 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         seeds: Sequence[int] | None = None,
         known: Sequence[KnownFrames] | None = None,
         motion: float | None = None,
+        *,
+        prompt_embeds: torch.Tensor | None = None,
+        negative_prompt_embeds: torch.Tensor | None = None,
+        image_embeds: torch.Tensor | None = None,
+        callback_on_step_end: StepCallback | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> list[Scene4D]:
         """Generate a batch of scenes, one per image (all at one resolution).
 
         Args:
             images: PIL images or (H, W, 3) arrays (uint8 or float in [0, 1]).
-            prompt: one prompt for all images or one per image ("" is allowed).
+            prompt: one prompt for all images or one per image ("" is allowed); with
+                ``prompt_embeds`` only recorded as the scenes' captions.
             settings: generation settings (official defaults when None).
             seeds: one seed per image (default ``settings.seed + i``).
             known: instead of the image condition, what is known of each clip (one per
@@ -270,81 +316,72 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             motion: the motion strength in [0, 1] (0: a static world), given to the model
                 as the motion code in both guidance branches
                 (:func:`fourdnex.condition.with_motion`); None: the model chooses.
+            prompt_embeds, negative_prompt_embeds: precomputed UMT5 states (B, 512,
+                text_dim) of the prompts (with the 4DNeX suffix) and of the negative
+                prompt (encoded from ``settings.negative_prompt`` when not given).
+            image_embeds: precomputed CLIP states (B, 257, image_dim) of the images.
+            callback_on_step_end: called after every denoising step as diffusers calls
+                it (:data:`StepCallback`), with the tensors named in
+                ``callback_on_step_end_tensor_inputs``; what it returns replaces them.
 
         Returns:
             One :class:`Scene4D` per image: ``rgb`` (T, H, W, 3) in [0, 1] and ``xyz``
             (T, H, W, 3) in the model's [-1, 1] space.
         """
         # 1. Check inputs and resolve the frames and resolution (method 3.8).
-        s = self.resolve_settings(settings or GenerationSettings())
-        frames = s.frames
-        assert frames is not None and s.steps is not None and s.guidance is not None
-        check_motion(motion)
-        if len(images) == 0:
-            raise ValidationError("no images given")
-        pil, notes = zip(*(as_pil(im) for im in images), strict=True)
-        B = len(pil)
-        prompts = _per_image(prompt, B)
-        seeds = [s.seed + i for i in range(B)] if seeds is None else list(seeds)
-        if len(seeds) != B:
-            raise ValidationError(f"{len(seeds)} seeds for {B} images")
-        sizes = {self.resolution(im.size, s) for im in pil}
-        if len(sizes) != 1:
-            raise ValidationError(f"images of one batch need one resolution, got {sorted(sizes)}")
-        H, W = sizes.pop()
-        device, dtype = self._execution_device, self._dtype()
+        given = {"prompt_embeds": prompt_embeds, "negative_prompt_embeds": negative_prompt_embeds,
+                 "image_embeds": image_embeds}  # fmt: skip
+        call = self.check_inputs(images, prompt, settings, seeds, motion, given,
+                                 callback_on_step_end_tensor_inputs)  # fmt: skip
+        s, B, H, W = call.settings, call.batch, call.height, call.width
+        assert s.frames is not None and s.steps is not None and s.guidance is not None
+        device, dtype = self._execution_device, self.compute_dtype or self.transformer.dtype
 
-        # 2. Prompts with the 4DNeX suffix, UMT5-encoded and padded to 512 tokens.
-        full_prompts = [with_prompt_suffix(p) if s.prompt_suffix else p for p in prompts]
+        # 2. Prompts with the 4DNeX suffix, UMT5-encoded and padded to 512 tokens (unless
+        #    given), then the motion code in the last text slot of both branches.
         prompt_embeds, negative_embeds = self.encode_prompt(
-            full_prompts,
+            None if prompt_embeds is not None else call.full_prompts,
             [s.negative_prompt] * B,
             do_classifier_free_guidance=s.do_guidance,
+            prompt_embeds=prompt_embeds,
+            negative_prompt_embeds=negative_prompt_embeds,
             max_sequence_length=TEXT_CONTEXT_LENGTH,
             device=device,
         )
-        prompt_embeds = prompt_embeds.to(dtype)  # (B, 512, text_dim)
-        if negative_embeds is not None:
-            negative_embeds = negative_embeds.to(dtype)
-        if motion is not None:  # the motion code in the last text slot of both branches
+        texts = [prompt_embeds, negative_embeds]  # (B, 512, text_dim) each; None: no guidance
+        texts = [None if x is None else x.to(device, dtype) for x in texts]
+        if motion is not None:
             strength = torch.full((B,), float(motion))
-            prompt_embeds = with_motion(prompt_embeds, strength)
-            if negative_embeds is not None:
-                negative_embeds = with_motion(negative_embeds, strength)
+            texts = [None if x is None else with_motion(x, strength) for x in texts]
+        prompt_embeds, negative_embeds = texts
 
-        # 3-6. The condition (one builder for training and inference, fourdnex.condition):
+        # 3. The condition (one builder for training and inference, fourdnex.condition):
         #    the image at the generation size, [I0 | plane init] then zero frames, its VAE
-        #    latent (mode; the XYZ half NOT XYZ-normalized), the guided mask in front.
+        #    latent (mode; the XYZ half NOT XYZ-normalized), the guided mask in front; and
+        #    the CLIP image states (unless given).
         if known is None:
-            rgb0, condition = self.build_condition(pil, H, W, frames, s.resize, device)
+            rgb0, condition = self.build_condition(call.images, H, W, s.frames, s.resize, device)
         else:
-            rgb0, condition = self.build_known_condition(known, H, W, frames, device)
-        clip_input = [to_uint8_image(x) for x in rgb0]
-        image_embeds = self.encode_image(clip_input, device).to(dtype)  # (B, 257, image_dim)
+            rgb0, condition = self.build_known_condition(known, H, W, s.frames, device)
+        if image_embeds is None:
+            image_embeds = self.encode_image([to_uint8_image(x) for x in rgb0], device)
+        image_embeds = image_embeds.to(device, dtype)  # (B, 257, image_dim)
         condition = condition.to(dtype)  # (B, 20, T_lat, h, 2w)
-        cond_shape = (16, *condition.shape[2:])
 
-        # 7. Timesteps: UniPC with the flow shift of the settings (a fresh scheduler per call).
+        # 4. Timesteps: UniPC with the flow shift of the settings (a fresh scheduler per call).
         scheduler = type(self.scheduler).from_config(self.scheduler.config, flow_shift=s.flow_shift)
         scheduler.set_timesteps(s.steps, device=device)
+        self._num_timesteps = len(scheduler.timesteps)
 
-        # 8. Initial noise, one CPU generator per image: independent of batching and device.
-        latents = torch.stack(
-            [
-                torch.randn(
-                    cond_shape,
-                    generator=torch.Generator("cpu").manual_seed(seed),
-                    dtype=torch.float32,
-                )
-                for seed in seeds
-            ]
-        ).to(device)  # (B, 16, T_lat, h, 2w)
+        # 5. Initial noise, one CPU generator per image.
+        latents = self.prepare_latents((16, *condition.shape[2:]), call.seeds, device)
 
-        # 9. Denoising loop with classifier-free guidance (both branches share the image).
+        # 6. Denoising loop with classifier-free guidance (both branches share the image).
         #    Each branch runs in its own cache context, so diffusers' step caches
         #    (transformer.enable_cache, see enable_step_cache) keep them apart.
         with self.progress_bar(total=len(scheduler.timesteps)) as bar:
             for i, t in enumerate(scheduler.timesteps):
+                self._current_timestep = t
                 model_input = torch.cat([latents, condition.to(device)], dim=1).to(dtype)
                 timestep = t.expand(B)
                 context = {"step_index": i, "num_inference_steps": s.steps, "timestep": t}
@@ -355,28 +392,32 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                         uncond = self._predict(model_input, timestep, negative_embeds, image_embeds)
                     velocity = uncond + s.guidance * (velocity - uncond)
                 latents = scheduler.step(velocity.float(), t, latents, return_dict=False)[0]
+                if callback_on_step_end is not None:
+                    latents, prompt_embeds, negative_embeds = step_callback(
+                        callback_on_step_end, self, i, t, callback_on_step_end_tensor_inputs,
+                        latents, prompt_embeds, negative_embeds,
+                    )  # fmt: skip
                 bar.update()
+        self._current_timestep = None
 
-        # 10. XYZ latent de-normalization (method 3.3), VAE de-normalization and decoding.
+        # 7. XYZ latent de-normalization (method 3.3), VAE de-normalization and decoding.
         latents = XYZLatentNorm(self.xyz_stats.mean, self.xyz_stats.std).denormalize(latents)
         decoded = self._decode(latents)  # (B, 3, T, H, 2W) in [-1, 1]
         self.maybe_free_model_hooks()
 
-        # 11. Split the width into RGB and XYZ. RGB is clipped to [0, 1]; XYZ stays in model
-        #     space, unclamped as released (unless settings.clamp_xyz).
+        # 8. Split the width into RGB and XYZ. RGB is clipped to [0, 1]; XYZ stays in model
+        #    space, unclamped as released (unless settings.clamp_xyz).
         rgb_v, xyz_v = split_width(decoded, LATENT_WIDTH_AXIS)
         if s.clamp_xyz:
             xyz_v = xyz_v.clamp(-1.0, 1.0)
         rgb_np = ((rgb_v + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 4, 1).cpu().numpy()
         xyz_np = xyz_v.permute(0, 2, 3, 4, 1).cpu().numpy()  # (B, T, H, W, 3)
+        used = None if given["prompt_embeds"] is not None else call.full_prompts
         return [
-            Scene4D(
-                rgb=rgb_np[b],
-                xyz=xyz_np[b],
-                meta=self._meta(s, prompts[b], full_prompts[b], seeds[b], H, W, notes[b], motion),
-            )
+            Scene4D(rgb=rgb_np[b], xyz=xyz_np[b],
+                    meta=scene_meta(self, call, b, used[b] if used else None, motion))
             for b in range(B)
-        ]
+        ]  # fmt: skip
 
     # ---------------------------------------------------------------- helpers
     def build_condition(
@@ -456,51 +497,3 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         latents = latents * std + mean
         vae_device = get_module_execution_device(self.vae)
         return self.vae.decode(latents.to(vae_device, self.vae.dtype), return_dict=False)[0].float()
-
-    def _meta(
-        self,
-        s: GenerationSettings,
-        prompt: str,
-        full_prompt: str,
-        seed: int,
-        height: int,
-        width: int,
-        note: str,
-        motion: float | None = None,
-    ) -> SceneMeta:
-        notes = [n for n in (note, aspect_note(height, width)) if n]
-        return SceneMeta(
-            generator=PIPELINE_GENERATOR,
-            caption=prompt,
-            seed=seed,
-            settings={
-                "prompt_used": full_prompt,
-                "negative_prompt": s.negative_prompt,
-                "steps": s.steps,
-                "guidance": s.guidance,
-                "flow_shift": s.flow_shift,
-                "frames": s.frames,
-                "height": height,
-                "width": width,
-                "model": str(self.model_source) if self.model_source else "",
-                "lora": self.lora_info.to_dict() if self.lora_info else None,
-                "xyz_latent": {"mean": self.xyz_stats.mean, "std": self.xyz_stats.std},
-                "resize": s.resize,
-                "clamp_xyz": s.clamp_xyz,
-                "motion_strength": motion,
-                "dtype": str(self._dtype()).removeprefix("torch."),
-                "speed": dict(speed_record(self)),
-            },
-            provenance={"versions": library_versions()},
-            xyz_space="model",  # a generated scene has no source frame to map back to
-            notes=notes,
-        )
-
-
-def _per_image(prompt: str | Sequence[str], count: int) -> list[str]:
-    if isinstance(prompt, str):
-        return [prompt] * count
-    prompts = list(prompt)
-    if len(prompts) != count:
-        raise ValidationError(f"{len(prompts)} prompts for {count} images")
-    return prompts

@@ -145,3 +145,22 @@ def aspect_note(height: int, width: int) -> str:
         f"{width}x{height} is off the 720x480 training aspect ratio by {deviation:.0%}: "
         "expect lower quality"
     )
+
+
+#: File suffixes taken from a folder given as input.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+
+
+def expand_images(paths: list[Path]) -> list[Path]:
+    """Folders become the image files directly inside them (sorted by name)."""
+    out: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir()
+                           if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())  # fmt: skip
+            if not found:
+                raise ValidationError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {p}")
+            out += found
+        else:
+            out.append(p)
+    return out

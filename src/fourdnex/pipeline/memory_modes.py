@@ -84,18 +84,23 @@ def get_memory_mode(name: str) -> MemorySettings:
         ) from None
 
 
-def apply_memory(pipe: Any, settings: MemorySettings, device: str | torch.device) -> None:
-    """Place ``pipe``'s models on ``device`` according to ``settings``.
-
-    Offloading needs an accelerator: on a CPU device it raises a one-line error.
-    fp8 storage must come after the LoRA is fused (it casts every linear layer).
-    """
-    device = torch.device(device)
-    if settings.offload != "none" and device.type == "cpu":
+def check_placement(settings: MemorySettings, device: str | torch.device) -> None:
+    """Offloading needs an accelerator: on a CPU device, a one-line error."""
+    if settings.offload != "none" and torch.device(device).type == "cpu":
         raise FourDNeXError(
             f"offload mode {settings.offload!r} needs a CUDA device; on CPU use a mode without "
             "offloading (e.g. none, vae-tiling, fp8)"
         )
+
+
+def apply_memory(pipe: Any, settings: MemorySettings, device: str | torch.device) -> None:
+    """Place ``pipe``'s models on ``device`` according to ``settings``
+    (:func:`check_placement` first).
+
+    fp8 storage must come after the LoRA is fused (it casts every linear layer).
+    """
+    device = torch.device(device)
+    check_placement(settings, device)
     transformer = pipe.transformer
     if settings.fp8_storage:
         transformer.enable_layerwise_casting(

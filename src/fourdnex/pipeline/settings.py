@@ -15,7 +15,7 @@ from typing import Any
 
 from fourdnex.condition import RESIZE_POLICIES, ResizePolicy
 from fourdnex.errors import ValidationError
-from fourdnex.flow import FLOW_SHIFT
+from fourdnex.flow_matching import FLOW_SHIFT
 from fourdnex.limits import (
     MAX_FRAMES,
     MAX_GUIDANCE,

@@ -237,10 +237,12 @@ def inspect_extra_lora(path: str | Path, config: Any) -> dict[str, Any]:
 
 
 def load_extra_lora(
-    pipe: Any, path: str | Path, scale: float = 1.0, fuse: bool = True
+    pipe: Any, extra: str | Path | dict[str, Any], scale: float = 1.0, fuse: bool = True
 ) -> dict[str, Any]:
     """Stack a second LoRA on ``pipe.transformer`` with diffusers' Wan LoRA loader.
 
+    ``extra``: the LoRA's file or directory (its headers are checked first,
+    :func:`inspect_extra_lora`), or the record that check returned (not read again).
     ``fuse=True`` merges it into the weights at ``scale`` and removes the LoRA layers (no
     per-step cost; needed before fp8 storage); ``fuse=False`` keeps it as a peft adapter
     weighted ``scale`` (next to an unfused 4DNeX adapter, if any).
@@ -250,7 +252,7 @@ def load_extra_lora(
     from fourdnex.models.lora import ADAPTER_NAME
 
     check_float(scale, "extra_lora_scale", 0.0, MAX_EXTRA_LORA_SCALE, low_open=True)
-    info = inspect_extra_lora(path, pipe.transformer.config)
+    info = extra if isinstance(extra, dict) else inspect_extra_lora(extra, pipe.transformer.config)
     adapters = list(getattr(pipe.transformer, "peft_config", None) or {})
     if EXTRA_ADAPTER in adapters:
         raise FourDNeXError("the pipeline already has an extra LoRA")

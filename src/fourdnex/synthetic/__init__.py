@@ -8,6 +8,7 @@ camera, and returns a :class:`~fourdnex.Scene4D` with ``rgb``, world ``xyz``,
 first-frame pixels. See docs/synthetic.md and docs/tracks.md.
 """
 
+from fourdnex.synthetic.ground_truth_tracks import GroundTruthTracks, ground_truth_tracks
 from fourdnex.synthetic.sample import HELD_OUT_SEED_START, SceneOptions, sample_spec
 from fourdnex.synthetic.spec import (
     CAMERA_MOTIONS,
@@ -17,7 +18,6 @@ from fourdnex.synthetic.spec import (
     TEXTURES,
     SceneSpec,
 )
-from fourdnex.synthetic.tracks import GroundTruthTracks, ground_truth_tracks
 from fourdnex.synthetic.world import make_scene, render_spec
 
 __all__ = [

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 import numpy as np
+import tyro
 
 from fourdnex.errors import ValidationError
 from fourdnex.limits import check_video_size
@@ -16,9 +18,12 @@ from fourdnex.synthetic.spec import (
     OBJECT_MOTIONS,
     PALETTE,
     TEXTURES,
+    CameraMotion,
     CameraSpec,
+    Environment,
     EnvironmentSpec,
     MotionSpec,
+    ObjectMotion,
     ObjectSpec,
     SceneSpec,
 )
@@ -52,30 +57,28 @@ _GROUND_COLORS = ("grey", "beige", "brown", "green", "white")
 
 @dataclass(frozen=True)
 class SceneOptions:
-    """Choices that override the random draw (``None``: drawn from the seed).
-
-    Attributes:
-        static_scene: no object moves.
-        static_camera: the camera does not move (no shake either).
-        camera_motion: force one of ``CAMERA_MOTIONS``.
-        object_motion: force this motion on every moving object (``roll`` applies to
-            spheres; other kinds slide instead).
-        num_objects: force the number of primitives (1..8).
-        fov_deg: force the horizontal field of view.
-        environment: force ``"room"`` or ``"outdoor"``.
-        motion_scale: every object's motion scaled by this factor in [0, 1] (distance,
-            angle, bounce height; 0 = a static world). The layout and the camera are
-            those of the seed at full motion: one scene at any motion strength.
-    """
+    """Choices that override the random draw (``None``: drawn from the seed); nested in
+    ``4dnex synth`` (flags ``--static-scene`` ... ``--objects``, ``--fov``)."""
 
     static_scene: bool = False
+    """No object moves."""
     static_camera: bool = False
-    camera_motion: str | None = None
-    object_motion: str | None = None
-    num_objects: int | None = None
-    fov_deg: float | None = None
-    environment: str | None = None
-    motion_scale: float = 1.0
+    """The camera stands still (no shake either)."""
+    camera_motion: CameraMotion | None = None
+    """Force this camera motion (drawn per scene otherwise)."""
+    object_motion: ObjectMotion | None = None
+    """Force this motion on every moving object (drawn per object otherwise; roll applies
+    to spheres, other kinds slide instead)."""
+    num_objects: Annotated[int | None, tyro.conf.arg(name="objects")] = None
+    """Force the number of primitives, 1-8 (drawn from 2-6 otherwise)."""
+    fov_deg: Annotated[float | None, tyro.conf.arg(name="fov")] = None
+    """Force the horizontal field of view in degrees (drawn from 40-90 otherwise)."""
+    environment: Environment | None = None
+    """Force the surroundings (drawn per scene otherwise)."""
+    motion_scale: Annotated[float, tyro.conf.Suppress] = 1.0
+    """Every object's motion scaled by this factor in [0, 1] (distance, angle, bounce
+    height; 0 = a static world). The layout and the camera are those of the seed at full
+    motion: one scene at any motion strength. (``4dnex synth --motion`` sets it.)"""
 
     def check(self) -> None:
         if not 0.0 <= self.motion_scale <= 1.0:

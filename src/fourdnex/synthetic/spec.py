@@ -11,7 +11,7 @@ the origin. Cameras follow :mod:`fourdnex.cameras` (OpenCV axes).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -41,12 +41,15 @@ OBJECT_KINDS = ("sphere", "box", "cylinder", "ellipsoid")
 #: Procedural textures, computed in object-local coordinates (they move with the object).
 TEXTURES = ("checkers", "stripes", "noise", "gradient")
 #: Rigid object motions.
-OBJECT_MOTIONS = ("static", "translate", "roll", "rotate", "bounce", "rise")
+ObjectMotion = Literal["static", "translate", "roll", "rotate", "bounce", "rise"]
+OBJECT_MOTIONS: tuple[str, ...] = get_args(ObjectMotion)
 #: Camera motions.
-CAMERA_MOTIONS = ("static", "dolly", "orbit", "pan", "arc", "handheld")
+CameraMotion = Literal["static", "dolly", "orbit", "pan", "arc", "handheld"]
+CAMERA_MOTIONS: tuple[str, ...] = get_args(CameraMotion)
 #: Surroundings: a closed room (floor, four walls, ceiling) or a ground plane under a
 #: sky dome. Both are closed at a finite distance, so depth is finite everywhere.
-ENVIRONMENTS = ("room", "outdoor")
+Environment = Literal["room", "outdoor"]
+ENVIRONMENTS: tuple[str, ...] = get_args(Environment)
 
 _TEXTURE_WORDS = {
     "checkers": "checkered",

@@ -11,7 +11,7 @@ from fourdnex.scene_meta import SYNTHETIC_GENERATOR, SceneMeta
 from fourdnex.synthetic.frames import render
 from fourdnex.synthetic.motion import camera_path, object_poses
 from fourdnex.synthetic.sample import SceneOptions, sample_spec
-from fourdnex.synthetic.spec import SceneSpec, caption
+from fourdnex.synthetic.spec import CameraMotion, Environment, ObjectMotion, SceneSpec, caption
 
 #: Version of the generator; bumped whenever the same seed would give a different scene.
 GENERATOR_VERSION = 1
@@ -25,11 +25,11 @@ def make_scene(
     *,
     static_scene: bool = False,
     static_camera: bool = False,
-    camera_motion: str | None = None,
-    object_motion: str | None = None,
+    camera_motion: CameraMotion | None = None,
+    object_motion: ObjectMotion | None = None,
     num_objects: int | None = None,
     fov_deg: float | None = None,
-    environment: str | None = None,
+    environment: Environment | None = None,
     motion_scale: float = 1.0,
     shadows: bool = True,
 ) -> Scene4D:

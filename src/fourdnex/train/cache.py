@@ -6,27 +6,11 @@ Layout of a cache directory (default ``DATA/cache``)::
     null_prompt.safetensors    prompt_embeds (512, D) of the empty prompt (text dropout)
     entries/<clip_id>.safetensors
 
-An entry holds (``T' = (T - 1) / 4 + 1``, ``h = H / s``, ``w = W / s``, ``s`` the VAE's
-spatial factor):
-
-- ``rgb_latent`` (16, T', h, w) and ``xyz_latent`` (16, T', h, w): VAE latents (mode,
-  VAE-normalized) of the RGB and model-space XYZ videos. The XYZ *target* is further
-  normalized with :class:`fourdnex.sixd.XYZLatentNorm` at training time, not here.
-- ``cond_latent`` (16, T', h, 2w): the condition video ``[I0 | plane_init]`` then zeros
-  (or, for a clip with known frames, those frames), built and encoded by
-  :mod:`fourdnex.condition` with the model's condition encoding, the same code
-  generation runs.
-- ``cond_mask`` (4, T', h, 2w): the mask in Wan's latent layout (the guided mask, or the
-  packed mask of the clip's known frames).
-- ``rgb_latent_std``, ``xyz_latent_std``, ``cond_latent_std``: the VAE posterior std of
-  each in the same normalized units, so that training can use posterior samples
-  (``mode + std * noise``, the released recipe) or the mode (a training setting).
-- ``prompt_embeds`` (512, D_text): the caption with the 4DNeX suffix.
-- ``image_embeds`` (N, D_image): CLIP penultimate states of the CLIP image of the known
-  frames (:meth:`fourdnex.condition.KnownFrames.clip_image`: frame 0's RGB for the image
-  condition).
-- ``motion`` (2,): ``[given, strength]``: the clip's motion label (``clip.json``
-  ``motion_strength``; given 1) or none (``[0, 0]``), fed as the motion code.
+An entry holds the tensors of :class:`~fourdnex.train.cache_entry.CacheEntry` (the
+VAE latents of the RGB, XYZ and condition videos and their posterior std, the latent
+mask, the prompt and CLIP image embeddings and the motion label; its field names are
+the file's keys), built by :func:`encode_clip` with :mod:`fourdnex.condition`, the same
+code generation runs.
 
 Its metadata ``key`` hashes the clip's files (content), the settings and the model
 id: when any of them changes the entry is stale and is encoded again.
@@ -44,7 +28,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from fourdnex.condition import ConditionEncoding, KnownFrames, encode_condition, known_condition
+from fourdnex.condition import (
+    ConditionEncoding,
+    KnownFrames,
+    encode_condition,
+    known_condition,
+    prepare_modalities,
+)
 from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
 from fourdnex.data.clips import RGB_LOSSLESS, RGB_VIDEO
 from fourdnex.errors import FourDNeXError
@@ -53,8 +43,9 @@ from fourdnex.io.paths import check_output_not_input
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.provenance import provenance, write_json
 from fourdnex.sixd import PROMPT_SUFFIX, check_frames, pack_mask_latent, with_prompt_suffix
-from fourdnex.train.clipsource import ClipRef, list_clips, load_clip
-from fourdnex.train.encoder import LatentEncoder, prepare_modalities, to_vae_video
+from fourdnex.train.cache_entry import CacheEntry
+from fourdnex.train.clipsource import ClipRef, list_clips, load_clip_arrays
+from fourdnex.train.encoder import LatentEncoder, to_vae_video
 
 CACHE_FORMAT = "fourdnex.latent_cache"
 #: Version 3: entries hold ``cond_mask`` (clips with known frames). Version 4: ``motion``
@@ -144,9 +135,17 @@ class EncodeReport:
         return len(self.encoded) + len(self.skipped) + len(self.failed)
 
 
-def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -> dict:
-    """Encode one clip into the tensors of a cache entry (see the module docstring)."""
-    clip = load_clip(ref)
+@dataclass(frozen=True)
+class EncodedClip:
+    """One encoded clip: its cache entry and the prompt it was encoded with."""
+
+    entry: CacheEntry
+    prompt: str
+
+
+def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -> EncodedClip:
+    """Encode one clip into its cache entry."""
+    clip = load_clip_arrays(ref)
     rgb, xyz = prepare_modalities(
         clip.rgb, clip.xyz, settings.frames, settings.height, settings.width
     )
@@ -170,24 +169,24 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
     video, pixel_mask = known_condition(known)
     cond, cond_std = encode_condition(encoder.encode_video, video, settings.condition_encoding)
     prompt = with_prompt_suffix(clip.caption, settings.prompt_suffix)
-    tensors = {
-        "rgb_latent": both[0],
-        "xyz_latent": both[1],
-        "cond_latent": cond[0],
-        "rgb_latent_std": both_std[0],
-        "xyz_latent_std": both_std[1],
-        "cond_latent_std": cond_std[0],
-        "cond_mask": pack_mask_latent(pixel_mask, encoder.factors.spatial)[0],
-        "prompt_embeds": encoder.encode_prompts([prompt])[0],
-        "image_embeds": encoder.encode_images([known.clip_image()])[0],
-        "motion": torch.tensor(
+    entry = CacheEntry(
+        rgb_latent=both[0],
+        xyz_latent=both[1],
+        cond_latent=cond[0],
+        rgb_latent_std=both_std[0],
+        xyz_latent_std=both_std[1],
+        cond_latent_std=cond_std[0],
+        cond_mask=pack_mask_latent(pixel_mask, encoder.factors.spatial)[0],
+        prompt_embeds=encoder.encode_prompts([prompt])[0],
+        image_embeds=encoder.encode_images([known.clip_image()])[0],
+        motion=torch.tensor(
             [0.0, 0.0] if clip.motion_strength is None else [1.0, clip.motion_strength]
         ),
-    }
-    for name, t in tensors.items():
+    )
+    for name, t in entry.tensors().items():
         if not torch.isfinite(t).all():
             raise FourDNeXError(f"{name} of clip {ref.clip_id} is not finite")
-    return {"tensors": tensors, "prompt": prompt}
+    return EncodedClip(entry, prompt)
 
 
 def encode_dataset(
@@ -254,9 +253,9 @@ def encode_dataset(
             if encoder is None:
                 encoder = make_encoder()
             out = encode_clip(encoder, ref, settings)
-            meta = {"key": key, "clip_id": ref.clip_id, "prompt": out["prompt"]}
+            meta = {"key": key, "clip_id": ref.clip_id, "prompt": out.prompt}
             with atomic_file(path) as tmp:
-                save_file(out["tensors"], str(tmp), metadata=meta)
+                save_file(out.entry.tensors(), str(tmp), metadata=meta)
             report.encoded.append(ref.clip_id)
         except (FourDNeXError, OSError, ValueError, RuntimeError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -51,7 +51,7 @@ def list_clips(data_dir: Path) -> list[ClipRef]:
     return [ClipRef(e.id, index.clip_dir(e)) for e in index]
 
 
-def load_clip(ref: ClipRef) -> ClipArrays:
+def load_clip_arrays(ref: ClipRef) -> ClipArrays:
     """Read and validate one clip (raises :class:`FourDNeXError` with the reason)."""
     from fourdnex.data import read_clip
 

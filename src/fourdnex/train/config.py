@@ -10,10 +10,12 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.flow import FLOW_SHIFT, LossWeighting, TimestepSampling
+from fourdnex.flow_matching import FLOW_SHIFT, TimestepSampling
 from fourdnex.limits import (
     MAX_GUIDANCE,
     MAX_STEPS,
@@ -29,6 +31,7 @@ from fourdnex.models.presets import (
     SMALL_WIDTH,
     WAN_I2V_14B_480P_ID,
 )
+from fourdnex.train.objective import ObjectiveSettings
 
 #: The paper's recipe (method 3.6): batch 32, lr 1e-4, 5k iterations, 49 x 480 x 720.
 PAPER_BATCH_SIZE = 32
@@ -41,12 +44,6 @@ PAPER_WIDTH = 720
 PAPER_WARMUP_STEPS = 100
 #: Model id that means "the bundled tiny model" (built offline by fourdnex.models.tiny).
 TINY_MODEL_ID = "tiny"
-#: Condition dropout for classifier-free guidance (the released code had none).
-TEXT_DROPOUT = 0.1
-IMAGE_DROPOUT = 0.05
-#: Share of labelled clips trained without their motion label (the model then chooses
-#: the motion, as 4DNeX does).
-MOTION_DROPOUT = 0.25
 
 #: ``auto``: bf16 where it is fast (a GPU with bf16, a CPU with AMX), else none
 #: (:func:`fourdnex.precision.resolve_precision`); resolved when training starts.
@@ -126,26 +123,11 @@ class TrainConfig:
     """Debug: reuse the noise, noise levels and dropout of step 0 at every step (with one
     clip: one fixed batch, whose loss must fall towards zero)."""
 
-    # ---- flow matching
-    timesteps: TimestepSampling = field(default_factory=TimestepSampling)
-    """How noise levels are drawn (sampler, logit-normal parameters, shift)."""
-    loss_weighting: LossWeighting = "none"
-    """Per-sample loss weight: none (released) or cosmap."""
-    text_dropout: float = TEXT_DROPOUT
-    """Probability of replacing the prompt by the empty prompt (for CFG)."""
-    image_dropout: float = IMAGE_DROPOUT
-    """Probability of zeroing the CLIP image embedding (the first-frame latent stays)."""
-    motion_dropout: float = MOTION_DROPOUT
-    """Probability of training a clip with a motion label without it (clips without a
-    label never have one)."""
-    vae_latents: Literal["sample", "mode"] = "sample"
-    """VAE latents of the target and condition: posterior samples drawn per step (the
-    released recipe; a little latent noise that the decoder tolerates) or the mode."""
-    xyz_latent_mean: float | None = None
-    """XYZ latent normalization mean (method 3.3); default: the base model's fourdnex.json,
-    else the released -0.13."""
-    xyz_latent_std: float | None = None
-    """XYZ latent normalization std; default: the base model's fourdnex.json, else 1.70."""
+    # ---- flow matching (flags without a prefix: --text-dropout, --timesteps.kind, ...)
+    objective: Annotated[ObjectiveSettings, tyro.conf.arg(name="")] = field(
+        default_factory=ObjectiveSettings
+    )
+    """The objective's options (:class:`~fourdnex.train.objective.ObjectiveSettings`)."""
     zero_init_output: bool = False
     """Zero the transformer's output projection before training (from-scratch runs: the
     first prediction is 0, as DiT's adaLN-zero; a resumed run loads its own weights)."""
@@ -207,12 +189,9 @@ class TrainConfig:
         if self.ema_decay and not self.full_finetune:
             raise ValidationError("ema_decay needs --full-finetune (LoRA runs keep no EMA)")
         check_int(self.seed, "seed", 0, 2**63 - 1)
-        for name in ("xyz_latent_mean", "xyz_latent_std"):
-            if getattr(self, name) is not None:
-                check_float(getattr(self, name), name, -1e6, 1e6)
-        for name in ("text_dropout", "image_dropout", "motion_dropout", "min_lr_ratio"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        self.objective.check()
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValidationError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("warmup_steps", "checkpoint_every", "keep_last", "validate_every"):
             if getattr(self, name) < 0:
                 raise ValidationError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -234,8 +213,34 @@ class TrainConfig:
     def cache_dir(self) -> Path:
         return self.cache if self.cache is not None else self.data / "cache"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+
+def settings_record(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved settings record (``config.json`` / ``checkpoint.json`` ``settings``) in the
+    layout of :class:`TrainConfig`: runs written before the objective's options were
+    nested kept them at the top level (``text_dropout``, ``timesteps``, ...)."""
+    if "objective" in saved:
+        return saved
+    names = {f.name for f in dataclasses.fields(ObjectiveSettings)}
+    nested = {k: v for k, v in saved.items() if k in names}
+    rest = {k: v for k, v in saved.items() if k not in names}
+    return {**rest, "objective": nested} if nested else rest
+
+
+def settings_leaves(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A settings record flattened: nested dicts become dotted names
+    (``objective.timesteps.shift``); every other value is a leaf."""
+    leaves: dict[str, Any] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            leaves.update(settings_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+#: The objective of every preset: uniform timesteps like the release, with the inference
+#: shift (method 10).
+_PRESET_OBJECTIVE = ObjectiveSettings(TimestepSampling("uniform", shift=FLOW_SHIFT))
 
 
 def _wan14b_lora() -> dict[str, Any]:
@@ -253,8 +258,7 @@ def _wan14b_lora() -> dict[str, Any]:
         "learning_rate": PAPER_LEARNING_RATE,
         "warmup_steps": PAPER_WARMUP_STEPS,
         "mixed_precision": "bf16",
-        # uniform like the release, but with the inference shift (method 10)
-        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
+        "objective": _PRESET_OBJECTIVE,
         "checkpoint_every": 500,
         "keep_last": 3,
         "validate_every": 500,
@@ -276,7 +280,7 @@ def _tiny_synthetic() -> dict[str, Any]:
         "batch_size": 2,
         "learning_rate": 1e-3,
         "warmup_steps": 10,
-        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
+        "objective": _PRESET_OBJECTIVE,
         "checkpoint_every": 100,
         "validate_every": 100,
     }
@@ -300,7 +304,7 @@ def _small_synthetic() -> dict[str, Any]:
         "warmup_steps": 200,
         "min_lr_ratio": 0.05,
         "mixed_precision": "auto",
-        "timesteps": TimestepSampling("uniform", shift=FLOW_SHIFT),
+        "objective": _PRESET_OBJECTIVE,
         "checkpoint_every": 250,
         "keep_last": 2,
         "validate_every": 0,
@@ -309,7 +313,7 @@ def _small_synthetic() -> dict[str, Any]:
 
 
 #: Preset name -> field values (everything else keeps the dataclass default).
-PRESETS: dict[str, Any] = {
+TRAIN_PRESETS: dict[str, Any] = {
     "wan14b-lora": _wan14b_lora,
     "tiny-synthetic": _tiny_synthetic,
     "small-synthetic": _small_synthetic,
@@ -318,7 +322,7 @@ PRESETS: dict[str, Any] = {
 
 def preset_config(name: str, **overrides: Any) -> TrainConfig:
     """The preset ``name`` as a config; ``data`` and ``out`` may stay unset (for the CLI)."""
-    if name not in PRESETS:
-        raise FourDNeXError(f"unknown training preset {name!r}; known: {', '.join(PRESETS)}")
-    values: dict[str, Any] = {"data": Path(), "out": Path(), **PRESETS[name](), **overrides}
+    if name not in TRAIN_PRESETS:
+        raise FourDNeXError(f"unknown training preset {name!r}; known: {', '.join(TRAIN_PRESETS)}")
+    values: dict[str, Any] = {"data": Path(), "out": Path(), **TRAIN_PRESETS[name](), **overrides}
     return TrainConfig(preset=name, **values)

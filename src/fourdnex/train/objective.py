@@ -21,14 +21,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from fourdnex.condition import model_condition, with_motion
-from fourdnex.flow import (
+from fourdnex.errors import FourDNeXError, ValidationError
+from fourdnex.flow_matching import (
     LossWeighting,
     TimestepSampling,
     flow_matching_loss,
@@ -38,26 +39,76 @@ from fourdnex.flow import (
     sigma_to_timestep,
     velocity_target,
 )
+from fourdnex.limits import check_float
 from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, fuse_width
+from fourdnex.train.cache_entry import CacheEntry, VAELatents
 
-#: Which VAE latents training uses: posterior samples (released) or the mode.
-VAELatents = Literal["sample", "mode"]
+#: Condition dropout for classifier-free guidance (the released code had none).
+TEXT_DROPOUT = 0.1
+IMAGE_DROPOUT = 0.05
+#: Share of labelled clips trained without their motion label (the model then chooses
+#: the motion, as 4DNeX does).
+MOTION_DROPOUT = 0.25
 
 
 @dataclass(frozen=True)
 class ObjectiveSettings:
-    """Everything the objective needs besides the model and the batch."""
+    """The options of the objective (nested in
+    :class:`~fourdnex.train.config.TrainConfig`; their flags carry no prefix)."""
 
+    timesteps: TimestepSampling = field(default_factory=TimestepSampling)
+    """How noise levels are drawn (sampler, logit-normal parameters, shift)."""
+    loss_weighting: LossWeighting = "none"
+    """Per-sample loss weight: none (released) or cosmap."""
+    text_dropout: float = TEXT_DROPOUT
+    """Probability of replacing the prompt by the empty prompt (for CFG)."""
+    image_dropout: float = IMAGE_DROPOUT
+    """Probability of zeroing the CLIP image embedding (the first-frame latent stays)."""
+    motion_dropout: float = MOTION_DROPOUT
+    """Probability of training a clip with a motion label without it (clips without a
+    label never have one)."""
+    vae_latents: VAELatents = "sample"
+    """VAE latents of the target and condition: posterior samples drawn per step (the
+    released recipe; a little latent noise that the decoder tolerates) or the mode."""
+    xyz_latent_mean: float | None = None
+    """XYZ latent normalization mean (method 3.3); default: the base model's fourdnex.json,
+    else the released -0.13."""
+    xyz_latent_std: float | None = None
+    """XYZ latent normalization std; default: the base model's fourdnex.json, else 1.70."""
+
+    def check(self) -> None:
+        """One-line errors for values out of range."""
+        for name in ("xyz_latent_mean", "xyz_latent_std"):
+            if getattr(self, name) is not None:
+                check_float(getattr(self, name), name, -1e6, 1e6)
+        for name in ("text_dropout", "image_dropout", "motion_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValidationError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+    def xyz_norm(self, location: str) -> XYZLatentNorm:
+        """The XYZ latent normalization of a run on the base model ``location``: these
+        settings, else the model's ``fourdnex.json``, else the released statistics."""
+        from fourdnex.models.small import read_model_card
+
+        card = read_model_card(location) if Path(location).is_dir() else None
+        base = card.xyz_latent if card is not None else XYZLatentNorm()
+        mean = base.mean if self.xyz_latent_mean is None else self.xyz_latent_mean
+        std = base.std if self.xyz_latent_std is None else self.xyz_latent_std
+        if not std > 0:
+            raise FourDNeXError(f"xyz_latent_std must be > 0, got {std}")
+        return XYZLatentNorm(mean, std)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The objective of one run: its settings, the clip size of the cache (pixels of ONE
+    modality) and the resolved XYZ latent normalization."""
+
+    settings: ObjectiveSettings
     frames: int
     height: int
     width: int
-    timesteps: TimestepSampling
-    loss_weighting: LossWeighting = "none"
-    text_dropout: float = 0.0
-    image_dropout: float = 0.0
-    motion_dropout: float = 0.0
     xyz_norm: XYZLatentNorm = XYZLatentNorm()
-    vae_latents: VAELatents = "sample"
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -73,41 +124,29 @@ def training_target(
     return xyz_norm.normalize(fuse_width(rgb_latent, xyz_latent, LATENT_WIDTH_AXIS))
 
 
-_LATENTS = ("rgb_latent", "xyz_latent", "cond_latent")
-
-
-def latent(
-    batch: dict[str, torch.Tensor], key: str, mode: VAELatents, generator: torch.Generator
-) -> torch.Tensor:
-    """The cached latent ``key``: its posterior mode, or a sample drawn with ``generator``."""
-    mean = batch[key]
-    if mode == "mode":
-        return mean
-    std = batch[f"{key}_std"]
-    return mean + std * torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
-
-
 def flow_loss(
     model: nn.Module,
-    batch: dict[str, torch.Tensor],
+    batch: CacheEntry,
     null_prompt: torch.Tensor,
-    settings: ObjectiveSettings,
+    objective: Objective,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """The loss of one batch (a scalar tensor with a graph).
 
     Args:
-        batch: ``rgb_latent``, ``xyz_latent`` (B, 16, T', h, w), ``cond_latent``
-            (B, 16, T', h, 2w), their ``*_std`` (same shapes), ``cond_mask``
-            (B, 4, T', h, 2w), ``prompt_embeds``
-            (B, 512, D), ``image_embeds`` (B, N, D'), optionally ``motion`` (B, 2).
+        batch: cache entries stacked along a leading batch dimension B
+            (:func:`~fourdnex.train.cache_entry.collate_entries`).
         null_prompt: (512, D) embedding of the empty prompt.
         generator: CPU generator for noise, noise levels and dropout (reproducible).
     """
+    settings = objective.settings
     param = next(p for p in model.parameters())
     device, dtype = param.device, torch.float32
-    rgb, xyz, cond = (latent(batch, k, settings.vae_latents, generator) for k in _LATENTS)
-    target = training_target(rgb, xyz, settings.xyz_norm).to(device, dtype)
+    rgb, xyz, cond = (
+        batch.latent(name, settings.vae_latents, generator)
+        for name in ("rgb_latent", "xyz_latent", "cond_latent")
+    )
+    target = training_target(rgb, xyz, objective.xyz_norm).to(device, dtype)
     B = target.shape[0]
     noise = torch.randn(target.shape, generator=generator, dtype=dtype).to(device)
     sigma = sample_sigmas(B, settings.timesteps, generator, device=device)
@@ -115,18 +154,17 @@ def flow_loss(
     drop_image = torch.rand(B, generator=generator) < settings.image_dropout
     drop_motion = torch.rand(B, generator=generator) < settings.motion_dropout
 
-    prompt = batch["prompt_embeds"].to(device, dtype)
+    prompt = batch.prompt_embeds.to(device, dtype)
     null = null_prompt.to(device, dtype).expand_as(prompt)
     prompt = torch.where(drop_text.to(device)[:, None, None], null, prompt)
-    if "motion" in batch:  # (B, 2): given, strength
-        motion = batch["motion"]
-        prompt = with_motion(prompt, motion[:, 1], (motion[:, 0] > 0) & ~drop_motion)
-    image = batch["image_embeds"].to(device, dtype)
+    motion = batch.motion  # (B, 2): given, strength
+    prompt = with_motion(prompt, motion[:, 1], (motion[:, 0] > 0) & ~drop_motion)
+    image = batch.image_embeds.to(device, dtype)
     image = image * (~drop_image).to(device, dtype)[:, None, None]
 
     condition = model_condition(
-        cond.to(device, dtype), settings.frames, settings.height, settings.width,
-        mask=batch["cond_mask"].to(device, dtype),
+        cond.to(device, dtype), objective.frames, objective.height, objective.width,
+        mask=batch.cond_mask.to(device, dtype),
     )  # fmt: skip
     x_s = interpolate(target, noise, sigma)
     inputs = torch.cat([x_s, condition], 1)

@@ -23,7 +23,6 @@ from torch import nn
 from fourdnex.precision import quiet_autocast_notes
 from fourdnex.train.config import TrainConfig
 from fourdnex.train.ema import EMA
-from fourdnex.train.objective import ObjectiveSettings
 
 PROBE_JSONL = "probe.jsonl"
 #: Seed of the probe's noise (fixed: successive rows differ only by the weights).
@@ -33,7 +32,7 @@ PROBE_SEED = 7
 class MMSEProbe:
     """Scores the live model on fixed held-out scenes (see the module doc)."""
 
-    def __init__(self, cfg: TrainConfig, location: str, objective: ObjectiveSettings) -> None:
+    def __init__(self, cfg: TrainConfig, location: str) -> None:
         from fourdnex.eval.ladder import model_space_truth
         from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene
 

@@ -16,25 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch.utils.data import Dataset, Sampler
 
 from fourdnex.errors import FourDNeXError
+from fourdnex.train.cache_entry import CacheEntry
 
-#: Tensors of one cache entry (see fourdnex.train.cache for their shapes).
-SAMPLE_KEYS = (
-    "rgb_latent",
-    "xyz_latent",
-    "cond_latent",
-    "rgb_latent_std",
-    "xyz_latent_std",
-    "cond_latent_std",
-    "cond_mask",
-    "prompt_embeds",
-    "image_embeds",
-    "motion",
-)
 #: Mixes the seed and the epoch into one permutation seed.
 _EPOCH_PRIME = 1_000_003
 
@@ -99,8 +85,9 @@ class StepSampler(Sampler[int]):
         return steps * self.layout.accumulation * self.layout.micro_batch
 
 
-class LatentCacheDataset(Dataset[dict[str, torch.Tensor]]):
-    """Cache entries (one safetensors file per clip) as dicts of tensors.
+class LatentCacheDataset(Dataset[CacheEntry]):
+    """Cache entries (one safetensors file per clip), read as :class:`CacheEntry`
+    (batched by :func:`~fourdnex.train.cache_entry.collate_entries`).
 
     Every entry was validated when the run started (:func:`fourdnex.train.cache.
     check_cache`); a file that breaks afterwards raises, naming the file, rather
@@ -115,13 +102,5 @@ class LatentCacheDataset(Dataset[dict[str, torch.Tensor]]):
     def __len__(self) -> int:
         return len(self.entries)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        path = self.entries[index]
-        try:
-            tensors = load_file(str(path))
-        except (OSError, SafetensorError) as exc:
-            raise FourDNeXError(f"cannot read cache entry {path}: {exc}") from None
-        missing = [k for k in SAMPLE_KEYS if k not in tensors]
-        if missing:
-            raise FourDNeXError(f"cache entry {path} lacks {', '.join(missing)}")
-        return {k: tensors[k] for k in SAMPLE_KEYS}
+    def __getitem__(self, index: int) -> CacheEntry:
+        return CacheEntry.load(self.entries[index])

@@ -29,10 +29,10 @@ from fourdnex.io.paths import check_output_not_input
 from fourdnex.models import save_lora
 from fourdnex.precision import quiet_autocast_notes
 from fourdnex.provenance import provenance, to_jsonable, write_json
-from fourdnex.sixd import XYZLatentNorm
 from fourdnex.train import checkpoint as ckpt
 from fourdnex.train.cache import CacheSettings, check_cache, load_null_prompt
-from fourdnex.train.config import MixedPrecision, TrainConfig
+from fourdnex.train.cache_entry import collate_entries
+from fourdnex.train.config import MixedPrecision, TrainConfig, settings_leaves, settings_record
 from fourdnex.train.distribution import (
     backend,
     check_backend,
@@ -40,7 +40,7 @@ from fourdnex.train.distribution import (
     export_copy,
 )
 from fourdnex.train.ema import EMA
-from fourdnex.train.objective import ObjectiveSettings, flow_loss, step_generator
+from fourdnex.train.objective import Objective, flow_loss, step_generator
 from fourdnex.train.samples import DataOrder, LatentCacheDataset, StepLayout, StepSampler
 from fourdnex.train.throughput import ThroughputMeter
 from fourdnex.train.trainable import (
@@ -81,20 +81,6 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.learning_rate * ratio
 
 
-def xyz_latent_norm(cfg: TrainConfig, location: str) -> XYZLatentNorm:
-    """The XYZ latent normalization of a run: the settings, else the base model's
-    ``fourdnex.json``, else the released statistics (method 3.3)."""
-    from fourdnex.models.small import read_model_card
-
-    card = read_model_card(location) if Path(location).is_dir() else None
-    base = card.xyz_latent if card is not None else XYZLatentNorm()
-    mean = base.mean if cfg.xyz_latent_mean is None else cfg.xyz_latent_mean
-    std = base.std if cfg.xyz_latent_std is None else cfg.xyz_latent_std
-    if not std > 0:
-        raise FourDNeXError(f"xyz_latent_std must be > 0, got {std}")
-    return XYZLatentNorm(mean, std)
-
-
 def check_output_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
     """Check OUT before any expensive work; returns the checkpoint to resume from."""
     try:
@@ -116,25 +102,24 @@ def check_output_dir(cfg: TrainConfig) -> tuple[int, Path] | None:
 
 
 def _changed_settings(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Settings that differ from those a checkpoint was made with (``resume`` aside)."""
-    now = to_jsonable(cfg)
+    """Settings that differ from those a checkpoint was made with (``resume`` aside), as
+    dotted names; a record of an older layout is read as :func:`settings_record` does, and
+    a setting it does not hold yet counts as unchanged."""
+    old = settings_leaves(settings_record(saved))
+    now = settings_leaves(to_jsonable(cfg))
     return [
-        f"{k}: {saved[k]!r} -> {now[k]!r}"
+        f"{k}: {old[k]!r} -> {now[k]!r}"
         for k in sorted(now)
-        if k != "resume" and k in saved and saved[k] != now[k]
+        if k != "resume" and k in old and old[k] != now[k]
     ]
 
 
 def _tracker_config(cfg: TrainConfig) -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in to_jsonable(cfg).items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{k}": v for k, v in value.items()})
-        elif isinstance(value, (int, float, str, bool)):
-            flat[key] = value
-        else:
-            flat[key] = str(value)
-    return flat
+    """The settings as TensorBoard hyperparameters: dotted names, scalar values."""
+    return {
+        k: v if isinstance(v, (int, float, str, bool)) else str(v)
+        for k, v in settings_leaves(to_jsonable(cfg)).items()
+    }
 
 
 @dataclass
@@ -154,7 +139,7 @@ class Run:
     names: set[str]  # trainable parameter names
     entries: list[Path]  # the latent cache entries, in dataset order
     null_prompt: torch.Tensor
-    objective: ObjectiveSettings
+    objective: Objective
     latest: tuple[int, Path] | None  # the checkpoint to resume from
     ema: EMA | None = None  # the moving average of the weights (full fine-tunes)
     precision: str = ""  # which compute path runs, and why (fourdnex.precision)
@@ -237,17 +222,8 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     ema = EMA(unwrapped, cfg.ema_decay) if cfg.ema_decay else None
     if export is None and main:
         export = unwrapped
-    objective = ObjectiveSettings(
-        frames=cfg.frames,
-        height=cfg.height,
-        width=cfg.width,
-        timesteps=cfg.timesteps,
-        loss_weighting=cfg.loss_weighting,
-        text_dropout=cfg.text_dropout,
-        image_dropout=cfg.image_dropout,
-        motion_dropout=cfg.motion_dropout,
-        xyz_norm=xyz_latent_norm(cfg, location),
-        vae_latents=cfg.vae_latents,
+    objective = Objective(
+        cfg.objective, cfg.frames, cfg.height, cfg.width, cfg.objective.xyz_norm(location)
     )
     return Run(cfg, accelerator, kind, accumulation, location, model, optimizer, unwrapped,
                export, params, names, entries, null_prompt, objective, latest, ema,
@@ -308,7 +284,11 @@ def data_loader(run: Run, start: int) -> DataLoader:
     order = DataOrder(cfg.seed, len(dataset))
     sampler = StepSampler(order, layout, acc.process_index, start, cfg.max_steps)
     return DataLoader(
-        dataset, batch_size=cfg.micro_batch_size, sampler=sampler, num_workers=cfg.num_workers
+        dataset,
+        batch_size=cfg.micro_batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_entries,
     )
 
 
@@ -398,7 +378,7 @@ def _train(run: Run, progress: bool, stop_after: int | None) -> TrainResult:
                 if probe is None:
                     from fourdnex.train.probe import MMSEProbe
 
-                    probe = MMSEProbe(cfg, run.location, run.objective)
+                    probe = MMSEProbe(cfg, run.location)
                 row = probe.run_and_log(run.unwrapped, run.ema, done, acc.autocast())
                 bar.write(f"train: step {done}: {probe.summary(row)}")
             acc.wait_for_everyone()

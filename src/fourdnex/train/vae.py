@@ -138,14 +138,14 @@ def load_fused_clips(
     from tqdm import tqdm
 
     from fourdnex.condition import model_space_video
-    from fourdnex.train.clipsource import list_clips, load_clip
+    from fourdnex.train.clipsource import list_clips, load_clip_arrays
 
     refs = list_clips(data)[:count]
     if not refs:
         raise FourDNeXError(f"dataset {data} has no clips")
     videos, captions = [], []
     for ref in tqdm(refs, desc="load clips", unit="clip", disable=not progress):
-        clip = load_clip(ref)
+        clip = load_clip_arrays(ref)
         videos.append(model_space_video(clip.rgb, clip.xyz, frames, height, width)[0].half())
         captions.append(clip.caption)
     return torch.stack(videos), captions

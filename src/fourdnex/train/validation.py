@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from fourdnex.condition import prepare_modalities
 from fourdnex.models.loading import quiet_dtype_deprecation
 from fourdnex.pipeline import FourDNeXPipeline, GenerationSettings
 from fourdnex.scene import Scene4D
-from fourdnex.train.clipsource import list_clips, load_clip
+from fourdnex.train.clipsource import list_clips, load_clip_arrays
 from fourdnex.train.config import TrainConfig
-from fourdnex.train.encoder import prepare_modalities
 
 VALIDATION_DIR = "validation"
 #: Seed of validation generations (the official inference seed).
@@ -34,7 +34,6 @@ def live_pipeline(
     (built when ``pipe`` is None, else reused): fp32, the run's XYZ latent normalization
     and the base model's card (its condition encoding)."""
     from fourdnex.models.small import read_model_card
-    from fourdnex.train.trainer import xyz_latent_norm
 
     if pipe is None:
         with quiet_dtype_deprecation():
@@ -47,7 +46,7 @@ def live_pipeline(
         pipe.model_card = read_model_card(location) if Path(location).is_dir() else None
     pipe.transformer = model
     pipe.compute_dtype = torch.float32
-    pipe.xyz_stats = xyz_latent_norm(cfg, location)
+    pipe.xyz_stats = cfg.objective.xyz_norm(location)
     return pipe
 
 
@@ -58,7 +57,7 @@ class Validator:
         self.cfg, self.location, self.device = cfg, location, device
         self._pipe: Any = None
         first = list_clips(cfg.data)[0]
-        clip = load_clip(first)
+        clip = load_clip_arrays(first)
         rgb, _ = prepare_modalities(clip.rgb, clip.xyz, 1, cfg.height, cfg.width)
         self.image = rgb[0]  # (H, W, 3) in [0, 1]
         self.prompt = clip.caption

@@ -31,16 +31,17 @@ import threading
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import tyro
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.paths import is_inside
 from fourdnex.limits import MAX_STEPS, check_int
-from fourdnex.models.presets import SMALL_NAME
+from fourdnex.pipeline.model_settings import ModelSettings
 from fourdnex.scene import RGB_PREVIEW, XYZ_PREVIEW, Scene4D
 from fourdnex.view import port_message
 
@@ -54,14 +55,10 @@ APP_TRAJECTORIES = ("orbit", "arc", "dolly-in", "pan", "spiral", "zoom", "static
 class AppSettings:
     """How ``4dnex app`` serves."""
 
-    model: str = SMALL_NAME
-    """Model: fourdnex-small (bundled), a Wan2.1 I2V directory or a hub id."""
-    lora: Path | None = None
-    """4DNeX LoRA directory (with --model)."""
-    memory: str = "none"
-    """Memory mode of `generate` (none, model-offload, group-offload, fp8, ...)."""
-    device: str = "auto"
-    """Device: auto, cpu, cuda, cuda:N."""
+    model: Annotated[ModelSettings, tyro.conf.OmitArgPrefixes] = field(
+        default_factory=ModelSettings
+    )
+    """The model and how it is loaded (as `4dnex generate` takes it)."""
     host: str = "127.0.0.1"
     """Address to bind (127.0.0.1: this machine only)."""
     port: int = 7860
@@ -94,24 +91,11 @@ class Generator:
     """The model, loaded once, and one request at a time."""
 
     def __init__(self, settings: AppSettings) -> None:
-        import torch
-
-        from fourdnex.devices import resolve_device
-        from fourdnex.models.loading import read_component_config, resolve_model
-        from fourdnex.models.lora import check_lora_compatible, inspect_lora
-        from fourdnex.models.small import resolve_model_name
-        from fourdnex.pipeline import FourDNeXPipeline, apply_memory, get_memory_mode
+        from fourdnex.pipeline.runner import GenerationRunner
 
         settings.validate()
         self.settings = settings
-        device = resolve_device(settings.device)
-        memory = get_memory_mode(settings.memory)
-        source = resolve_model(resolve_model_name(settings.model))
-        if settings.lora is not None:
-            check_lora_compatible(inspect_lora(settings.lora), read_component_config(source))
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-        self.pipe = FourDNeXPipeline.from_model(source.location, lora=settings.lora, dtype=dtype)
-        apply_memory(self.pipe, memory, device)
+        self.pipe = GenerationRunner(settings.model).pipe  # checked, then loaded once
         self._warm_up()
         #: whether ``root`` is the app's own temporary directory (removed by :meth:`close`)
         self.temporary = settings.workdir is None
@@ -301,8 +285,8 @@ def build_app(generator: Generator) -> Any:
                    delete_cache=(3600, 60 * generator.settings.keep_minutes)) as app:  # fmt: skip
         gr.Markdown(
             "# fourdnex: one image in, a 4D scene out\n"
-            f"Model: **{generator.settings.model}**. Upload an image or pick an example, then "
-            "Generate: RGB and XYZ videos, the point cloud in 3D, a novel view, downloads."
+            f"Model: **{generator.settings.model.model}**. Upload an image or pick an example, "
+            "then Generate: RGB and XYZ videos, the point cloud in 3D, a novel view, downloads."
         )
         with gr.Row():
             with gr.Column():

@@ -5,7 +5,7 @@ The scene's cameras are used, or registered first (the library's one camera poli
 :func:`fourdnex.geometry.with_cameras`). viser, like fourdnex, uses OpenCV cameras
 (+Z forward, +Y down); the viewer's up direction is the scene cameras' mean up vector,
 so a y-up synthetic world and a y-down generated scene both stand upright. With point
-tracks (``4dnex tracks``), the last :data:`~fourdnex.tracks.TRAIL_FRAMES` frames of each
+tracks (``4dnex tracks``), the last :data:`~fourdnex.point_tracks.TRAIL_FRAMES` frames of each
 visible point's trail are drawn at the current frame (checkbox "Tracks").
 """
 
@@ -25,8 +25,8 @@ from numpy.typing import NDArray
 
 from fourdnex.errors import FourDNeXError
 from fourdnex.limits import MAX_FPS, check_int
+from fourdnex.point_tracks import Tracks, track_colors, trail_segments
 from fourdnex.scene import PREVIEW_FPS, Scene4D, xyz_to_colors
-from fourdnex.tracks import Tracks, track_colors, trail_segments
 from fourdnex.view import port_message
 
 ColorMode = Literal["rgb", "xyz"]
@@ -102,7 +102,7 @@ class SceneViewer:
         settings: host, port, playback.
         renders: folder for the videos of the "Render this view" button.
         name: shown in the page title.
-        tracks: point tracks of this scene (:func:`fourdnex.tracks.scene_tracks`), drawn
+        tracks: point tracks of this scene (:func:`fourdnex.point_tracks.scene_tracks`), drawn
             as trails.
     """
 

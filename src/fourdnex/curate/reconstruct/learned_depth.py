@@ -17,9 +17,12 @@ What a model predicts (``LearnedDepth.kind``):
   post-processing does -> ``"depth"``. Without the head: the canonical inverse depth ->
   ``"disparity"``.
 
-Frames are preprocessed here with numpy/PIL/torch from the model's saved image-processor
-settings (transformers' Depth Pro image processor needs torchvision, which this project
-does not install).
+Frames are preprocessed from the model's saved image-processor settings. Depth Anything
+uses the processor transformers ships for it, :class:`transformers.DPTImageProcessorPil`
+(PIL/numpy, no torchvision). Depth Pro keeps ours (:class:`DepthProPreprocessing`):
+transformers ships only a torchvision processor for it (``DepthProImageProcessor``,
+torchvision does not work in this environment), and ours reproduces that one: rescale and
+normalize first, then a torch resize without antialiasing.
 """
 
 from __future__ import annotations
@@ -40,25 +43,13 @@ from fourdnex.curate.model_files import (
     resolve_model_dir,
 )
 from fourdnex.curate.reconstruct.base import Reconstruction
+from fourdnex.curate.reconstruct.scale_shift import (
+    MIN_ALIGN_POINTS,
+    DepthKind,
+    fit_scale_shift,
+)
 from fourdnex.errors import FourDNeXError, ValidationError
 
-DepthKind = Literal["disparity", "depth"]
-#: Sparse points an alignment needs at least (after removing invalid ones).
-MIN_ALIGN_POINTS = 10
-#: Rounds of outlier trimming after the first least-squares fit.
-TRIM_ITERATIONS = 3
-#: A point is an outlier when its residual exceeds this many robust standard deviations.
-TRIM_SIGMAS = 3.0
-#: Median absolute residual to standard deviation (Gaussian).
-MAD_TO_SIGMA = 1.4826
-#: Residuals below this fraction of the median target never count as outliers (float32
-#: rounding of exact data).
-RESIDUAL_FLOOR = 1e-5
-#: Disparity-space guard: aligned disparity is kept above the disparity of a point this many
-#: times farther than the farthest sparse inlier.
-FAR_LIMIT = 100.0
-#: Depth-space guard: aligned depth is kept above this fraction of the nearest sparse inlier.
-NEAR_LIMIT = 0.01
 #: Relative alignment residual at which the confidence is 0.5 (HCPR's default threshold).
 CONFIDENCE_RESIDUAL = 0.05
 #: Frames run through the depth model at once.
@@ -87,8 +78,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
     },
     "depth_pro": {
         "size": {"height": 1536, "width": 1536},
-        "keep_aspect_ratio": False,
-        "ensure_multiple_of": 1,
         "resample": 2,
         "do_resize": True,
         "do_rescale": True,
@@ -96,8 +85,6 @@ _DEFAULTS: dict[str, dict[str, Any]] = {
         "do_normalize": True,
         "image_mean": [0.5, 0.5, 0.5],
         "image_std": [0.5, 0.5, 0.5],
-        "do_pad": False,
-        "size_divisor": None,
     },
 }
 SUPPORTED_MODEL_TYPES = tuple(_DEFAULTS)
@@ -108,26 +95,60 @@ _NO_CORNERS: dict[str, Any] = {"align_corners": False, "antialias": False}
 # --------------------------------------------------------------------------- preprocessing
 
 
-def _constrain_to_multiple(value: float, multiple: int) -> int:
-    """DPT's ``constrain_to_multiple_of``: the nearest multiple (at least one multiple)."""
-    return max(int(round(value / multiple) * multiple), multiple)
+def _settings(config: dict[str, Any], model_type: str) -> dict[str, Any]:
+    """The saved settings over the released checkpoint's (for what a directory omits)."""
+    return {**_DEFAULTS[model_type], **{k: v for k, v in config.items() if v is not None}}
+
+
+class DepthAnythingPreprocessing:
+    """Depth Anything's frames through transformers' :class:`DPTImageProcessorPil`: PIL
+    resize of the uint8 frame to ``size`` (keeping the aspect ratio by scaling as little
+    as possible when ``keep_aspect_ratio``, each side rounded to a multiple of
+    ``ensure_multiple_of``), rescale, normalize, optional centre padding to a multiple of
+    ``size_divisor``."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        from transformers import DPTImageProcessorPil
+
+        self.processor = DPTImageProcessorPil(**_settings(config, "depth_anything"))
+        self.resample = int(self.processor.resample)
+
+    def resized_size(self, height: int, width: int) -> tuple[int, int]:
+        """(h, w) of the model input before padding, for an (height, width) frame."""
+        from transformers.models.dpt.image_processing_pil_dpt import (
+            get_resize_output_image_size,
+        )
+
+        p = self.processor
+        if not p.do_resize:
+            return height, width
+        shape_only = np.empty((0, height, width), np.uint8)  # (C, H, W): only its size is read
+        size = get_resize_output_image_size(
+            shape_only, (p.size.height, p.size.width), p.keep_aspect_ratio, p.ensure_multiple_of
+        )
+        return int(size.height), int(size.width)
+
+    def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, bottom, left, right) zero padding the processor adds after the resize."""
+        d = self.processor.size_divisor
+        if not (self.processor.do_pad and d):
+            return 0, 0, 0, 0
+        ph, pw = math.ceil(height / d) * d - height, math.ceil(width / d) * d - width
+        return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+
+    def __call__(self, frames: NDArray[np.uint8]) -> Any:
+        """(B, H, W, 3) uint8 frames to a (B, 3, h, w) float32 torch tensor."""
+        return self.processor(list(frames), return_tensors="pt")["pixel_values"].float()
 
 
 @dataclass(frozen=True)
-class DepthPreprocessing:
-    """Frame preprocessing of a depth model, following its transformers image processor.
-
-    Depth Anything (DPT processor): PIL resize of the uint8 frame to ``size`` (keeping the
-    aspect ratio by scaling as little as possible when ``keep_aspect_ratio``, each side
-    rounded to a multiple of ``ensure_multiple_of``), rescale, normalize, optional centre
-    padding to a multiple of ``size_divisor``. Depth Pro (``normalize_first``): rescale and
-    normalize first, then a torch resize without antialiasing.
-    """
+class DepthProPreprocessing:
+    """Depth Pro's frames as transformers' (torchvision-only) ``DepthProImageProcessor``
+    makes them: rescale and normalize first, then a torch resize to ``height`` x ``width``
+    without antialiasing (see the module docstring for why this is ours)."""
 
     height: int
     width: int
-    keep_aspect_ratio: bool
-    ensure_multiple_of: int
     resample: int
     do_resize: bool
     do_rescale: bool
@@ -135,13 +156,10 @@ class DepthPreprocessing:
     do_normalize: bool
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
-    do_pad: bool
-    size_divisor: int | None
-    normalize_first: bool
 
     @classmethod
-    def from_dict(cls, config: dict[str, Any], model_type: str) -> DepthPreprocessing:
-        merged = {**_DEFAULTS[model_type], **{k: v for k, v in config.items() if v is not None}}
+    def from_dict(cls, config: dict[str, Any]) -> DepthProPreprocessing:
+        merged = _settings(config, "depth_pro")
         size = merged["size"]
         if isinstance(size, int):
             size = {"height": size, "width": size}
@@ -152,12 +170,9 @@ class DepthPreprocessing:
         std = [std] * 3 if isinstance(std, (int, float)) else list(std)
         if len(mean) != 3 or len(std) != 3:
             raise FourDNeXError("image_mean and image_std must have 3 values")
-        divisor = merged.get("size_divisor")
         return cls(
             height=int(size["height"]),
             width=int(size["width"]),
-            keep_aspect_ratio=bool(merged["keep_aspect_ratio"]),
-            ensure_multiple_of=max(int(merged["ensure_multiple_of"]), 1),
             resample=int(merged["resample"]),
             do_resize=bool(merged["do_resize"]),
             do_rescale=bool(merged["do_rescale"]),
@@ -165,71 +180,34 @@ class DepthPreprocessing:
             do_normalize=bool(merged["do_normalize"]),
             image_mean=(float(mean[0]), float(mean[1]), float(mean[2])),
             image_std=(float(std[0]), float(std[1]), float(std[2])),
-            do_pad=bool(merged.get("do_pad", False)),
-            size_divisor=int(divisor) if divisor else None,
-            normalize_first=model_type == "depth_pro",
         )
 
     def resized_size(self, height: int, width: int) -> tuple[int, int]:
-        """(h, w) of the model input before padding, for an (height, width) frame."""
-        if not self.do_resize:
-            return height, width
-        scale_h, scale_w = self.height / height, self.width / width
-        if self.keep_aspect_ratio:
-            if abs(1 - scale_w) < abs(1 - scale_h):
-                scale_h = scale_w
-            else:
-                scale_w = scale_h
-        m = self.ensure_multiple_of
-        return _constrain_to_multiple(scale_h * height, m), _constrain_to_multiple(
-            scale_w * width, m
-        )
+        """(h, w) of the model input for an (height, width) frame."""
+        return (self.height, self.width) if self.do_resize else (height, width)
 
     def padding(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """(top, bottom, left, right) zero padding after the resize."""
-        if not (self.do_pad and self.size_divisor):
-            return 0, 0, 0, 0
-        d = self.size_divisor
-        ph, pw = math.ceil(height / d) * d - height, math.ceil(width / d) * d - width
-        return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+        """No padding: (0, 0, 0, 0)."""
+        return 0, 0, 0, 0
 
-    def _normalize(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, frames: NDArray[np.uint8]) -> Any:
+        """(B, H, W, 3) uint8 frames to a (B, 3, h, w) float32 torch tensor."""
+        import torch
+
+        x: np.ndarray = frames.astype(np.float32)
         if self.do_rescale:
             x = x * np.float32(self.rescale_factor)
         if self.do_normalize:
             mean = np.asarray(self.image_mean, np.float32)
             x = (x - mean) / np.asarray(self.image_std, np.float32)
-        return x
-
-    def __call__(self, frames: NDArray[np.uint8]) -> Any:
-        """(B, H, W, 3) uint8 frames to a (B, 3, h, w) float32 torch tensor."""
-        import torch
-        from PIL import Image
-
-        H, W = frames.shape[1:3]
-        h, w = self.resized_size(H, W)
-        if self.normalize_first:
-            x = torch.from_numpy(self._normalize(frames.astype(np.float32))).permute(0, 3, 1, 2)
-            if (h, w) != (H, W):
-                mode = _TORCH_MODES.get(self.resample, "bilinear")
-                x = torch.nn.functional.interpolate(
-                    x, size=(h, w), mode=mode, **({} if mode == "nearest" else _NO_CORNERS)
-                )
-            return x.contiguous()
-        out = []
-        for frame in frames:
-            image = frame
-            if (h, w) != (H, W):
-                pil = Image.fromarray(frame).resize(
-                    (w, h), resample=Image.Resampling(self.resample)
-                )
-                image = np.asarray(pil)
-            out.append(image)
-        x = self._normalize(np.stack(out).astype(np.float32))
-        top, bottom, left, right = self.padding(h, w)
-        if top or bottom or left or right:
-            x = np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        t = torch.from_numpy(x).permute(0, 3, 1, 2)
+        h, w = self.resized_size(*frames.shape[1:3])
+        if (h, w) != tuple(frames.shape[1:3]):
+            mode = _TORCH_MODES.get(self.resample, "bilinear")
+            t = torch.nn.functional.interpolate(
+                t, size=(h, w), mode=mode, **({} if mode == "nearest" else _NO_CORNERS)
+            )
+        return t.contiguous()
 
 
 # --------------------------------------------------------------------------- model files
@@ -285,8 +263,11 @@ class LearnedDepth:
                 f"{self.directory}: unsupported depth model type {self.model_type!r} "
                 f"(supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
             )
-        self.preprocess = DepthPreprocessing.from_dict(
-            _image_settings(self.directory), self.model_type
+        settings = _image_settings(self.directory)
+        self.preprocess: DepthAnythingPreprocessing | DepthProPreprocessing = (
+            DepthProPreprocessing.from_dict(settings)
+            if self.model_type == "depth_pro"
+            else DepthAnythingPreprocessing(settings)
         )
         self.model = self._load()
         self.kind: DepthKind
@@ -363,160 +344,6 @@ class LearnedDepth:
             inverse[:, None], size=(H, W), mode=mode, **corners
         )
         return 1.0 / torch.clamp(inverse[:, 0], *_INVERSE_DEPTH_RANGE)
-
-
-# --------------------------------------------------------------------------- alignment
-
-
-@dataclass(frozen=True)
-class ScaleShiftFit:
-    """A robust scale/shift fit of a prediction to sparse depth.
-
-    Attributes:
-        depth: z-depth, same shape as the prediction, float32, > 0 everywhere.
-        scale, shift: ``scale * pred + shift`` approximates the target (sparse depth, or
-            its inverse in disparity space).
-        inliers: sparse points kept by the trimming.
-        residual: RMS inlier residual over the median inlier target (unitless).
-        clamped: bool, same shape as the prediction: pixels whose aligned value was below
-            the guard and were clamped (see :func:`fit_scale_shift`).
-    """
-
-    depth: NDArray[np.float32]
-    scale: float
-    shift: float
-    inliers: int
-    residual: float
-    clamped: NDArray[np.bool_]
-
-
-def fit_scale_shift(
-    pred: np.ndarray,
-    sparse_depth: np.ndarray,
-    sparse_mask: np.ndarray,
-    space: DepthKind = "depth",
-    *,
-    min_points: int = MIN_ALIGN_POINTS,
-    iterations: int = TRIM_ITERATIONS,
-) -> ScaleShiftFit:
-    """Least-squares ``scale, shift`` mapping ``pred`` to sparse depth, with trimming.
-
-    Args:
-        pred: the model's prediction, any shape (e.g. (H, W) or (T, H, W) for one fit over
-            a clip): disparity for ``space="disparity"``, depth for ``space="depth"``.
-        sparse_depth: z-depth of the sparse points, same shape (values off the mask ignored).
-        sparse_mask: bool, same shape, True where ``sparse_depth`` holds a point.
-        space: ``"disparity"`` fits ``scale * pred + shift ~ 1 / sparse_depth`` and returns
-            ``depth = 1 / (scale * pred + shift)``; ``"depth"`` fits
-            ``scale * pred + shift ~ sparse_depth`` and returns it.
-        min_points: valid sparse points needed (mask True, depth finite and > 0, prediction
-            finite), else a :class:`FourDNeXError`.
-        iterations: trimming rounds. Each refits on the points whose absolute residual is
-            at most ``TRIM_SIGMAS`` robust standard deviations (1.4826 x the median absolute
-            residual of the current inliers; residuals under ``RESIDUAL_FLOOR`` x the median
-            target are always kept); it stops early when the inliers do not change, would
-            drop below ``min_points`` or would leave a constant prediction.
-
-    Non-positive values are guarded: in disparity space, aligned disparity below the
-    disparity of a point ``FAR_LIMIT`` times farther than the farthest inlier is clamped to
-    it (depth at most ``FAR_LIMIT`` x the farthest sparse depth); in depth space, aligned
-    depth below ``NEAR_LIMIT`` x the nearest inlier is clamped to that. Clamped pixels are
-    reported in ``clamped``. A non-positive scale (prediction ordered against the sparse
-    depth) or a prediction constant at the sparse points is an error.
-    """
-    pred = np.asarray(pred)
-    sparse_depth = np.asarray(sparse_depth)
-    sparse_mask = np.asarray(sparse_mask, dtype=bool)
-    if not (pred.shape == sparse_depth.shape == sparse_mask.shape):
-        raise ValidationError(
-            f"pred, sparse_depth and sparse_mask must have one shape, got {pred.shape}, "
-            f"{sparse_depth.shape} and {sparse_mask.shape}"
-        )
-    if space not in ("depth", "disparity"):
-        raise ValidationError(f"space must be 'depth' or 'disparity', got {space!r}")
-    with np.errstate(invalid="ignore"):
-        valid = sparse_mask & np.isfinite(sparse_depth) & (sparse_depth > 0) & np.isfinite(pred)
-    count = int(valid.sum())
-    if count < max(min_points, 2):
-        raise FourDNeXError(
-            f"scale/shift alignment needs at least {max(min_points, 2)} valid sparse depth "
-            f"points, got {count}"
-        )
-    p = pred[valid].astype(np.float64)
-    z = sparse_depth[valid].astype(np.float64)
-    y = 1.0 / z if space == "disparity" else z
-    floor = RESIDUAL_FLOOR * float(np.median(np.abs(y)))
-
-    def degenerate(keep: np.ndarray) -> bool:
-        pk = p[keep]
-        spread = float(pk.std())
-        return spread == 0.0 or spread <= 1e-9 * float(np.abs(pk).max())
-
-    def solve(keep: np.ndarray) -> tuple[float, float]:
-        # centred and scaled for conditioning (predictions may be ~1e-8 or ~1e4)
-        if degenerate(keep):
-            raise FourDNeXError("scale/shift alignment: the prediction is constant at the points")
-        pk = p[keep]
-        mean, spread = float(pk.mean()), float(pk.std())
-        A = np.stack([(pk - mean) / spread, np.ones_like(pk)], axis=1)
-        (a, c), *_ = np.linalg.lstsq(A, y[keep], rcond=None)
-        return float(a / spread), float(c - a * mean / spread)
-
-    keep = np.ones(count, dtype=bool)
-    scale, shift = solve(keep)
-    for _ in range(iterations):
-        r = np.abs(scale * p + shift - y)
-        threshold = max(TRIM_SIGMAS * MAD_TO_SIGMA * float(np.median(r[keep])), floor)
-        new_keep = r <= threshold
-        if (
-            int(new_keep.sum()) < max(min_points, 2)
-            or np.array_equal(new_keep, keep)
-            or degenerate(new_keep)
-        ):
-            break
-        keep = new_keep
-        scale, shift = solve(keep)
-    if scale <= 0:
-        raise FourDNeXError(
-            f"scale/shift alignment gives a non-positive scale ({scale:.3g}): the prediction "
-            f"is not ordered like the sparse {space}"
-        )
-    r = scale * p[keep] + shift - y[keep]
-    residual = float(np.sqrt(np.mean(r**2)) / max(float(np.median(np.abs(y[keep]))), 1e-30))
-
-    aligned = scale * pred.astype(np.float64) + shift
-    if space == "disparity":
-        guard = float(y[keep].min()) / FAR_LIMIT
-    else:
-        guard = NEAR_LIMIT * float(y[keep].min())
-    with np.errstate(invalid="ignore"):
-        clamped = ~(aligned > guard)
-    aligned = np.where(clamped, guard, aligned)
-    depth = 1.0 / aligned if space == "disparity" else aligned
-    return ScaleShiftFit(
-        depth=depth.astype(np.float32),
-        scale=scale,
-        shift=shift,
-        inliers=int(keep.sum()),
-        residual=residual,
-        clamped=clamped,
-    )
-
-
-def align_scale_shift(
-    pred: np.ndarray,
-    sparse_depth: np.ndarray,
-    sparse_mask: np.ndarray,
-    space: DepthKind = "depth",
-    *,
-    min_points: int = MIN_ALIGN_POINTS,
-    iterations: int = TRIM_ITERATIONS,
-) -> tuple[NDArray[np.float32], float, float]:
-    """Align ``pred`` to sparse depth: ``(depth, scale, shift)``; see :func:`fit_scale_shift`."""
-    fit = fit_scale_shift(
-        pred, sparse_depth, sparse_mask, space, min_points=min_points, iterations=iterations
-    )
-    return fit.depth, fit.scale, fit.shift
 
 
 # --------------------------------------------------------------------------- reconstructor

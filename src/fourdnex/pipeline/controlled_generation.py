@@ -1,6 +1,7 @@
 """Conditioned generation beyond one image: condition frames at any indices, video to
-4D, camera control and motion strength, with the one condition path of
-:mod:`fourdnex.condition` (what the latent cache trains with, `4dnex synth --control`).
+4D, camera control and motion strength, each condition built by its entry in the table
+of modes (:data:`fourdnex.condition.modes.CONDITION_MODES`: what the latent cache
+trains with, `4dnex synth --control`).
 
 - :func:`generate_from_frames`: whole frames known at ``indices`` (RGB mask 1, the XYZ
   the plane init at mask 0.5, or given points at mask 1); every index is video to 4D
@@ -25,12 +26,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
 from fourdnex.condition import KnownFrames, check_indices, check_motion, resize_frames
+from fourdnex.condition.modes import (
+    ConditionInputs,
+    build_condition,
+    check_frames_request,
+    check_trajectory,
+    known_frames_mode,
+)
 from fourdnex.errors import ValidationError
-from fourdnex.geometry.trajectories import PRESETS, Trajectory, make_trajectory
+from fourdnex.geometry.trajectories import TRAJECTORY_PRESETS, Trajectory, make_trajectory
 from fourdnex.io.video_files import VIDEO_SUFFIXES
 from fourdnex.pipeline.settings import GenerationSettings
 from fourdnex.scene import Scene4D
@@ -38,41 +45,14 @@ from fourdnex.scene import Scene4D
 if TYPE_CHECKING:
     from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
 
-#: Condition modes recorded in ``meta.settings["condition"]["mode"]``.
-CONDITION_MODES = ("image", "frames", "video", "camera")
 #: Splat radius of the camera-control render (the `4dnex render` default).
 CAMERA_RENDER_RADIUS = 1
-
-
-def load_control_pipeline(
-    model: str, lora: str | Path | None = None, dtype: torch.dtype = torch.float32
-) -> FourDNeXPipeline:
-    """The pipeline of conditioned generation: the model directory's control transformer
-    when it has one, else its transformer."""
-    from fourdnex.models.loading import control_transformer, resolve_model
-    from fourdnex.models.small import resolve_model_name
-    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
-
-    source = resolve_model(resolve_model_name(model))
-    return FourDNeXPipeline.from_model(
-        source.location, lora=lora, dtype=dtype,
-        transformer_subfolder=control_transformer(source),
-    )  # fmt: skip
 
 
 def _settings(pipe: FourDNeXPipeline, settings: GenerationSettings | None,
               height: int, width: int) -> GenerationSettings:  # fmt: skip
     s = pipe.resolve_settings(settings or GenerationSettings())
     return dataclasses.replace(s, height=height, width=width)
-
-
-def check_frames_request(indices: Sequence[int], count: int, frames: int) -> None:
-    """Condition frames: as many as indices, no more than the clip has, indices valid."""
-    if count > frames:
-        raise ValidationError(f"{count} condition frames for a clip of {frames} frames")
-    check_indices(list(indices), frames)
-    if count != len(indices):
-        raise ValidationError(f"{count} condition frames for {len(indices)} indices (--at)")
 
 
 def generate_from_frames(
@@ -112,13 +92,14 @@ def generate_from_frames(
     H, W = pipe.resolution((items[0].shape[1], items[0].shape[0]), s0)
     s = _settings(pipe, dataclasses.replace(s0, frames=T), H, W)
     rgb = np.stack([resize_frames(f[None], H, W, s.resize)[0] for f in items])
-    known = KnownFrames.at_indices(rgb, list(indices), T, xyz=xyz)
+    mode = known_frames_mode(indices, T)
+    inputs = ConditionInputs(frames=T, rgb=rgb, indices=tuple(indices), xyz=xyz)
+    known = build_condition(mode, inputs).known
     scene = pipe([known.clip_image()], prompt, settings=s, known=[known], motion=motion)[0]
     if keep_given:
         out = scene.rgb.copy()
         out[list(indices)] = rgb
         scene = scene.replace(rgb=out)
-    mode = "video" if len(indices) == T else "frames"
     scene.meta.settings["condition"] = {
         "mode": mode, "indices": [int(i) for i in indices],
         "xyz": "plane init (mask 0.5)" if xyz is None else "given (mask 1)",
@@ -146,8 +127,10 @@ def preset_about_first_frame(
     (intrinsics, camera, depth), the preset's offsets applied to that camera."""
     from fourdnex.geometry.register import register
 
-    if preset not in PRESETS:
-        raise ValidationError(f"unknown trajectory preset {preset!r} (one of {', '.join(PRESETS)})")
+    if preset not in TRAJECTORY_PRESETS:
+        raise ValidationError(
+            f"unknown trajectory preset {preset!r} (one of {', '.join(TRAJECTORY_PRESETS)})"
+        )
     reg = register(np.asarray(first_xyz, dtype=np.float32)[None])
     return make_trajectory(
         preset, reg.K.astype(np.float64), reg.cam2world.astype(np.float64), reg.depth,
@@ -183,7 +166,6 @@ def generate_with_trajectory(
         ValidationError: a trajectory of the wrong length or size, a bad strength.
     """
     from fourdnex.condition import resize_image
-    from fourdnex.geometry.known_views import camera_known
     from fourdnex.pipeline.images import as_pil
 
     check_motion(motion)
@@ -193,16 +175,11 @@ def generate_with_trajectory(
     s = _settings(pipe, s0, H, W)
     T = s.frames
     assert T is not None
-    if isinstance(trajectory, Trajectory) and (
-        len(trajectory) != T or (trajectory.height, trajectory.width) != (H, W)
-    ):
+    if isinstance(trajectory, Trajectory):  # before the first pass
+        check_trajectory(trajectory, T, H, W)
+    if isinstance(trajectory, str) and trajectory not in TRAJECTORY_PRESETS:
         raise ValidationError(
-            f"the trajectory has {len(trajectory)} frames of {trajectory.height}x"
-            f"{trajectory.width}; this generation needs {T} frames of {H}x{W}"
-        )
-    if isinstance(trajectory, str) and trajectory not in PRESETS:
-        raise ValidationError(
-            f"unknown trajectory preset {trajectory!r} (one of {', '.join(PRESETS)})"
+            f"unknown trajectory preset {trajectory!r} (one of {', '.join(TRAJECTORY_PRESETS)})"
         )
     rgb0 = resize_image(pil, H, W, s.resize)
     first_pass = None
@@ -219,7 +196,9 @@ def generate_with_trajectory(
         described: Any = {"preset": name, **(preset_args or {})}
     else:
         described = "given"
-    known = camera_known(rgb0, xyz0, trajectory, radius=CAMERA_RENDER_RADIUS)
+    inputs = ConditionInputs(frames=T, rgb=rgb0[None], xyz=xyz0[None], trajectory=trajectory,
+                             radius=CAMERA_RENDER_RADIUS)  # fmt: skip
+    known = build_condition("camera", inputs).known
     scene = pipe([rgb0], prompt, settings=s, known=[known], motion=motion)[0]
     scene.meta.settings["condition"] = {
         "mode": "camera",
@@ -322,3 +301,45 @@ def read_condition_frames(
     return ConditionFrames(images, list(at), [str(p) for p in files], notes)
 
 
+def parse_at(at: str | None, frames: int) -> list[int] | None:
+    """The clip indices of ``--at`` ("0,8,16" or "all"), checked against the clip's
+    ``frames``; None without it (the condition's reader decides: a video's first frames,
+    or one image per clip frame)."""
+    if at is None:
+        return None
+    if at.strip() == "all":
+        return list(range(frames))
+    try:
+        indices = [int(x) for x in at.split(",")]
+    except ValueError:
+        raise ValidationError(
+            f"--at must be comma-separated frame indices or 'all', got {at!r}"
+        ) from None
+    check_indices(indices, frames)
+    return indices
+
+
+def requested_trajectory(
+    spec: str, frames: int, sizes: Sequence[tuple[int, int]]
+) -> Trajectory | str:
+    """``--trajectory`` as a preset name or a :class:`Trajectory` file checked against the
+    clip's length and every generation size."""
+    from fourdnex.geometry.trajectories import load_trajectory
+
+    if spec in TRAJECTORY_PRESETS:
+        return spec
+    if not spec.endswith(".json"):
+        raise ValidationError(
+            f"--trajectory must be a preset ({', '.join(TRAJECTORY_PRESETS)}) or a .json file, "
+            f"got {spec!r}"
+        )
+    traj = load_trajectory(spec, frames)  # times index the clip, as in render
+    if len(traj) != frames:
+        raise ValidationError(f"--trajectory {spec} has {len(traj)} frames; the clip has {frames}")
+    for size in sizes:
+        if (traj.height, traj.width) != tuple(size):
+            raise ValidationError(
+                f"--trajectory {spec} is {traj.height}x{traj.width}; the generation "
+                f"size is {size[0]}x{size[1]}"
+            )
+    return traj

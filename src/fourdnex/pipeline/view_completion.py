@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
 
-from fourdnex.errors import ValidationError
-from fourdnex.geometry.known_views import KnownViews, render_known, scene_normalization
+from fourdnex.condition.modes import ConditionInputs, build_condition, condition_mode
+from fourdnex.geometry.known_views import KnownViews, scene_normalization
 from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.pipeline.settings import GenerationSettings
 from fourdnex.scene import Scene4D
@@ -35,6 +33,10 @@ from fourdnex.scene_meta import SceneMeta
 
 if TYPE_CHECKING:
     from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+
+#: ``meta.generator`` of a completed scene (kept from the module's first name, so that
+#: scenes written before the rename read the same).
+COMPLETION_GENERATOR = "fourdnex.pipeline.completion"
 
 
 @dataclass
@@ -58,7 +60,7 @@ class Completion:
     def as_scene(self, trajectory: Trajectory, source: Scene4D) -> Scene4D:
         """The completion as a scene: its RGB and XYZ with the trajectory's cameras."""
         meta = SceneMeta(
-            generator="fourdnex.pipeline.completion",
+            generator=COMPLETION_GENERATOR,
             caption=source.meta.caption,
             seed=self.generated.meta.seed,
             settings=self.generated.meta.settings,
@@ -74,22 +76,6 @@ class Completion:
             cam2world=trajectory.cam2world.astype(np.float32),
             meta=meta,
         )
-
-
-def load_completion_pipeline(
-    model: str, lora: str | Path | None = None, dtype: torch.dtype = torch.float32
-) -> FourDNeXPipeline:
-    """The pipeline completion runs with: the model directory's completion transformer
-    when it has one (fourdnex-small does), else its transformer."""
-    from fourdnex.models.loading import completion_transformer, resolve_model
-    from fourdnex.models.small import resolve_model_name
-    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
-
-    source = resolve_model(resolve_model_name(model))
-    return FourDNeXPipeline.from_model(
-        source.location, lora=lora, dtype=dtype,
-        transformer_subfolder=completion_transformer(source),
-    )  # fmt: skip
 
 
 def complete_novel_views(
@@ -116,20 +102,17 @@ def complete_novel_views(
     """
     settings = settings or GenerationSettings()
     frames = settings.frames or pipe.default_frames
-    if len(trajectory) != frames:
-        raise ValidationError(
-            f"completion needs a trajectory of {frames} frames (the model's clip length), "
-            f"got {len(trajectory)}"
-        )
+    inputs = ConditionInputs(frames=frames, trajectory=trajectory, scene=scene, radius=radius,
+                             normalization=scene_normalization(scene), valid=valid)  # fmt: skip
+    condition_mode("completion").check(inputs)  # before any settings check or render
     s = dataclasses.replace(
         settings,
         frames=frames, height=trajectory.height, width=trajectory.width,
     )  # fmt: skip
     s.validate()
-    rendered = render_known(
-        scene, trajectory, radius=radius, normalization=scene_normalization(scene), valid=valid
-    )
-    known = rendered.known
+    condition = build_condition("completion", inputs)
+    rendered, known = condition.rendered, condition.known
+    assert rendered is not None
     text = scene.meta.caption if prompt is None else prompt
     generated = pipe([known.rgb[0]], text, settings=s, known=[known])[0]
     drawn = rendered.views.mask[..., None]

@@ -8,7 +8,10 @@ rotation (initialized to the identity) and a per-frame translation initialized t
 over all pixels. Backprojection here uses fx, fy, cx and cy (the released code
 ignored all but one focal length, a bug we do not copy).
 
-Used only by benchmarks/bench_register.py.
+This is the plain PyTorch reference that the fast path (:func:`fourdnex.geometry.register`)
+is tested against (tests/test_geometry_reference.py: on exact pointmaps our registration
+is a minimizer of :func:`reference_loss`, the released objective), and the baseline of
+benchmarks/bench_register.py.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ REFERENCE_FOCAL_INIT = 1.2  # times W (fx) and H (fy)
 
 @dataclass
 class ReferenceResult:
+    """What the released optimization recovers, and its cost."""
+
     K: np.ndarray  # (T, 3, 3)
     cam2world: np.ndarray  # (T, 4, 4)
     depth: np.ndarray  # (T, H, W)
@@ -46,11 +51,39 @@ def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([c0, c1, c2], dim=-1)
 
 
+def reference_loss(
+    xyz: torch.Tensor,
+    depth: torch.Tensor,
+    intrinsics: torch.Tensor,
+    rotation: torch.Tensor,
+    translation: torch.Tensor,
+) -> torch.Tensor:
+    """The released objective: mean squared 3D distance over all pixels between the
+    pointmaps and the back-projection of ``depth`` with the cameras.
+
+    Args:
+        xyz: (T, H, W, 3) pointmaps.
+        depth: (T, H, W) z-depth per pixel.
+        intrinsics: (4,) shared ``fx, fy, cx, cy`` (pixel centres at ``index + 0.5``).
+        rotation: (T, 3, 3) camera-to-world rotations; translation: (T, 3).
+
+    Returns:
+        A scalar tensor (differentiable in every argument).
+    """
+    T, H, W = depth.shape
+    uv = torch.as_tensor(pixel_centers(H, W), dtype=depth.dtype)
+    fx, fy, cx, cy = intrinsics
+    x = (uv[..., 0] - cx) / fx * depth
+    y = (uv[..., 1] - cy) / fy * depth
+    pc = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
+    pw = torch.einsum("tij,thwj->thwi", rotation, pc) + translation[:, None, None]
+    return ((pw - xyz) ** 2).sum(-1).mean()
+
+
 def reference_register(xyz: np.ndarray, iterations: int = REFERENCE_ITERATIONS) -> ReferenceResult:
     """Run the released optimization on pointmaps (T, H, W, 3) for ``iterations`` steps."""
     T, H, W = xyz.shape[:3]
     X = torch.as_tensor(xyz, dtype=torch.float32)
-    uv = torch.as_tensor(pixel_centers(H, W))
     depth = X.norm(dim=-1).clone().requires_grad_(True)
     intr = torch.tensor([REFERENCE_FOCAL_INIT * W, REFERENCE_FOCAL_INIT * H, W / 2, H / 2],
                         requires_grad=True)  # fmt: skip
@@ -61,13 +94,7 @@ def reference_register(xyz: np.ndarray, iterations: int = REFERENCE_ITERATIONS) 
     loss = torch.tensor(0.0)
     for _ in range(iterations):
         opt.zero_grad()
-        fx, fy, cx, cy = intr
-        x = (uv[..., 0] - cx) / fx * depth
-        y = (uv[..., 1] - cy) / fy * depth
-        pc = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
-        R = rotation_from_6d(rot6d)
-        pw = torch.einsum("tij,thwj->thwi", R, pc) + trans[:, None, None]
-        loss = ((pw - X) ** 2).sum(-1).mean()
+        loss = reference_loss(X, depth, intr, rotation_from_6d(rot6d), trans)
         loss.backward()
         opt.step()
     seconds = time.perf_counter() - start
