@@ -25,7 +25,8 @@ Targets:
   AbsRel <= 0.10; registration residual median <= 1% of the extent; RGB-XYZ
   consistency within 2x of the truth's own; the camera travels the true way
   (positive cosine) in >= 70% of scenes whose camera moves; a caption naming another
-  camera motion changes the generated motion; <= 20 s per scene on 2 CPU cores.
+  camera motion changes the generated motion; <= 8 s per scene on 2 CPU cores (default
+  settings and thread policy).
 
 Run: ``.venv/bin/python benchmarks/bench_quality.py [--model fourdnex-small]
 [--scenes 100] [--out DIR] [--json FILE]``.
@@ -55,6 +56,7 @@ from fourdnex.eval.video_metrics import VideoModels
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import plane_init
 from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene
+from fourdnex.threads import policy_threads
 
 #: Size of the baseline-only harness (T x H x W).
 FRAMES, HEIGHT, WIDTH = 9, 48, 64
@@ -76,7 +78,7 @@ TARGET_D1, TARGET_ABSREL = 0.90, 0.10
 TARGET_RESIDUAL = 0.01
 TARGET_CONSISTENCY_RATIO = 2.0
 TARGET_DIRECTION_SHARE = 0.70
-TARGET_SECONDS = 20.0
+TARGET_SECONDS = 8.0
 #: Camera phrases of the synthetic captions and the phrase naming the opposite motion.
 OPPOSITE_CAMERA = {
     "orbits right": "orbits left",
@@ -191,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    import torch
+    from fourdnex.threads import apply_thread_policy
 
-    torch.set_num_threads(2)
+    apply_thread_policy()  # what every 4dnex command runs with (FOURDNEX_THREADS)
     count = args.scenes or (100 if args.model else 5)
     seeds = [HELD_OUT_SEED_START + i for i in range(count)]
     runner = ModelRunner(args.model, args.lora, args.steps, args.guidance) if args.model else None
@@ -304,9 +306,10 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
         prompt = prompt_test(runner, gts, rows["model"], args.prompt_scenes)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     per_scene = float(np.median(gen_seconds))
+    threads = policy_threads()
     print(f"speed: {per_scene:.2f} s per scene (median; {runner.settings.steps} steps, guidance "
-          f"{runner.settings.guidance}), load {runner.load_seconds:.1f} s, peak RSS "
-          f"{peak_mib:.0f} MiB")  # fmt: skip
+          f"{runner.settings.guidance}; {threads} thread(s)), load {runner.load_seconds:.1f} s, "
+          f"peak RSS {peak_mib:.0f} MiB")  # fmt: skip
     m = fig["model"]
     checks = {
         f"frame-0 delta<1.25 >= {TARGET_D1}": m["d1_frame0"] >= TARGET_D1,

@@ -8,7 +8,9 @@ scheduler and ``fourdnex.json``; the latest checkpoint of the training run
 (`4dnex train --preset small-synthetic`) gives the ONE transformer that serves every
 condition mode (its EMA weights when the run kept an average), domain embeddings
 included (without ``--run`` the base's is kept). Weights are stored in float16
-safetensors (the package stays small; they are loaded back in float32 on a CPU).
+safetensors (the package stays small; they are loaded back in float32 on a CPU), in
+files of at most 16 MiB (larger components are sharded with an index, as diffusers and
+transformers write them).
 ``fourdnex.json`` gets the training record.
 Written atomically: a failed run leaves an existing model untouched.
 """
@@ -22,7 +24,8 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from huggingface_hub import save_torch_state_dict
+from safetensors.torch import load_file
 
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.models.small import MODEL_JSON, read_model_card, write_model_card
@@ -32,10 +35,14 @@ from fourdnex.train import checkpoint as ckpt
 COPIED = ("scheduler", "tokenizer", "image_processor", "model_index.json")
 #: Components whose weights are stored in float16.
 HALVED = ("vae", "text_encoder", "image_encoder")
+#: Largest weights file written (bigger components are sharded).
+MAX_FILE_BYTES = 16 * 2**20
 
 
 def halve_directory(src: Path, dst: Path) -> None:
-    """Copy a component directory, storing floating safetensors weights in float16."""
+    """Copy a component directory, storing floating safetensors weights in float16, in
+    shards of at most :data:`MAX_FILE_BYTES` (file names and index as the libraries
+    write them: ``NAME-00001-of-00002.safetensors`` and ``NAME.safetensors.index.json``)."""
     dst.mkdir(parents=True)
     for path in sorted(src.iterdir()):
         if path.suffix == ".safetensors":
@@ -43,7 +50,13 @@ def halve_directory(src: Path, dst: Path) -> None:
             half = {
                 k: v.half().contiguous() if v.is_floating_point() else v for k, v in tensors.items()
             }
-            save_file(half, str(dst / path.name), metadata={"format": "pt"})
+            save_torch_state_dict(
+                half,
+                dst,
+                filename_pattern=path.stem + "{suffix}.safetensors",
+                max_shard_size=MAX_FILE_BYTES,
+                metadata={"format": "pt"},
+            )
         elif path.is_file():
             shutil.copy2(path, dst / path.name)
 

@@ -221,3 +221,36 @@ def test_unset_sampler_settings_take_the_models_recommended(tmp_path: Path) -> N
         3.0,
     )
     assert GenerationSettings(steps=7).with_defaults({"steps": 3}).steps == 7
+
+
+def test_packaged_model_is_sharded_and_loads_through_the_user_path(tiny_4x: Path, tmp_path: Path):
+    """scripts/package_small.py stores float16 weights in files of at most its limit
+    (sharded with an index past it) and the package loads as a user loads a model."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location(
+        "package_small", Path(__file__).parents[1] / "scripts" / "package_small.py"
+    )
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(package)
+    package.MAX_FILE_BYTES = 64 * 1024  # the tiny transformer is a few hundred KiB
+    out = tmp_path / "packaged"
+    assert package.main(["--base", str(tiny_4x), "--out", str(out),
+                         "--inference", "steps=2,guidance=1"]) == 0  # fmt: skip
+    files = sorted((out / "transformer").glob("*.safetensors"))
+    assert len(files) > 1 and all(f.stat().st_size <= 64 * 1024 + 4096 for f in files)
+    index = json.loads((out / "transformer" / "diffusion_pytorch_model.safetensors.index.json")
+                       .read_text())  # fmt: skip
+    assert set(index["weight_map"].values()) == {f.name for f in files}
+    pipe = FourDNeXPipeline.from_model(str(out), dtype=torch.float32)
+    reference = FourDNeXPipeline.from_model(str(tiny_4x), dtype=torch.float32)
+    for (name, p), (_, q) in zip(
+        pipe.transformer.state_dict().items(),
+        reference.transformer.state_dict().items(),
+        strict=True,
+    ):
+        assert torch.equal(p, q.half().float()), name
+    card = read_model_card(out)
+    assert card is not None and card.inference == {"steps": 2.0, "guidance": 1.0}

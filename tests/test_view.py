@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -82,3 +84,18 @@ def test_viewer_draws_track_trails():
         assert bare.tracks is None and bare.trail_segments == 0 and bare.show_tracks.disabled
     finally:
         bare.stop()
+
+
+def test_app_progress_follows_the_denoising_steps(tmp_path):
+    """The web app's progress bar is fed by the pipeline's step callback (no tqdm
+    patching): one call per denoising step, with the step count."""
+    from fourdnex.view.app import AppSettings, Generator, examples
+
+    generator = Generator(AppSettings(steps=3, workdir=tmp_path / "app"))
+    try:
+        calls: list[tuple[int, int]] = []
+        out = generator(examples()[0][0], "", 0, 3, "orbit", lambda i, n: calls.append((i, n)))
+        assert calls == [(1, 3), (2, 3), (3, 3)]
+        assert Path(out["rgb"]).is_file()
+    finally:
+        generator.close()

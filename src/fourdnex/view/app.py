@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -161,9 +162,18 @@ class Generator:
                 continue
 
     def __call__(
-        self, image: str | None, prompt: str, seed: float, steps: float, trajectory: str
+        self,
+        image: str | None,
+        prompt: str,
+        seed: float,
+        steps: float,
+        trajectory: str,
+        on_step: Callable[[int, int], object] | None = None,
     ) -> dict[str, Any]:
-        """Generate and package one scene; every problem is a FourDNeXError."""
+        """Generate and package one scene; every problem is a FourDNeXError.
+
+        ``on_step(done, total)`` is called after every denoising step (the page's
+        progress bar), through the pipeline's ``callback_on_step_end``."""
         from fourdnex.export import export_scene
         from fourdnex.geometry import make_trajectory, register_scene
         from fourdnex.geometry.novel_view import render_trajectory
@@ -192,8 +202,17 @@ class Generator:
         request = self.root / f"req-{uuid.uuid4().hex}"
         request.mkdir(mode=0o700)
         started = time.perf_counter()
+        total = self.pipe.resolve_settings(settings).steps
+
+        def step_end(pipe: Any, i: int, t: Any, tensors: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(i + 1, int(total or 0))
+            return tensors
+
         with self._lock:  # one generation at a time per model
-            scene = self.pipe.generate([loaded.image], prompt.strip(), settings)[0]
+            scene = self.pipe.generate(
+                [loaded.image], prompt.strip(), settings, callback_on_step_end=step_end
+            )[0]
         scene = register_scene(scene).scene
         scene_dir = scene.save(request / "scene")
         export_scene(first_frame(scene), "glb", request / "view.glb")
@@ -271,12 +290,15 @@ def build_app(generator: Generator) -> Any:
     warnings.filterwarnings("ignore", module=r"gradio(\..*)?$")
     import gradio as gr
 
-    TRACK_TQDM = gr.Progress(track_tqdm=True)  # Gradio reads the default: the page shows tqdm
+    PROGRESS = gr.Progress()  # Gradio reads the default: the page shows the denoising steps
 
     def run(image: str | None, prompt: str, seed: float, steps: float, trajectory: str,
-            progress: Any = TRACK_TQDM) -> tuple[Any, ...]:  # fmt: skip
+            progress: Any = PROGRESS) -> tuple[Any, ...]:  # fmt: skip
+        def on_step(done: int, total: int) -> None:
+            progress((done, total), desc="denoise", unit="step")
+
         try:
-            out = generator(image, prompt, seed, steps, trajectory)
+            out = generator(image, prompt, seed, steps, trajectory, on_step)
         except FourDNeXError as exc:  # the user's mistake: a message, no server traceback
             raise gr.Error(str(exc), print_exception=False) from None
         return out["rgb"], out["xyz"], out["view"], out["novel"], out["files"], out["summary"]
