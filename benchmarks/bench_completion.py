@@ -56,7 +56,7 @@ def main() -> int:
     args = ap.parse_args()
     threads = apply_thread_policy()
     settings = ModelSettings(args.model, dtype="fp32", device="cpu")
-    pipe = GenerationRunner(settings, "completion").pipe
+    pipe = GenerationRunner(settings).pipe
     pipe.set_progress_bar_config(disable=True)
     card = pipe.model_card
     frames = card.frames if card else 17

@@ -29,8 +29,8 @@ caption) in every mode. Measured, per capability (the targets of docs/control.md
    every track (target <= 1% of the extent). The same measure on the true scene at each
    strength validates it.
 
-Usage: ``python benchmarks/bench_control.py [--model fourdnex-small] [--transformer
-auto|transformer|transformer_control] [--scenes 20] [--steps 20] [--json FILE]``.
+Usage: ``python benchmarks/bench_control.py [--model fourdnex-small] [--scenes 20]
+[--steps 20] [--json FILE]`` (the model's one transformer serves every mode).
 """
 
 from __future__ import annotations
@@ -231,23 +231,14 @@ def median(rows: list[dict], key: str) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="fourdnex-small")
-    ap.add_argument("--transformer", default="auto",
-                    help="auto (the control transformer where the model has one), or a "
-                    "transformer subfolder of the model directory")  # fmt: skip
     ap.add_argument("--scenes", type=int, default=20)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     threads = apply_thread_policy()
-    from fourdnex.models.loading import control_transformer, resolve_model
-    from fourdnex.models.small import resolve_model_name
-
-    source = resolve_model(resolve_model_name(args.model))
-    sub = control_transformer(source) if args.transformer == "auto" else args.transformer
-    pipe = FourDNeXPipeline.from_model(source.location, dtype=torch.float32,
-                                       transformer_subfolder=sub)  # fmt: skip
+    pipe = FourDNeXPipeline.from_model(args.model, dtype=torch.float32)
     pipe.set_progress_bar_config(disable=True)
-    print(f"cpus {os.cpu_count()}, threads {threads}; model {args.model} ({sub}/), "
+    print(f"cpus {os.cpu_count()}, threads {threads}; model {args.model}, "
           f"{args.scenes} held-out scenes, {args.steps} steps")  # fmt: skip
     rows = []
     print(
@@ -282,8 +273,8 @@ def main() -> int:
     for k, v in summary.items():
         print(f"  {k}: {v:.4g}")
     if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "transformer": sub,
-                                         "steps": args.steps, "rows": rows,
+        args.json.write_text(json.dumps({"model": args.model, "steps": args.steps,
+                                         "rows": rows,
                                          "median": summary}, indent=2) + "\n")  # fmt: skip
     return 0
 

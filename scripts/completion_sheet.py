@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="fourdnex-small")
     args = ap.parse_args(argv)
     settings = ModelSettings(args.model, dtype="fp32", device="cpu")
-    pipe = GenerationRunner(settings, "completion").pipe
+    pipe = GenerationRunner(settings).pipe
     pipe.set_progress_bar_config(disable=True)
     rows: list[tuple[str, np.ndarray]] = []
     for seed in args.seeds:

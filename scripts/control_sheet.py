@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--model", default="fourdnex-small")
     args = ap.parse_args(argv)
-    pipe = GenerationRunner(ModelSettings(args.model, dtype="fp32", device="cpu"), "control").pipe
+    pipe = GenerationRunner(ModelSettings(args.model, dtype="fp32", device="cpu")).pipe
     pipe.set_progress_bar_config(disable=True)
     truth = make_scene(args.seed)
     norm = scene_normalization(truth)

@@ -11,7 +11,8 @@ included (without ``--run`` the base's is kept). Weights are stored in float16
 safetensors (the package stays small; they are loaded back in float32 on a CPU), in
 files of at most 16 MiB (larger components are sharded with an index, as diffusers and
 transformers write them).
-``fourdnex.json`` gets the training record.
+``fourdnex.json`` gets the training record. Only ``transformer/`` is written: other
+``transformer_*`` folders of the base (and their training records) are left out.
 Written atomically: a failed run leaves an existing model untouched.
 """
 
@@ -81,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     card = read_model_card(args.base)
     if card is None:
         sys.exit(f"{args.base} has no {MODEL_JSON}: not a `4dnex train-vae` base model")
-    training = dict(card.training)
+    # the record of the one transformer it ships; those of a base model's other
+    # transformers (an earlier layout's ``transformer_*`` folders) are not carried over
+    training = {k: v for k, v in card.training.items() if not k.startswith("transformer_")}
     transformer = args.base / "transformer"
     if args.run is not None:
         transformer, training["transformer"] = trained_transformer(args.run)

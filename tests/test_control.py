@@ -26,7 +26,13 @@ from fourdnex.errors import ValidationError
 from fourdnex.geometry.known_views import CAMERA_RENDER_MASK, camera_known, scene_normalization
 from fourdnex.geometry.trajectories import Trajectory
 from fourdnex.scene import Scene4D
-from fourdnex.sixd import VAE_SPATIAL_FACTOR, VAE_TEMPORAL_FACTOR, pack_mask_latent, plane_init
+from fourdnex.sixd import (
+    VAE_SPATIAL_FACTOR,
+    VAE_TEMPORAL_FACTOR,
+    XYZLatentNorm,
+    pack_mask_latent,
+    plane_init,
+)
 from fourdnex.synthetic import make_scene
 from fourdnex.synthetic.control import CONTROL_MODES, control_sample, draw_control
 from fourdnex.train.cache import CacheSettings, encode_dataset, entry_path, load_null_prompt
@@ -234,6 +240,87 @@ def test_generation_with_frames_trajectory_and_motion(tiny_wan_dir: Path) -> Non
         generate_with_trajectory(pipe, truth.rgb[0], "orbit", settings=s, motion=-0.1)
 
 
+def test_one_transformer_serves_every_condition_mode(
+    tmp_path: Path, tiny_wan_dir: Path, monkeypatch
+) -> None:
+    """Image, frames, video, camera and completion all run through the model's one
+    transformer, loaded once from ``transformer/``; other ``transformer_*`` folders of
+    the directory (an earlier layout's) are not read, even when they could not load."""
+    import shutil
+
+    from diffusers import WanTransformer3DModel
+
+    from fourdnex.condition.modes import CONDITION_MODES
+    from fourdnex.models.small import ModelCard, write_model_card
+    from fourdnex.pipeline import GenerationSettings
+    from fourdnex.pipeline.controlled_generation import ConditionFrames
+    from fourdnex.pipeline.model_settings import ModelSettings
+    from fourdnex.pipeline.runner import GenerationRunner, SceneRequest
+    from fourdnex.pipeline.view_completion import complete_novel_views
+    from fourdnex.synthetic.novel_views import novel_view_sample
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_wan_dir, model)
+    for extra in ("transformer_control", "transformer_completion"):
+        (model / extra).mkdir()
+        (model / extra / "config.json").write_text('{"in_channels": 16}')  # not an I2V one
+        (model / extra / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    loads: list[object] = []
+    original = WanTransformer3DModel.from_pretrained
+
+    def spy(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        loads.append(kwargs.get("subfolder"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(WanTransformer3DModel, "from_pretrained", spy)
+    runner = GenerationRunner(ModelSettings(str(model), dtype="fp32", device="cpu"))
+    pipe = runner.pipe
+    pipe.set_progress_bar_config(disable=True)
+    transformer = pipe.transformer
+    calls: list[int] = []
+    hook = transformer.register_forward_pre_hook(lambda m, a: calls.append(id(m)))
+    truth = make_scene(3, FRAMES, HEIGHT, WIDTH)
+    s = GenerationSettings(steps=2, frames=FRAMES, height=HEIGHT, width=WIDTH)
+    frames = ConditionFrames([truth.rgb[0], truth.rgb[4]], [0, 4], ["f0", "f4"])
+    video = ConditionFrames(list(truth.rgb), list(range(FRAMES)), ["clip"] * FRAMES)
+    requests = {
+        "image": SceneRequest("image", images=[truth.rgb[0]], prompts=[""]),
+        "frames": SceneRequest("frames", prompts=[""], condition=frames),
+        "video": SceneRequest("video", prompts=[""], condition=video),
+        "camera": SceneRequest("camera", images=[truth.rgb[0]], prompts=[""],
+                               trajectory="orbit"),
+    }  # fmt: skip
+    ran: dict[str, set[int]] = {}
+    try:
+        for mode, request in requests.items():
+            calls.clear()
+            [scene] = runner.generate(request, s)
+            assert scene.meta.settings.get("condition", {"mode": "image"})["mode"] == mode
+            ran[mode] = set(calls)
+        calls.clear()
+        case = novel_view_sample(11, FRAMES, HEIGHT, WIDTH)
+        done = complete_novel_views(runner.pipe, case.scene, case.trajectory, settings=s)
+        assert done.hole.any()
+        ran["completion"] = set(calls)
+    finally:
+        hook.remove()
+    assert set(ran) == set(CONDITION_MODES)  # every mode of the table
+    assert all(seen == {id(transformer)} for seen in ran.values()), ran
+    assert runner.pipe is pipe and pipe.transformer is transformer
+    assert loads == ["transformer"]  # one transformer, its weights read once
+    # the command line: camera control and novel-view completion load that transformer too
+    write_model_card(model, ModelCard("tiny", XYZLatentNorm(0.0, 1.0), FRAMES, HEIGHT, WIDTH))
+    image = tmp_path / "photo.png"
+    Image.fromarray(np.rint(truth.rgb[0] * 255).astype(np.uint8)).save(image)
+    common = ["--model", str(model), "--steps", "1"]
+    assert main(["generate", str(image), "--trajectory", "orbit", "--no-previews",
+                 "--out", str(tmp_path / "out"), *common]) == 0  # fmt: skip
+    views = tmp_path / "views" / "orbit.mp4"
+    assert main(["render", str(tmp_path / "out" / "photo"), "--trajectory", "orbit",
+                 "--out", str(views), "--complete", *common]) == 0  # fmt: skip
+    assert loads == ["transformer"] * 3
+
+
 # ------------------------------------------------------------------------ command line
 def _frames_on_disk(tmp_path: Path) -> tuple[Scene4D, list[Path], Path]:
     from fourdnex.io.video_files import write_video
@@ -263,7 +350,7 @@ def test_generate_beyond_one_image_on_the_command_line(tmp_path: Path, capsys) -
                  "--overwrite"]) == 0  # fmt: skip
     record = json.loads((out / "f00" / "generation.json").read_text())
     assert record["condition"]["mode"] == "camera" and len(record["trajectory"]["frames"]) == 17
-    assert "transformer_control/" in capsys.readouterr().out  # the bundled control transformer
+    assert "loaded fourdnex-small (no LoRA) in" in capsys.readouterr().out  # its one transformer
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,9 @@ def test_settings_are_checked_before_any_weight(tiny_wan_dir: Path, monkeypatch)
         with pytest.raises(FourDNeXError, match=match):
             GenerationRunner(settings)
     plan = GenerationRunner(ModelSettings(str(tiny_wan_dir), device="cpu")).plan
-    assert plan.dtype == torch.float32 and plan.files.transformer.subfolder == "transformer"
+    assert plan.dtype == torch.float32 and plan.files.transformer.source.location == str(
+        tiny_wan_dir
+    )
 
 
 def test_the_lora_header_is_read_once_on_the_way_to_a_scene(

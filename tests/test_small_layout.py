@@ -225,9 +225,20 @@ def test_unset_sampler_settings_take_the_models_recommended(tmp_path: Path) -> N
 
 def test_packaged_model_is_sharded_and_loads_through_the_user_path(tiny_4x: Path, tmp_path: Path):
     """scripts/package_small.py stores float16 weights in files of at most its limit
-    (sharded with an index past it) and the package loads as a user loads a model."""
+    (sharded with an index past it), writes the one transformer only (not a base's
+    earlier ``transformer_*`` folders nor their records) and the package loads as a user
+    loads a model."""
     import importlib.util
     import json
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_4x, base)
+    shutil.copytree(base / "transformer", base / "transformer_control")
+    card = read_model_card(base)
+    assert card is not None
+    records = {"vae": {"steps": 1}, "transformer_control": {"step": 2}}
+    write_model_card(base, ModelCard(**{**card.__dict__, "training": records}))
 
     spec = importlib.util.spec_from_file_location(
         "package_small", Path(__file__).parents[1] / "scripts" / "package_small.py"
@@ -237,8 +248,9 @@ def test_packaged_model_is_sharded_and_loads_through_the_user_path(tiny_4x: Path
     spec.loader.exec_module(package)
     package.MAX_FILE_BYTES = 64 * 1024  # the tiny transformer is a few hundred KiB
     out = tmp_path / "packaged"
-    assert package.main(["--base", str(tiny_4x), "--out", str(out),
+    assert package.main(["--base", str(base), "--out", str(out),
                          "--inference", "steps=2,guidance=1"]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.glob("transformer*")) == ["transformer"]
     files = sorted((out / "transformer").glob("*.safetensors"))
     assert len(files) > 1 and all(f.stat().st_size <= 64 * 1024 + 4096 for f in files)
     index = json.loads((out / "transformer" / "diffusion_pytorch_model.safetensors.index.json")
@@ -254,3 +266,4 @@ def test_packaged_model_is_sharded_and_loads_through_the_user_path(tiny_4x: Path
         assert torch.equal(p, q.half().float()), name
     card = read_model_card(out)
     assert card is not None and card.inference == {"steps": 2.0, "guidance": 1.0}
+    assert card.training == {"vae": {"steps": 1}}

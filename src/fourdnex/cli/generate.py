@@ -133,7 +133,7 @@ def main(argv: list[str]) -> int:
     prompts = read_prompts(cfg.prompt, cfg.prompt_file, cfg.prompt_per_line, len(cfg.images))
     if not cfg.images and not cfg.condition:
         raise ValidationError("no images given")
-    runner = GenerationRunner(cfg.model, "control" if cfg.controlled else "generate")
+    runner = GenerationRunner(cfg.model)
     files, s = runner.plan.files, cfg.settings
     frames = s.frames or files.default_frames
     condition, mode = None, "camera" if cfg.trajectory is not None else "image"

@@ -127,7 +127,7 @@ def check_completion(cfg: RenderConfig) -> CompletionPlan:
         check_int(cfg.steps, "--steps", 1, MAX_STEPS)
     settings = GenerationSettings(steps=cfg.steps, seed=cfg.seed)
     settings.validate()
-    return CompletionPlan(settings, GenerationRunner(cfg.model, "completion"))
+    return CompletionPlan(settings, GenerationRunner(cfg.model))
 
 
 def main(argv: list[str]) -> int:

@@ -64,36 +64,10 @@ class ModelSource:
         return self.location
 
 
-#: The transformer subfolder of a diffusers Wan2.1 I2V directory.
+#: The transformer subfolder of a diffusers Wan2.1 I2V directory: a model's one
+#: transformer, which serves every condition mode (image, frames, video, camera,
+#: completion). Other ``transformer_*`` folders a directory may hold are not read.
 TRANSFORMER = "transformer"
-#: A second transformer of a model directory, fine-tuned for novel-view completion
-#: (fourdnex-small ships one; `4dnex render --complete` uses it when present).
-COMPLETION_TRANSFORMER = "transformer_completion"
-#: The subfolder of a model directory that holds a transformer trained for the
-#: conditions beyond one image (frames at any index, video to 4D, camera control,
-#: motion strength; fourdnex-small may have one, see docs/control.md).
-CONTROL_TRANSFORMER = "transformer_control"
-
-
-def task_transformer(source: ModelSource, subfolder: str) -> str:
-    """The transformer subfolder a task runs with: ``subfolder`` where the (local) model
-    directory has it, else its only transformer."""
-    if source.local and (Path(source.location) / subfolder / "config.json").is_file():
-        return subfolder
-    return TRANSFORMER
-
-
-def completion_transformer(source: ModelSource) -> str:
-    """The transformer subfolder completion runs with: the completion transformer where
-    the (local) model directory has one, else its only transformer."""
-    return task_transformer(source, COMPLETION_TRANSFORMER)
-
-
-def control_transformer(source: ModelSource) -> str:
-    """The transformer subfolder of conditioned generation (condition frames, a
-    trajectory, a motion strength): the control transformer where the model directory
-    has one, else its only transformer."""
-    return task_transformer(source, CONTROL_TRANSFORMER)
 
 
 def resolve_model(model: str | Path) -> ModelSource:
@@ -121,7 +95,7 @@ def resolve_model(model: str | Path) -> ModelSource:
     raise FourDNeXError(f"model directory not found: {text}")
 
 
-def read_component_config(source: ModelSource, component: str = "transformer") -> dict[str, Any]:
+def read_component_config(source: ModelSource, component: str = TRANSFORMER) -> dict[str, Any]:
     """The ``config.json`` of one component (only that small file is fetched)."""
     if source.local:
         path = Path(source.location) / component / "config.json"
@@ -157,30 +131,28 @@ def check_transformer_config(config: dict[str, Any], source: ModelSource) -> Non
 
 @dataclass(frozen=True)
 class TransformerFiles:
-    """A transformer of a model and its LoRA, checked from small files alone.
+    """The transformer of a model and its LoRA, checked from small files alone.
 
     Attributes:
         source: the model.
-        subfolder: the transformer's subfolder (:data:`TRANSFORMER`, or a task's).
-        config: its ``config.json`` (a Wan2.1 I2V transformer's).
+        config: its transformer's ``config.json`` (a Wan2.1 I2V transformer's).
         lora: the LoRA header, checked against ``config`` (None without a LoRA).
     """
 
     source: ModelSource
-    subfolder: str
     config: dict[str, Any]
     lora: LoraInfo | None = None
 
 
 def check_transformer_files(
-    source: ModelSource, lora: str | Path | None = None, subfolder: str = TRANSFORMER
+    source: ModelSource, lora: str | Path | None = None
 ) -> TransformerFiles:
     """Check the transformer config (Wan2.1 I2V) and the LoRA header against it
     (:func:`~fourdnex.models.lora.check_lora`), before any weight is read."""
-    config = read_component_config(source, subfolder)
+    config = read_component_config(source, TRANSFORMER)
     check_transformer_config(config, source)
     info = check_lora(lora, config) if lora is not None else None
-    return TransformerFiles(source, subfolder, config, info)
+    return TransformerFiles(source, config, info)
 
 
 def load_transformer(
@@ -188,15 +160,13 @@ def load_transformer(
     lora: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
     fuse_lora: bool = True,
-    subfolder: str = TRANSFORMER,
 ) -> tuple[torch.nn.Module, LoraInfo | None]:
     """Load the 4DNeX transformer: Wan2.1 I2V + shared RoPE + domain embeddings + LoRA.
 
     ``source`` is a model (its transformer config and the ``lora`` header are checked
     first: :func:`check_transformer_files`) or the files that check returned (then
-    ``lora`` and ``subfolder`` are theirs). ``subfolder`` picks a transformer of the
-    model directory other than ``transformer`` (e.g. fourdnex-small's completion
-    transformer, :data:`COMPLETION_TRANSFORMER`).
+    ``lora`` is theirs). The model's one transformer (:data:`TRANSFORMER`) serves every
+    condition mode.
 
     Returns:
         ``(transformer, lora_info)``; ``lora_info`` is None without a LoRA (the
@@ -209,17 +179,17 @@ def load_transformer(
             raise ValidationError("give the LoRA to check_transformer_files, not again")
         files = source
     else:
-        files = check_transformer_files(source, lora, subfolder)
+        files = check_transformer_files(source, lora)
     try:
         with quiet_dtype_deprecation(), quiet_loading():
             transformer = WanTransformer3DModel.from_pretrained(
-                files.source.location, subfolder=files.subfolder, torch_dtype=dtype
+                files.source.location, subfolder=TRANSFORMER, torch_dtype=dtype
             )
     except (OSError, ValueError) as exc:
         msg = f"cannot load the transformer of {files.source}: {_first_line(exc)}"
         raise FourDNeXError(msg) from None
     adapt_transformer(transformer)
-    stored = stored_domain_embeddings(files.source, files.subfolder)
+    stored = stored_domain_embeddings(files.source)
     if stored is not None:
         set_domain_embeddings(transformer, stored)
     info = None
@@ -229,9 +199,7 @@ def load_transformer(
     return transformer, info
 
 
-def stored_domain_embeddings(
-    source: ModelSource, subfolder: str = TRANSFORMER
-) -> torch.Tensor | None:
+def stored_domain_embeddings(source: ModelSource) -> torch.Tensor | None:
     """The domain embeddings saved inside a local transformer (a fully trained 4DNeX
     transformer such as fourdnex-small stores ``domain_embedding.weight`` with its
     weights); None for a plain Wan2.1 transformer or a hub model."""
@@ -239,7 +207,7 @@ def stored_domain_embeddings(
 
     if not source.local:
         return None
-    for path in sorted((Path(source.location) / subfolder).glob("*.safetensors")):
+    for path in sorted((Path(source.location) / TRANSFORMER).glob("*.safetensors")):
         try:
             with safe_open(str(path), framework="pt") as f:
                 if DOMAIN_WEIGHT in f.keys():  # noqa: SIM118

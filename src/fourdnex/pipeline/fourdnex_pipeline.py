@@ -41,12 +41,7 @@ from fourdnex.condition import (
     with_motion,
 )
 from fourdnex.errors import FourDNeXError, ValidationError
-from fourdnex.models.loading import (
-    TRANSFORMER,
-    ModelSource,
-    quiet_dtype_deprecation,
-    quiet_loading,
-)
+from fourdnex.models.loading import ModelSource, quiet_dtype_deprecation, quiet_loading
 from fourdnex.models.lora import LoraInfo
 from fourdnex.models.presets import TEXT_CONTEXT_LENGTH
 from fourdnex.models.small import ModelCard
@@ -112,7 +107,6 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         fuse_lora: bool = True,
         extra_lora: str | Path | None = None,
         extra_lora_scale: float = 1.0,
-        transformer_subfolder: str = TRANSFORMER,
     ) -> FourDNeXPipeline:
         """Load a Wan2.1 I2V directory or hub id (or ``fourdnex-small``, the bundled model)
         plus an optional 4DNeX LoRA directory.
@@ -121,11 +115,9 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         (:func:`~fourdnex.pipeline.model_settings.check_model_files`), then
         :meth:`from_files` loads. ``extra_lora`` stacks a second LoRA (e.g. a
         step-distillation one) at ``extra_lora_scale`` (see :mod:`fourdnex.pipeline.speed`).
-        ``transformer_subfolder`` loads another transformer of the model directory (e.g.
-        the bundled fourdnex-small's completion transformer, see
-        :func:`fourdnex.models.loading.completion_transformer`).
+        The model's one transformer serves every condition mode.
         """
-        files = check_model_files(model, lora, extra_lora, transformer_subfolder)
+        files = check_model_files(model, lora, extra_lora)
         return cls.from_files(files, dtype, vae_dtype, fuse_lora, extra_lora_scale)
 
     @classmethod

@@ -22,12 +22,8 @@ import tyro
 from fourdnex.devices import resolve_device
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
-    TRANSFORMER,
-    ModelSource,
     TransformerFiles,
     check_transformer_files,
-    completion_transformer,
-    control_transformer,
     load_transformer,
     quiet_dtype_deprecation,
     quiet_loading,
@@ -41,12 +37,6 @@ from fourdnex.pipeline.settings import DEFAULT_FRAMES, GenerationSettings
 from fourdnex.pipeline.speed import SpeedSettings, inspect_extra_lora
 from fourdnex.precision import weights_dtype
 from fourdnex.sixd import RESOLUTION_AREA, XYZLatentNorm
-
-#: What a model runs for: plain generation, the conditions beyond one image (the
-#: model's control transformer where it has one) or novel-view completion (its
-#: completion transformer where it has one).
-Task = Literal["generate", "control", "completion"]
-TASKS: tuple[str, ...] = ("generate", "control", "completion")
 
 
 @dataclass(frozen=True)
@@ -82,8 +72,8 @@ class ModelFiles:
     """A model's files, checked from headers alone (no weight read).
 
     Attributes:
-        transformer: the transformer's source, subfolder and config, and the LoRA header
-            checked against that config.
+        transformer: the model's source and its transformer's config (the one transformer
+            of every condition mode), and the LoRA header checked against that config.
         card: the model directory's ``fourdnex.json`` (None for a plain Wan2.1 model).
         extra_lora: the extra LoRA's header record (:func:`inspect_extra_lora`), or None.
     """
@@ -135,16 +125,12 @@ def check_model_files(
     model: str | Path,
     lora: str | Path | None = None,
     extra_lora: str | Path | None = None,
-    subfolder: str = TRANSFORMER,
-    task: Task | None = None,
 ) -> ModelFiles:
     """Resolve ``model`` (``fourdnex-small``, a directory or a hub id) and check its
     transformer config, the LoRA header and the extra LoRA header: the one check of each
-    before loading. ``task`` (if given) picks the transformer instead of ``subfolder``."""
+    before loading."""
     source = resolve_model(resolve_model_name(str(model)))
-    if task is not None:
-        subfolder = task_subfolder(source, task)
-    transformer = check_transformer_files(source, lora, subfolder)
+    transformer = check_transformer_files(source, lora)
     extra = inspect_extra_lora(extra_lora, transformer.config) if extra_lora else None
     card = read_model_card(source.location) if source.local else None
     return ModelFiles(transformer, card, extra)
@@ -203,21 +189,10 @@ class ModelPlan:
         return str(self.files.transformer.source)
 
 
-def task_subfolder(source: ModelSource, task: str) -> str:
-    """The transformer subfolder ``task`` runs with (see :data:`Task`)."""
-    if task not in TASKS:
-        raise ValidationError(f"unknown task {task!r} (choose from {', '.join(TASKS)})")
-    if task == "generate":
-        return TRANSFORMER
-    return control_transformer(source) if task == "control" else completion_transformer(source)
-
-
-def check_model(
-    settings: ModelSettings, task: Task = "generate", files: ModelFiles | None = None
-) -> ModelPlan:
+def check_model(settings: ModelSettings, files: ModelFiles | None = None) -> ModelPlan:
     """Check every model setting once, before any weight loads: the memory mode and step
     cache, the device (and what the memory and speed modes need of it), the model, its
-    transformer for ``task``, the LoRA and extra LoRA headers.
+    transformer, the LoRA and extra LoRA headers.
 
     ``files``: already checked (a Ray worker gets its driver's); only the machine's part
     is checked then.
@@ -234,7 +209,5 @@ def check_model(
         settings.dtype, weights_dtype(device)
     )
     if files is None:
-        files = check_model_files(
-            settings.model, settings.lora, settings.speed.extra_lora, task=task
-        )
+        files = check_model_files(settings.model, settings.lora, settings.speed.extra_lora)
     return ModelPlan(settings, files, device, dtype, memory)

@@ -22,7 +22,6 @@ from typing import Any
 from fourdnex.condition.modes import condition_mode
 from fourdnex.errors import ValidationError
 from fourdnex.geometry.trajectories import Trajectory
-from fourdnex.models.loading import TRANSFORMER
 from fourdnex.pipeline.controlled_generation import (
     ConditionFrames,
     generate_from_frames,
@@ -34,7 +33,6 @@ from fourdnex.pipeline.model_settings import (
     ModelFiles,
     ModelPlan,
     ModelSettings,
-    Task,
     check_model,
 )
 from fourdnex.pipeline.settings import GenerationSettings
@@ -141,18 +139,16 @@ MODE_RUNS: dict[str, Callable[..., list[Generated]]] = {
 
 
 class GenerationRunner:
-    """One model for many scenes: checked when made, loaded on first use.
+    """One model for many scenes: checked when made, loaded on first use. The model's one
+    transformer serves every condition mode (the table's and completion).
 
     Args:
         settings: the model settings (nested in every front end's config).
-        task: which of the model's transformers runs (:data:`Task`).
         files: files already checked (a Ray worker gets its driver's).
     """
 
-    def __init__(
-        self, settings: ModelSettings, task: Task = "generate", files: ModelFiles | None = None
-    ) -> None:
-        self.plan = check_model(settings, task, files)
+    def __init__(self, settings: ModelSettings, files: ModelFiles | None = None) -> None:
+        self.plan = check_model(settings, files)
         self.load_seconds: float | None = None
         self._pipe: FourDNeXPipeline | None = None
 
@@ -166,14 +162,12 @@ class GenerationRunner:
         return self._pipe
 
     def loaded_line(self) -> str:
-        """``loaded MODEL (LORA + extra LoRA, SUBFOLDER/) in S s on DEVICE`` (loads first)."""
+        """``loaded MODEL (LORA + extra LoRA) in S s on DEVICE`` (loads first)."""
         pipe = self.pipe
-        settings, files = self.plan.settings, self.plan.files
+        settings = self.plan.settings
         extra = f" + extra LoRA {settings.speed.extra_lora}" if settings.speed.extra_lora else ""
-        sub = files.transformer.subfolder
-        which = f", {sub}/" if sub != TRANSFORMER else ""
         assert self.load_seconds is not None and pipe is not None
-        return (f"loaded {self.plan.name} ({settings.lora or 'no LoRA'}{extra}{which}) in "
+        return (f"loaded {self.plan.name} ({settings.lora or 'no LoRA'}{extra}) in "
                 f"{self.load_seconds:.1f} s on {self.plan.device}")  # fmt: skip
 
     def generate_chunks(
