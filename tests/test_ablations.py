@@ -341,3 +341,24 @@ def test_training_packs_the_same_draws_in_every_layout(fusion: str) -> None:
     for key in ("timestep", "text", "image"):
         assert torch.equal(seen_f[key], per_modality(seen_w[key], fusion))  # type: ignore[arg-type]
     torch.testing.assert_close(loss_f, loss_w)
+
+
+def test_the_table_marks_differences_beyond_the_seed_spread() -> None:
+    from fourdnex.eval.ablation_table import METRICS, arm_statistics, beyond_spread, final_loss
+
+    def scored(d1: float, cosines: list[float | None]) -> dict:
+        rows = [{"d1_frame0": d1, "absrel_frame0": 0.2, "d1_all": d1, "consistency_ratio": 1.0,
+                 "residual_rel": 0.01, "direction_cosine": c, "rgb_psnr_frame0": 20.0}
+                for c in cosines]  # fmt: skip
+        return {"stats": arm_statistics(rows)}
+
+    results = {"ref": scored(0.80, [1.0, -1.0]), "seed": scored(0.78, [-1.0, 1.0]),
+               "far": scored(0.70, [1.0, 1.0]), "near": scored(0.81, [None, None])}  # fmt: skip
+    assert results["ref"]["stats"]["direction"]["share"] == 0.5
+    assert results["near"]["stats"]["direction"] is None  # no camera moved
+    marks = beyond_spread(results, "ref", "seed")
+    assert marks["far"]["d1_frame0"] and not marks["near"]["d1_frame0"]
+    assert marks["far"]["direction"] and not marks["near"]["direction"]
+    assert not any(marks["ref"].values()) and not any(marks["seed"].values())
+    assert set(marks["far"]) == {k for k, _, _ in METRICS}
+    assert final_loss([4.0] * 90 + [1.0] * 10) == 1.0
