@@ -290,6 +290,11 @@ def test_training_config_takes_the_design_flags() -> None:
     with pytest.raises(ValidationError, match="add --full-finetune"):
         scratch.validate()
     dataclasses.replace(channel, full_finetune=True, transformer_init="random").validate()
+    from fourdnex.cli.args import parse as parse_cli
+    from fourdnex.cli.encode import EncodeConfig
+
+    encode = parse_cli(EncodeConfig, ["--data", "d", "--xyz-condition", "zeros"], "4dnex encode")
+    assert encode.design == DesignSettings(xyz_condition="zeros")
 
 
 class _Capture(torch.nn.Module):

@@ -180,7 +180,7 @@ class DesignSettings:
         unknown = sorted(set(record) - set(CHOICES))
         if unknown:
             raise ValidationError(f"{prefix}unknown design settings {unknown}")
-        settings = cls(**{k: v for k, v in record.items()})
+        settings = cls(**record)
         try:
             settings.check()
         except ValidationError as exc:
