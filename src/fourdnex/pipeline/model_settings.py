@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import torch
 import tyro
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.devices import resolve_device
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
@@ -97,6 +98,12 @@ class ModelFiles:
         return model_frames(self.card)
 
     @property
+    def design(self) -> DesignSettings:
+        """The design settings the transformer runs with: its LoRA's, else the model
+        card's, else the released ones (:func:`check_model_files`)."""
+        return self.transformer.design
+
+    @property
     def xyz_stats(self) -> XYZLatentNorm:
         """The XYZ latent normalization: the LoRA's, else the model card's, else the
         released one."""
@@ -144,9 +151,10 @@ def check_model_files(
     source = resolve_model(resolve_model_name(str(model)))
     if task is not None:
         subfolder = task_subfolder(source, task)
-    transformer = check_transformer_files(source, lora, subfolder)
-    extra = inspect_extra_lora(extra_lora, transformer.config) if extra_lora else None
     card = read_model_card(source.location) if source.local else None
+    design = card.design if card is not None else RELEASED
+    transformer = check_transformer_files(source, lora, subfolder, design)
+    extra = inspect_extra_lora(extra_lora, transformer.config) if extra_lora else None
     return ModelFiles(transformer, card, extra)
 
 
