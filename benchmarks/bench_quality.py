@@ -115,7 +115,12 @@ class ModelRunner:
     """One loaded pipeline; generates a scene from a ground-truth scene's first frame."""
 
     def __init__(
-        self, model: str, lora: str | None, steps: int | None, guidance: float | None
+        self,
+        model: str,
+        lora: str | None,
+        steps: int | None,
+        guidance: float | None,
+        flow_shift: float | None = None,
     ) -> None:
         import torch
 
@@ -133,7 +138,12 @@ class ModelRunner:
         # unset steps / guidance: the model's recommended (its card), else the official
         self.settings = self.pipe.resolve_settings(
             GenerationSettings(
-                steps=steps, guidance=guidance, frames=frames, height=height, width=width
+                steps=steps,
+                guidance=guidance,
+                flow_shift=flow_shift,
+                frames=frames,
+                height=height,
+                width=width,
             )
         )
 
@@ -183,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenes", type=int, help="held-out scenes (default: 5, or 100 with a model)")
     ap.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     ap.add_argument("--guidance", type=float, help="guidance scale (default: the model's)")
+    ap.add_argument(
+        "--flow-shift", type=float, help="sigma shift of the flow schedule (default: the model's)"
+    )
     ap.add_argument("--no-prompt-test", action="store_true", help="skip the swapped captions")
     ap.add_argument("--no-ladder", action="store_true", help="skip the quality ladder")
     ap.add_argument(
@@ -198,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     apply_thread_policy()  # what every 4dnex command runs with (FOURDNEX_THREADS)
     count = args.scenes or (100 if args.model else 5)
     seeds = [HELD_OUT_SEED_START + i for i in range(count)]
-    runner = ModelRunner(args.model, args.lora, args.steps, args.guidance) if args.model else None
+    runner = (
+        ModelRunner(args.model, args.lora, args.steps, args.guidance, args.flow_shift)
+        if args.model
+        else None
+    )
     size = runner.size if runner else (FRAMES, HEIGHT, WIDTH)
     methods = {"oracle": lambda gt: gt, "plane": plane_baseline, "frozen": frozen_baseline}
     if runner is not None:
@@ -335,6 +352,7 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
         "peak_rss_mib": peak_mib,
         "steps": runner.settings.steps,
         "guidance": runner.settings.guidance,
+        "flow_shift": runner.settings.flow_shift,
         "targets": checks,
     }
     return all(checks.values())

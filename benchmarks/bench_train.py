@@ -6,7 +6,9 @@ One optimizer step = forward + backward of the 4DNeX objective (fourdnex.train.o
 - ``tiny`` model (the ``tiny-synthetic`` preset) on the CPU, at two sizes;
 - ``fourdnex-small`` (the ``small-synthetic`` preset, batch 8 on one thread): its first
   layout (8x VAE latent, patch 2) in fp32, and today's (4x latent, patch (1, 4, 4)) in
-  fp32 and under bf16 autocast (the recipe's choice on a CPU with AMX: before / after);
+  fp32 and under bf16 autocast (the recipe's choice on a CPU with AMX: before / after),
+  and under bf16 with the text context cut from 512 slots to ``SMALL_TEXT_TOKENS`` (what
+  its captions need: the cost of the padding slots a small model could drop);
 - when a CUDA GPU is present: ``tiny`` on the GPU and the 14B Wan2.1 transformer with
   random weights (the ``wan14b-lora`` preset: LoRA rank 64, bf16, gradient checkpointing)
   at 17 and 49 frames of 480 x 720 per modality.
@@ -53,6 +55,10 @@ SMALL_V1_LAYOUT = {
     "vae": {"temperal_downsample": [False, True, True]},
 }
 TINY_CLIP_TOKENS = (TINY_CLIP_IMAGE_SIZE // TINY_CLIP_PATCH) ** 2 + 1
+#: Text slots enough for the synthetic captions (the longest of the 3,000 mixture clips is
+#: 74 tokens with the pointmap suffix; room for the motion code), against the 512 of
+#: Wan's UMT5 context.
+SMALL_TEXT_TOKENS = 96
 
 
 @dataclass
@@ -76,6 +82,7 @@ def _batch(
     device: torch.device,
     factors: VAEFactors,
     batch: int = 1,
+    text_tokens: int = TEXT_CONTEXT_LENGTH,
 ) -> CacheEntry:
     """A batch of ``batch`` random cache entries (no motion labels) on ``device``."""
     t, h, w = factors.latent_size(frames, height, width)
@@ -94,7 +101,7 @@ def _batch(
         **latents,
         **stds,
         cond_mask=torch.ones(batch, 4, t, h, 2 * w, device=device),
-        prompt_embeds=r(batch, TEXT_CONTEXT_LENGTH, model_cfg["text_dim"]),
+        prompt_embeds=r(batch, text_tokens, model_cfg["text_dim"]),
         image_embeds=r(batch, clip_tokens, model_cfg["image_dim"]),
         motion=torch.zeros(batch, 2, device=device),
     )
@@ -113,6 +120,7 @@ def bench(
     mixed_precision: str | None = None,
     layout: dict | None = None,
     label: str = "",
+    text_tokens: int = TEXT_CONTEXT_LENGTH,
 ) -> Row:
     """Time ``steps`` optimizer steps after ``warmup`` ones; peak memory over all.
 
@@ -153,7 +161,9 @@ def bench(
     clip_tokens = {"tiny": TINY_CLIP_TOKENS, SMALL_NAME: SMALL_CLIP_TOKENS}.get(
         model_preset, CLIP_TOKENS_14B
     )
-    batch = _batch(model_cfg, frames, height, width, clip_tokens, device, factors, batch_size)
+    batch = _batch(
+        model_cfg, frames, height, width, clip_tokens, device, factors, batch_size, text_tokens
+    )
     null = torch.zeros_like(batch.prompt_embeds[0])
     settings = ObjectiveSettings(
         TimestepSampling(shift=3.0), text_dropout=0.0, image_dropout=0.0, motion_dropout=0.0
@@ -192,7 +202,8 @@ def bench(
         f"{preset}{label}",
         str(device),
         f"{frames}x{height}x{width} ({tokens:,} tokens, batch {batch_size}, {factors.spatial}x "
-        f"VAE, patch {p_h}, {'bf16 autocast' if dtype == torch.bfloat16 else 'fp32'})",
+        f"VAE, patch {p_h}, {'bf16 autocast' if dtype == torch.bfloat16 else 'fp32'}, "
+        f"{text_tokens} text slots)",
         f"{trainable:,} / {total:,}",
         1 / elapsed,
         elapsed,
@@ -229,6 +240,14 @@ def main(argv: list[str]) -> int:
             ),  # fmt: skip
             bench("small-synthetic", SMALL_NAME, **small, mixed_precision="no"),  # type: ignore[arg-type]
             bench("small-synthetic", SMALL_NAME, **small, mixed_precision="bf16"),  # type: ignore[arg-type]
+            bench(
+                "small-synthetic",
+                SMALL_NAME,
+                **small,
+                mixed_precision="bf16",  # type: ignore[arg-type]
+                text_tokens=SMALL_TEXT_TOKENS,
+                label=" (short text)",
+            ),  # fmt: skip
         ]
     gpu = torch.cuda.is_available()
     if gpu:

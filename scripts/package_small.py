@@ -11,8 +11,10 @@ included (without ``--run`` the base's is kept). Weights are stored in float16
 safetensors (the package stays small; they are loaded back in float32 on a CPU), in
 files of at most 16 MiB (larger components are sharded with an index, as diffusers and
 transformers write them).
-``fourdnex.json`` gets the training record. Only ``transformer/`` is written: other
-``transformer_*`` folders of the base (and their training records) are left out.
+``fourdnex.json`` gets the training record, and the run's design settings (its
+``design``, :mod:`fourdnex.design`) where they are not the released ones. Only
+``transformer/`` is written: other ``transformer_*`` folders of the base (and their
+training records) are left out.
 Written atomically: a failed run leaves an existing model untouched.
 """
 
@@ -28,6 +30,7 @@ import torch
 from huggingface_hub import save_torch_state_dict
 from safetensors.torch import load_file
 
+from fourdnex.design import DesignSettings
 from fourdnex.io.atomic import atomic_directory
 from fourdnex.models.small import MODEL_JSON, read_model_card, write_model_card
 from fourdnex.train import checkpoint as ckpt
@@ -86,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     # transformers (an earlier layout's ``transformer_*`` folders) are not carried over
     training = {k: v for k, v in card.training.items() if not k.startswith("transformer_")}
     transformer = args.base / "transformer"
+    design = card.design
     if args.run is not None:
         transformer, training["transformer"] = trained_transformer(args.run)
+        settings = training["transformer"]["settings"] or {}
+        design = DesignSettings.from_record(settings.get("design"), f"{args.run} settings")
     if args.extra is not None:
         training.update(json.loads(args.extra.read_text()))
     with atomic_directory(args.out, overwrite=True) as tmp:
@@ -102,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         halve_directory(transformer, tmp / "transformer")
         inference = parse_inference(args.inference) if args.inference else card.inference
         write_model_card(
-            tmp, type(card)(**{**card.__dict__, "training": training, "inference": inference})
+            tmp,
+            type(card)(
+                **{**card.__dict__, "training": training, "inference": inference, "design": design}
+            ),
         )
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     print(f"wrote {args.out} (transformer from {transformer}; {size / 1e6:.1f} MB)")

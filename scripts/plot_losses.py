@@ -21,6 +21,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fourdnex.train.loss_log import loss_curve  # noqa: E402
+
 
 def smooth(y: np.ndarray, window: int = 25) -> np.ndarray:
     if len(y) < window:
@@ -32,20 +34,6 @@ def smooth(y: np.ndarray, window: int = 25) -> np.ndarray:
 def vae_curve(path: Path) -> tuple[np.ndarray, np.ndarray]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return np.array([r["step"] for r in rows]), np.array([r["l1"] for r in rows])
-
-
-def transformer_curve(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    steps: dict[int, float] = {}
-    for events in sorted((run / "logs").rglob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        if "loss" in acc.Tags().get("scalars", []):
-            for e in acc.Scalars("loss"):
-                steps[e.step] = e.value
-    keys = sorted(steps)
-    return np.array(keys), np.array([steps[k] for k in keys])
 
 
 def probe_curve(path: Path) -> dict[int, dict]:
@@ -70,7 +58,7 @@ def main(run: Path, out: Path) -> int:
     a.set_ylabel("L1 reconstruction (crops, [-1, 1] units)")
     a.set_title("VAE")
     a.legend(fontsize=8)
-    ts, tl = transformer_curve(run / "transformer")
+    ts, tl = loss_curve(run / "transformer")
     b.plot(ts, tl, alpha=0.3, color="C2")
     sm = smooth(tl, 9)
     b.plot(ts[len(ts) - len(sm) :], sm, color="C2")

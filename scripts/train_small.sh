@@ -6,7 +6,10 @@
 # and re-run across sittings.
 #   bash scripts/train_small.sh [RUN_DIR] [MODEL_OUT]
 # Environment:
-#   DEVICE=cuda        encode and train on a GPU (one process; bf16)
+#   DEVICE=cuda        train the VAE (race and train-vae: --device cuda, bf16 autocast),
+#                      encode and train the transformer on a GPU (one process; bf16); the
+#                      VAE stages then use every CPU core for loading clips and scoring
+#                      instead of the one thread each they keep on a CPU
 #   PROCESSES=2        CPU: encoding processes (one thread each, --shard); training runs
 #                      in one process on every core (measured faster than two DDP ones)
 #   TRANSFORMER_STEPS  the transformer's legs: optimizer steps each leg trains to, comma
@@ -49,23 +52,29 @@ fi
 
 step "2a. the 4x VAE on 5-frame crops (the first frame, then one group of 4), bf16 autocast"
 # the race winner's own run (scripts/vae_race.py: constant lr 1e-3 after 50 warmup steps),
-# continued for 929 steps, then 1800 steps with a cosine to 10%
+# continued for 929 steps, then 1800 steps with a cosine to 10%. On a CPU each VAE stage
+# keeps to one thread (the shipped run's setting); on a GPU the CPU only loads clips,
+# cuts crops and scores the race, so it gets every core.
+if [ "$DEVICE" = cpu ]; then VAE_THREADS=1; else VAE_THREADS="$(nproc)"; fi
 VR=(.venv/bin/python scripts/vae_race.py --candidate 4x-b16 --data "$RUN/train-data"
-    --out "$RUN/race" --minutes 100000 --threads 1 --precision bf16)
+    --out "$RUN/race" --minutes 100000 --device "$DEVICE" --threads "$VAE_THREADS"
+    --precision bf16)
 if [ ! -d "$RUN/vae/model" ]; then
 [ -d "$RUN/race/4x-b16/vae" ] || "${VR[@]}" --steps 1474
 [ -d "$RUN/race/b16-cont-bf16/vae" ] || "${VR[@]}" --steps 929 --init "$RUN/race/4x-b16/vae" \
     --name b16-cont-bf16
-[ -d "$RUN/vae-stage1/model" ] || FOURDNEX_THREADS=1 $X train-vae --data "$RUN/train-data" \
-    --eval-data "$RUN/eval-data" --out "$RUN/vae-stage1" --init "$RUN/race/b16-cont-bf16/vae" \
-    --steps 1800 --warmup-steps 10 --max-clips 1000 --stats-clips 200 --eval-clips 20 --seed 2 \
-    --threads 1 --precision auto
+[ -d "$RUN/vae-stage1/model" ] || FOURDNEX_THREADS="$VAE_THREADS" $X train-vae \
+    --data "$RUN/train-data" --eval-data "$RUN/eval-data" --out "$RUN/vae-stage1" \
+    --init "$RUN/race/b16-cont-bf16/vae" --steps 1800 --warmup-steps 10 --max-clips 1000 \
+    --stats-clips 200 --eval-clips 20 --seed 2 --device "$DEVICE" --threads "$VAE_THREADS" \
+    --precision auto
 
 step "2b. the VAE on 9-frame crops (a group after a group: what later chunks see), base model"
-[ -d "$RUN/vae/model" ] || FOURDNEX_THREADS=1 $X train-vae --data "$RUN/train-data" \
-    --eval-data "$RUN/eval-data" --out "$RUN/vae" --init "$RUN/vae-stage1/vae" --steps 1200 \
-    --batch-size 6 --crop-frames 9 --learning-rate 5e-4 --warmup-steps 50 --max-clips 1000 \
-    --stats-clips 200 --eval-clips 20 --seed 1 --threads 1 --precision auto
+[ -d "$RUN/vae/model" ] || FOURDNEX_THREADS="$VAE_THREADS" $X train-vae \
+    --data "$RUN/train-data" --eval-data "$RUN/eval-data" --out "$RUN/vae" \
+    --init "$RUN/vae-stage1/vae" --steps 1200 --batch-size 6 --crop-frames 9 \
+    --learning-rate 5e-4 --warmup-steps 50 --max-clips 1000 --stats-clips 200 --eval-clips 20 \
+    --seed 1 --device "$DEVICE" --threads "$VAE_THREADS" --precision auto
 
 fi  # the VAE stages
 

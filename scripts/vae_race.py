@@ -2,10 +2,13 @@
 
 Each candidate is an ``AutoencoderKLWan`` configuration trained from scratch on stage-1
 crops (5 frames, 32 x 32, batch 8, the fourdnex-small recipe's) for ``--minutes`` on
-``--threads`` threads, then scored on held-out scenes with the quality ladder
+``--device`` (auto: cuda when available, as ``4dnex train-vae --device``) with
+``--threads`` CPU threads, then scored on held-out scenes with the quality ladder
 (:mod:`fourdnex.eval.ladder`): the truth in model space through the VAE, frame-0
 delta1 (registered and in the true camera), frame-0 RGB PSNR, XYZ error of frame 0 and
 of all frames. The trained VAE is saved, so the winner's training continues from it.
+The scores are computed on the CPU (fp32) whatever the training device, as the ladder
+runs. ``--device cuda`` without CUDA is a one-line error (status 2) before any work.
 
 Run one candidate per process (two at once on two cores, one thread each):
 
@@ -17,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from fourdnex.devices import DEVICE_HELP
 
 #: The candidates: keyword arguments of ``AutoencoderKLWan`` (z_dim 16 throughout).
 CANDIDATES: dict[str, dict] = {
@@ -36,20 +42,30 @@ CANDIDATES: dict[str, dict] = {
 }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--candidate", choices=sorted(CANDIDATES), required=True)
     ap.add_argument("--data", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--minutes", type=float, default=12.0)
     ap.add_argument("--steps", type=int, help="stop after this many steps (the recipe's way)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--device", default="auto", help=DEVICE_HELP)
     ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     ap.add_argument("--clips", type=int, default=1000)
     ap.add_argument("--init", type=Path, help="continue from this trained VAE (its directory)")
     ap.add_argument("--name", help="output folder name (default: the candidate's)")
     ap.add_argument("--eval-scenes", type=int, default=20)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
+
+    from fourdnex.devices import resolve_device
+    from fourdnex.errors import FourDNeXError
+
+    try:  # before any work: an absent device is one line, status 2
+        device = resolve_device(args.device)
+    except FourDNeXError as exc:
+        print(f"vae_race: error: {exc}", file=sys.stderr)
+        return 2
 
     from diffusers import AutoencoderKLWan
 
@@ -60,7 +76,7 @@ def main() -> None:
         vae_roundtrip,
     )
     from fourdnex.models.presets import SMALL_FRAMES, SMALL_HEIGHT, SMALL_WIDTH
-    from fourdnex.precision import cpu_autocast
+    from fourdnex.precision import resolve_precision
     from fourdnex.synthetic import HELD_OUT_SEED_START, make_scene
     from fourdnex.train.vae import VAETrainConfig, load_fused_clips, sample_crops, vae_loss
 
@@ -76,8 +92,10 @@ def main() -> None:
         vae = AutoencoderKLWan.from_pretrained(str(args.init), torch_dtype=torch.float32)
     else:
         vae = AutoencoderKLWan(z_dim=16, num_res_blocks=1, **CANDIDATES[args.candidate])
+    vae.to(device)  # initialized on the CPU: the same start on every device
     params = sum(p.numel() for p in vae.parameters())
-    autocast = cpu_autocast(args.precision)
+    autocast = resolve_precision(args.precision, device)
+    print(f"{args.candidate}: device {device}; {autocast.reason}", flush=True)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     started, step, log = time.perf_counter(), 0, []
@@ -86,7 +104,8 @@ def main() -> None:
         for group in opt.param_groups:
             group["lr"] = lr
         with autocast.context():
-            loss, l1 = vae_loss(vae, sample_crops(videos, cfg, gen), cfg.kl_weight, gen)
+            x = sample_crops(videos, cfg, gen).to(device)
+            loss, l1 = vae_loss(vae, x, cfg.kl_weight, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
@@ -100,6 +119,7 @@ def main() -> None:
             )
     train_s = time.perf_counter() - started
     vae.eval()
+    vae.to("cpu")  # saved, and scored by the ladder, on the CPU
     vae.save_pretrained(str(out / "vae"))
 
     rows = []
@@ -113,6 +133,7 @@ def main() -> None:
         "init": str(args.init) if args.init else None,
         "config": CANDIDATES[args.candidate],
         "parameters": params,
+        "device": str(device),
         "precision": autocast.name,
         "threads": args.threads,
         "steps": step,
@@ -122,7 +143,8 @@ def main() -> None:
     }
     (out / "race.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

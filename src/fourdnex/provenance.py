@@ -37,6 +37,25 @@ def library_versions(packages: tuple[str, ...] = RECORDED_PACKAGES) -> dict[str,
     return out
 
 
+def machine_description() -> str:
+    """The machine in words, for reports of measurements: its CPU model and cores, and its
+    first GPU when torch sees one."""
+    import os
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    info = Path("/proc/cpuinfo")
+    if info.is_file():
+        names = [line.split(":", 1)[1].strip() for line in info.read_text().splitlines()
+                 if line.startswith("model name")]  # fmt: skip
+        cpu = names[0] if names else cpu
+    text = f"{cpu}, {os.cpu_count()} cores"
+    if torch.cuda.is_available():
+        text += f", GPU {torch.cuda.get_device_name(0)}"
+    return text
+
+
 def to_jsonable(obj: Any) -> Any:
     """Turn dataclasses, paths, tuples and numpy scalars into JSON-ready values."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -51,6 +51,14 @@ RESOLUTION_MULTIPLE = 16
 NORMALIZATION_PERCENTILES = (2.0, 98.0)
 #: Points used to estimate percentiles (a fixed stride subsample of larger clips).
 PERCENTILE_SAMPLES = 1_000_000
+#: The ``"first-frame"`` box's scale is frame 0's half-extent times this margin, so that
+#: later frames' camera and object motion mostly stays inside [-1, 1]
+#: (``benchmarks/bench_xyz_box.py``, docs/conventions.md).
+FIRST_FRAME_MARGIN = 1.25
+#: The ``"first-frame"`` box's far side: frame 0's points farther than this multiple of
+#: its median z-depth are pulled back along their rays to that depth before the
+#: percentiles, so a sky dome or far background does not set the scale.
+FIRST_FRAME_FAR_CAP = 3.0
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
@@ -78,6 +86,14 @@ def plane_init(height: int, width: int) -> NDArray[np.float32]:
 
 # ------------------------------------------------------------------------ normalization
 NormalizationMode = Literal["clip", "per-frame"]
+#: Which points decide the ``"clip"`` box: ``"all-frames"`` (every frame's points: the
+#: box the bundled models were trained with, the default) or ``"first-frame"`` (frame
+#: 0's points only, with :data:`FIRST_FRAME_MARGIN` and a far side capped at
+#: :data:`FIRST_FRAME_FAR_CAP` times its median depth: frame 0's target then does not
+#: depend on the clip's later frames).
+XYZBox = Literal["all-frames", "first-frame"]
+XYZ_BOXES: tuple[XYZBox, ...] = ("all-frames", "first-frame")
+DEFAULT_XYZ_BOX: XYZBox = "all-frames"
 
 
 @dataclass(frozen=True)
@@ -94,6 +110,10 @@ class XYZNormalization:
         center: (3,) for ``"clip"``, (T, 3) for ``"per-frame"``.
         scale: one scale for the whole clip.
         percentiles: the percentiles that bounded the box.
+        box: which points decided the box (:data:`XYZBox`); ``margin`` and ``far_cap``
+            are the ``"first-frame"`` box's (``None`` for ``"all-frames"``). The
+            inverse does not need them: they record how the centre and scale were
+            fitted.
     """
 
     mode: NormalizationMode
@@ -101,16 +121,26 @@ class XYZNormalization:
     center: NDArray[np.float64]
     scale: float
     percentiles: tuple[float, float] = NORMALIZATION_PERCENTILES
+    box: XYZBox = DEFAULT_XYZ_BOX
+    margin: float | None = None
+    far_cap: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (stored as ``Scene4D.meta.xyz_normalization``)."""
-        return {
+        """A JSON-ready dict (stored as ``Scene4D.meta.xyz_normalization``).
+
+        The default ``"all-frames"`` box writes no ``box`` key, so its records stay
+        byte-identical to those written before the setting existed (a record without
+        one reads as ``"all-frames"``)."""
+        d: dict[str, Any] = {
             "mode": self.mode,
             "world_to_first": self.world_to_first.tolist(),
             "center": self.center.tolist(),
             "scale": self.scale,
             "percentiles": list(self.percentiles),
         }
+        if self.box != DEFAULT_XYZ_BOX:
+            d |= {"box": self.box, "margin": self.margin, "far_cap": self.far_cap}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> XYZNormalization:
@@ -122,11 +152,16 @@ class XYZNormalization:
             center = np.asarray(d["center"], dtype=np.float64)
             scale = float(d["scale"])
             lo, hi = d.get("percentiles", NORMALIZATION_PERCENTILES)
+            box = d.get("box", DEFAULT_XYZ_BOX)
+            if box not in XYZ_BOXES:
+                raise ValidationError(f"unknown XYZ box {box!r}")
+            margin = None if d.get("margin") is None else float(d["margin"])
+            far_cap = None if d.get("far_cap") is None else float(d["far_cap"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ValidationError(f"invalid XYZ normalization record: {exc}") from None
         if w2f.shape != (4, 4) or not (scale > 0 and math.isfinite(scale)):
             raise ValidationError("invalid XYZ normalization record: bad transform or scale")
-        return cls(mode, w2f, center, scale, (float(lo), float(hi)))
+        return cls(mode, w2f, center, scale, (float(lo), float(hi)), box, margin, far_cap)
 
     def denormalize(self, xyz_model: np.ndarray) -> NDArray[np.float32]:
         """Model-space points (T, H, W, 3) back to the world frame they came from.
@@ -155,6 +190,10 @@ def normalize_pointmaps(
     first_cam2world: np.ndarray | None = None,
     mode: NormalizationMode = "clip",
     percentiles: tuple[float, float] = NORMALIZATION_PERCENTILES,
+    box: XYZBox = DEFAULT_XYZ_BOX,
+    *,
+    margin: float = FIRST_FRAME_MARGIN,
+    far_cap: float = FIRST_FRAME_FAR_CAP,
 ) -> tuple[NDArray[np.float32], XYZNormalization]:
     """Express pointmaps in the model's [-1, 1] space (method 3.3 and 6).
 
@@ -163,12 +202,19 @@ def normalize_pointmaps(
         first_cam2world: (4, 4) OpenCV camera-to-world of the first frame; points are
             moved into that camera's frame. ``None``: they are already in it.
         mode: ``"clip"``: one centre and one scale for the whole clip, from the
-            ``percentiles`` of all points, so camera and object motion between frames
-            is kept and the mapping inverts exactly; values outside the percentile box
-            fall outside [-1, 1] and are left unclipped here. ``"per-frame"``: the
+            ``percentiles`` of the points ``box`` names, so camera and object motion
+            between frames is kept and the mapping inverts exactly; values outside the
+            box fall outside [-1, 1] and are left unclipped here. ``"per-frame"``: the
             released variant (clip each frame per axis to its percentiles, centre each
             frame on its own box, one global scale), kept for compatibility.
         percentiles: lower and upper percentile per axis.
+        box: ``"all-frames"`` (the default: the percentiles of every frame's points, as
+            the bundled models were trained) or ``"first-frame"`` (mode ``"clip"``
+            only): the percentiles of frame 0's points alone, its points farther than
+            ``far_cap`` times its median z-depth first pulled back along their rays to
+            that depth, and the scale multiplied by ``margin``. Frame 0's model-space
+            values then do not depend on the later frames.
+        margin, far_cap: the ``"first-frame"`` box's (ignored for ``"all-frames"``).
 
     Returns:
         ``(xyz_model (T, H, W, 3) float32, transform)``.
@@ -187,13 +233,22 @@ def normalize_pointmaps(
         if c2w.shape != (4, 4):
             raise ValidationError(f"first_cam2world must be (4, 4), got {c2w.shape}")
         world_to_first = np.linalg.inv(c2w).astype(np.float64)
+    if box not in XYZ_BOXES:
+        raise ValidationError(f"unknown XYZ box {box!r} (one of {', '.join(XYZ_BOXES)})")
+    first_frame = box == "first-frame"
+    if first_frame and mode != "clip":
+        raise ValidationError('the "first-frame" box needs mode "clip"')
+    if first_frame and not (margin >= 1.0 and math.isfinite(margin)):
+        raise ValidationError(f"margin must be a finite number >= 1, got {margin}")
+    if first_frame and not (far_cap >= 1.0 and math.isfinite(far_cap)):
+        raise ValidationError(f"far_cap must be a finite number >= 1, got {far_cap}")
     p = _transform(x, world_to_first)
     if mode == "clip":
-        sample = p.reshape(-1, 3)
+        sample = _capped_first_frame(p[0], far_cap) if first_frame else p.reshape(-1, 3)
         stride = max(1, sample.shape[0] // PERCENTILE_SAMPLES)
         lo, hi = np.percentile(sample[::stride], [lo_p, hi_p], axis=0)
         center = (lo + hi) / 2.0
-        scale = float(np.max(hi - lo) / 2.0)
+        scale = float(np.max(hi - lo) / 2.0) * (margin if first_frame else 1.0)
     elif mode == "per-frame":
         lo_t, hi_t = _per_frame_percentiles(p, percentiles)
         center = (lo_t + hi_t) / 2.0
@@ -202,8 +257,30 @@ def normalize_pointmaps(
         raise ValidationError(f"unknown normalization mode {mode!r}")
     if not scale > 1e-12:
         raise ValidationError("pointmaps have zero extent: cannot normalize")
-    transform = XYZNormalization(mode, world_to_first, center, scale, (lo_p, hi_p))
+    if first_frame:
+        transform = XYZNormalization(
+            mode, world_to_first, center, scale, (lo_p, hi_p), box, float(margin), float(far_cap)
+        )
+    else:
+        transform = XYZNormalization(mode, world_to_first, center, scale, (lo_p, hi_p))
+    if mode == "clip":  # transform.normalize(x), bit for bit, without moving the points again
+        return ((p - transform.center) / transform.scale).astype(np.float32), transform
     return transform.normalize(x), transform
+
+
+def _capped_first_frame(p0: np.ndarray, far_cap: float) -> np.ndarray:
+    """Frame 0's points (H, W, 3), in its own camera's frame, as (N, 3) with every point
+    farther than ``far_cap`` times the median z-depth pulled back along its ray (through
+    the camera centre) to that depth: the box then covers the first view's frustum up to
+    the cap, whatever lies beyond (a sky dome, a far background)."""
+    q = p0.reshape(-1, 3)
+    z = q[:, 2]
+    ahead = z > 0
+    if not ahead.any():
+        return q
+    cap = far_cap * float(np.median(z[ahead]))
+    pull = np.where(z > cap, cap / np.where(z > cap, z, 1.0), 1.0)
+    return q * pull[:, None]
 
 
 def _per_frame_percentiles(

@@ -8,10 +8,14 @@ cache together, e.g. two one-thread processes on a 2-core CPU.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
+
+import tyro
 
 from fourdnex.cli.args import parse
+from fourdnex.design import DesignSettings
 from fourdnex.errors import FourDNeXError
 
 
@@ -40,6 +44,12 @@ class EncodeConfig:
     between N processes writing one cache."""
     progress: bool = True
     """Show a progress bar."""
+    design: Annotated[DesignSettings, tyro.conf.arg(name="")] = field(
+        default_factory=DesignSettings
+    )
+    """The design settings of the model to train (:class:`~fourdnex.design.DesignSettings`):
+    --xyz-condition and --condition-mask change the cached image condition; the others
+    are accepted, so the design flags of a `4dnex train` command line work unchanged."""
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
@@ -62,8 +72,9 @@ def main(argv: list[str]) -> int:
     cfg = parse(EncodeConfig, args=argv, prog="4dnex encode")
     base = preset_config(cfg.preset)
     model = cfg.model if cfg.model is not None else base.model
-    settings = CacheSettings(
-        model=model,
+    settings = CacheSettings.for_design(
+        cfg.design,
+        model,
         frames=cfg.frames if cfg.frames is not None else base.frames,
         height=cfg.height if cfg.height is not None else base.height,
         width=cfg.width if cfg.width is not None else base.width,

@@ -25,6 +25,7 @@ from fourdnex.data.clips import KnownClip
 from fourdnex.errors import FourDNeXError
 from fourdnex.provenance import provenance
 from fourdnex.scene import Scene4D
+from fourdnex.sixd import DEFAULT_XYZ_BOX, XYZBox
 from fourdnex.synthetic.control import control_sample
 from fourdnex.synthetic.novel_views import novel_view_sample
 from fourdnex.synthetic.sample import SceneOptions, check_size, sample_spec
@@ -69,6 +70,10 @@ class SynthConfig:
     """Write only a folder of plain RGB mp4 videos (<id>.mp4 and videos.json with captions)."""
     previews: bool = True
     """Single scene: also write the rgb.mp4 and xyz.mp4 previews."""
+    xyz_box: XYZBox = DEFAULT_XYZ_BOX
+    """With --count: which points decide each clip's XYZ normalization box: all-frames (the
+    bundled models') or first-frame (frame 0's points, with a margin and a capped far
+    side; docs/conventions.md). Ordinary clips only."""
     overwrite: bool = False
     """Replace an existing output directory (atomically)."""
 
@@ -91,6 +96,13 @@ def _check(cfg: SynthConfig) -> None:
         raise FourDNeXError("--novel-views makes training clips: it needs --count (not --rgb-only)")
     if cfg.control and (cfg.count is None or cfg.rgb_only):
         raise FourDNeXError("--control makes training clips: it needs --count (not --rgb-only)")
+    if cfg.xyz_box != DEFAULT_XYZ_BOX and (cfg.count is None or cfg.rgb_only):
+        raise FourDNeXError("--xyz-box sets the box of training clips: it needs --count")
+    if cfg.xyz_box != DEFAULT_XYZ_BOX and (cfg.novel_views or cfg.control):
+        raise FourDNeXError(
+            "--xyz-box applies to ordinary clips only: completion and control clips keep "
+            "the normalization of the scene they show (all frames)"
+        )
     if cfg.count is not None and cfg.count < 1:
         raise FourDNeXError(f"--count must be >= 1, got {cfg.count}")
     out = cfg.out
@@ -160,8 +172,9 @@ def main(argv: list[str]) -> int:
         from fourdnex.data import write_dataset
 
         index = write_dataset(
-            cfg.out, _clips(cfg, cfg.count), settings=cfg, overwrite=cfg.overwrite
-        )
+            cfg.out, _clips(cfg, cfg.count), settings=cfg, overwrite=cfg.overwrite,
+            box=cfg.xyz_box,
+        )  # fmt: skip
         print(
             f"wrote a dataset of {len(index)} clips ({cfg.frames} x {cfg.height} x {cfg.width}) "
             f"to {cfg.out} ({time.perf_counter() - start:.1f} s)"

@@ -5,6 +5,9 @@ from scratch on the dataset's fused RGB | XYZ clips; its latent statistics and t
 XYZ latent normalization are measured; ``DIR/model`` is then a complete Wan2.1 I2V
 directory (trained VAE, random transformer, frozen encoders) for `4dnex encode` and
 `4dnex train --full-finetune`.
+
+``--device`` (auto: cuda when available) places training, statistics and reports; an
+absent device is a one-line error before anything is read or written.
 """
 
 from __future__ import annotations
@@ -26,5 +29,8 @@ def main(argv: list[str]) -> int:
         )
     stats = report["xyz_latent"]
     print(f"XYZ latent normalization: mean {stats['mean']}, std {stats['std']}")
-    print(f"wrote {cfg.out / MODEL_DIR} and {cfg.out / REPORT} ({report['train_seconds']} s)")
+    print(
+        f"wrote {cfg.out / MODEL_DIR} and {cfg.out / REPORT} "
+        f"({report['train_seconds']} s on {report['device']})"
+    )
     return 0

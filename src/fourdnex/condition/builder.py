@@ -4,7 +4,8 @@
    policy (``"stretch"``: the released inference; ``"cover"``: resize to cover and
    centre-crop, as training clips are prepared).
 2. :func:`condition_frame` / :func:`condition_video`: ``[I0 | plane_init]`` in
-   [-1, 1], then zero frames (method 3.1-3.2).
+   [-1, 1], then zero frames (method 3.1-3.2); the XYZ half is zeros for a model
+   whose design says ``xyz_condition="zeros"`` (:mod:`fourdnex.design`).
 3. :func:`encode_latents`: VAE encoding (distribution mode, or the posterior mean and
    std for sampling), normalized per channel by the VAE's statistics. The XYZ half of
    the condition is NOT XYZ-normalized (method 3.3). :func:`encode_condition` encodes
@@ -13,7 +14,10 @@
    its own and the latents fused along the width (``"per-modality"``, fourdnex-small),
    exactly as training targets are encoded, so a known frame's condition latent is
    the target's own.
-4. :func:`model_condition`: ``[guided mask (4) | condition latent (16)]`` (method 3.4).
+4. :func:`model_condition`: ``[guided mask (4) | condition latent (16)]`` (method 3.4;
+   frame 0's XYZ half at 1 instead of 0.5 for ``condition_mask="hard"``), in the width
+   layout; the pipeline and the objective bring it to the model's fusion
+   (:func:`fourdnex.design.from_width`).
 
 Shapes: images (H, W, 3) float32 in [0, 1]; videos (B, 3, T, H, 2W) in [-1, 1];
 latents (B, 16, T', H / s, 2W / s) with ``T' = (T - 1) / 4 + 1`` and ``s`` the VAE's
@@ -30,6 +34,7 @@ import torch
 from numpy.typing import NDArray
 from PIL import Image
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import ValidationError
 from fourdnex.sixd import (
     LATENT_WIDTH_AXIS,
@@ -37,7 +42,6 @@ from fourdnex.sixd import (
     VIDEO_WIDTH_AXIS,
     fuse_width,
     guided_mask_latent,
-    plane_init,
     split_width,
 )
 
@@ -90,16 +94,19 @@ def resize_frames(
 
 
 # -------------------------------------------------------------- 2. condition video
-def condition_frame(first_rgb: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """``[I0 | plane_init]`` in [-1, 1]: (B, H, W, 3) or (H, W, 3) RGB in [0, 1] ->
-    (B, 3, H, 2W) float32."""
+def condition_frame(
+    first_rgb: np.ndarray | torch.Tensor, design: DesignSettings = RELEASED
+) -> torch.Tensor:
+    """``[I0 | plane_init]`` in [-1, 1] (the XYZ half: ``design``'s
+    :meth:`~fourdnex.design.DesignSettings.xyz_init`): (B, H, W, 3) or (H, W, 3) RGB in
+    [0, 1] -> (B, 3, H, 2W) float32."""
     rgb = torch.as_tensor(np.asarray(first_rgb), dtype=torch.float32)
     if rgb.ndim == 3:
         rgb = rgb[None]
     if rgb.ndim != 4 or rgb.shape[-1] != 3:
         raise ValidationError(f"first frames must be (B, H, W, 3), got {tuple(rgb.shape)}")
     B, H, W, _ = rgb.shape
-    plane = torch.from_numpy(plane_init(H, W)).expand(B, H, W, 3)
+    plane = torch.from_numpy(design.xyz_init(H, W)).expand(B, H, W, 3)
     fused = fuse_width(rgb * 2.0 - 1.0, plane, VIDEO_WIDTH_AXIS)  # (B, H, 2W, 3)
     return fused.permute(0, 3, 1, 2).contiguous()
 
@@ -118,9 +125,11 @@ def first_frame_condition(first: torch.Tensor, frames: int | None = None) -> tor
     return video
 
 
-def condition_video(first_rgb: np.ndarray | torch.Tensor, frames: int) -> torch.Tensor:
+def condition_video(
+    first_rgb: np.ndarray | torch.Tensor, frames: int, design: DesignSettings = RELEASED
+) -> torch.Tensor:
     """The I2V condition video (method 3.1): (B, H, W, 3) in [0, 1] -> (B, 3, T, H, 2W)."""
-    return first_frame_condition(condition_frame(first_rgb), frames)
+    return first_frame_condition(condition_frame(first_rgb, design), frames)
 
 
 # --------------------------------------------------------------------- 3. encoding
@@ -195,16 +204,20 @@ def model_condition(
     width: int,
     mask: torch.Tensor | None = None,
     spatial: int = VAE_SPATIAL_FACTOR,
+    design: DesignSettings = RELEASED,
 ) -> torch.Tensor:
     """``[mask | condition latent]``: (B, 16, T', h, 2w) -> (B, 20, T', h, 2w).
 
     ``frames``, ``height``, ``width``: the pixel size of ONE modality. ``mask``: the
     latent mask (B, 4, T', h, 2w) (:func:`fourdnex.sixd.pack_mask_latent` of a pixel
-    mask); default the 4DNeX guided mask at the VAE's ``spatial`` factor.
+    mask); default the 4DNeX guided mask at the VAE's ``spatial`` factor, its XYZ half
+    of frame 0 at ``design``'s :attr:`~fourdnex.design.DesignSettings.xyz_mask`.
     """
     B = cond_latent.shape[0]
     if mask is None:
-        mask = guided_mask_latent(frames, height, width, batch=B, spatial=spatial)
+        mask = guided_mask_latent(
+            frames, height, width, batch=B, xyz_value=design.xyz_mask, spatial=spatial
+        )
     mask = mask.to(cond_latent.device)
     if mask.shape[2:] != cond_latent.shape[2:]:
         raise ValidationError(

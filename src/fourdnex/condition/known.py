@@ -17,15 +17,9 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import ValidationError
-from fourdnex.sixd import (
-    GUIDED_MASK_RGB,
-    GUIDED_MASK_XYZ,
-    VIDEO_WIDTH_AXIS,
-    check_frames,
-    fuse_width,
-    plane_init,
-)
+from fourdnex.sixd import GUIDED_MASK_RGB, VIDEO_WIDTH_AXIS, check_frames, fuse_width
 
 
 @dataclass(frozen=True)
@@ -76,17 +70,20 @@ class KnownFrames:
         return int(np.shape(self.mask_rgb)[2])
 
     @classmethod
-    def first_frame(cls, first_rgb: np.ndarray, frames: int) -> KnownFrames:
+    def first_frame(
+        cls, first_rgb: np.ndarray, frames: int, design: DesignSettings = RELEASED
+    ) -> KnownFrames:
         """The 4DNeX image condition: frame 0's RGB known (mask 1), its XYZ the plane
-        init known approximately (mask 0.5), every later frame to generate."""
+        init known approximately (mask 0.5), every later frame to generate. ``design``
+        may replace the plane by zeros and 0.5 by 1 (:mod:`fourdnex.design`)."""
         rgb0 = np.asarray(first_rgb, dtype=np.float32)
         H, W = rgb0.shape[:2]
         rgb = np.zeros((frames, H, W, 3), np.float32)
         xyz = np.zeros((frames, H, W, 3), np.float32)
         m_rgb = np.zeros((frames, H, W), np.float32)
         m_xyz = np.zeros((frames, H, W), np.float32)
-        rgb[0], xyz[0] = rgb0, plane_init(H, W)
-        m_rgb[0], m_xyz[0] = GUIDED_MASK_RGB, GUIDED_MASK_XYZ
+        rgb[0], xyz[0] = rgb0, design.xyz_init(H, W)
+        m_rgb[0], m_xyz[0] = GUIDED_MASK_RGB, design.xyz_mask
         return cls(rgb, xyz, m_rgb, m_xyz)
 
     @classmethod
@@ -96,10 +93,12 @@ class KnownFrames:
         indices: Sequence[int],
         frames: int,
         xyz: np.ndarray | None = None,
+        design: DesignSettings = RELEASED,
     ) -> KnownFrames:
         """Whole frames known at ``indices`` (method 3.4 generalized): their RGB with
         mask 1; their XYZ the plane init known approximately (mask 0.5, as frame 0 of the
-        image condition) or, when ``xyz`` is given, those points with mask 1.
+        image condition; both as ``design`` says) or, when ``xyz`` is given, those
+        points with mask 1.
 
         Args:
             rgb: (N, H, W, 3) in [0, 1], the frames at ``indices`` (in that order).
@@ -124,7 +123,7 @@ class KnownFrames:
         m_xyz = np.zeros((frames, H, W), np.float32)
         out_rgb[idx], m_rgb[idx] = rgb, GUIDED_MASK_RGB
         if xyz is None:
-            out_xyz[idx], m_xyz[idx] = plane_init(H, W), GUIDED_MASK_XYZ
+            out_xyz[idx], m_xyz[idx] = design.xyz_init(H, W), design.xyz_mask
         else:
             out_xyz[idx], m_xyz[idx] = np.asarray(xyz, dtype=np.float32), GUIDED_MASK_RGB
         return cls(out_rgb, out_xyz, m_rgb, m_xyz)

@@ -46,6 +46,7 @@ from fourdnex.io.video_files import write_video
 from fourdnex.limits import MAX_FRAMES, MAX_SIDE, check_int
 from fourdnex.provenance import provenance, write_json
 from fourdnex.scene import Scene4D
+from fourdnex.sixd import DEFAULT_XYZ_BOX, XYZBox
 
 DATASET_FORMAT = "fourdnex.clips"
 DATASET_FORMAT_VERSION = 1
@@ -199,6 +200,7 @@ def write_dataset(
     scenes: Iterable[tuple[str, Scene4D | KnownClip]],
     settings: Any = None,
     overwrite: bool = False,
+    box: XYZBox = DEFAULT_XYZ_BOX,
 ) -> DatasetIndex:
     """Write ``(clip id, scene)`` pairs as a dataset directory, atomically as a whole.
 
@@ -207,7 +209,8 @@ def write_dataset(
 
     Scenes are consumed one at a time (pass a generator to bound memory; wrap it in a
     progress bar if you like). Each scene needs cameras and a caption in its meta; a
-    :class:`~fourdnex.data.clips.KnownClip` is written with its known frames.
+    :class:`~fourdnex.data.clips.KnownClip` is written with its known frames. ``box``:
+    which points decide each clip's model-space box (:func:`~fourdnex.data.write_clip`).
     """
     entries: list[ClipEntry] = []
     with atomic_directory(root, overwrite=overwrite) as tmp:
@@ -217,7 +220,7 @@ def write_dataset(
             if any(e.id == clip_id for e in entries):
                 raise ValidationError(f"duplicate clip id {clip_id!r}")
             rel = f"{CLIPS_DIR}/{clip_id}"
-            write_scene_clip(tmp / rel, scene, in_new_folder=True)  # tmp is ours
+            write_scene_clip(tmp / rel, scene, in_new_folder=True, box=box)  # tmp is ours
             header = read_header(tmp / rel)
             T, H, W = int(header["frames"]), int(header["height"]), int(header["width"])
             entries.append(ClipEntry(clip_id, rel, T, H, W, header["caption"]))

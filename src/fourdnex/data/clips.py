@@ -12,7 +12,8 @@ A clip directory ``clips/<id>/`` holds:
 - ``geometry.safetensors``:
   ``xyz_model`` (T, H, W, 3) float32, the pointmaps in model space (first-camera frame,
   one centre and scale for the clip, about [-1, 1]; made by
-  ``fourdnex.sixd.normalize_pointmaps(mode="clip")``);
+  ``fourdnex.sixd.normalize_pointmaps(mode="clip", box=...)``, the box from all frames
+  by default, ``box="first-frame"`` from frame 0 alone);
   ``K`` (T, 3, 3) float32 intrinsics in pixels; ``cam2world`` (T, 4, 4) float32 OpenCV
   cameras in the source's world frame; optionally ``dynamic_mask`` (T, H, W) bool.
 - ``condition.safetensors`` (optional): what is known before generation when it is
@@ -61,7 +62,7 @@ from fourdnex.io.atomic import atomic_directory
 from fourdnex.io.formats import read_versioned_json
 from fourdnex.io.video_files import read_video, to_uint8, video_shape, write_video
 from fourdnex.scene import Scene4D
-from fourdnex.sixd import XYZNormalization, normalize_pointmaps
+from fourdnex.sixd import DEFAULT_XYZ_BOX, XYZBox, XYZNormalization, normalize_pointmaps
 
 CLIP_FORMAT = "fourdnex.clip"
 #: Version 2: the RGB of record is the lossless ``rgb.mkv``; ``rgb.mp4`` is a preview.
@@ -162,6 +163,7 @@ def write_clip(
     normalization: XYZNormalization | None = None,
     condition: KnownFrames | None = None,
     motion_strength: float | None = None,
+    box: XYZBox = DEFAULT_XYZ_BOX,
 ) -> Path:
     """Write one clip directory atomically from world-frame arrays; returns its path.
 
@@ -184,6 +186,10 @@ def write_clip(
             clip (e.g. a novel view kept in the model space of the scene it shows).
         condition: the clip's known frames (model space), stored as ``condition.safetensors``.
         motion_strength: the clip's motion label in [0, 1] (``clip.json``).
+        box: which points decide the model-space box fitted here
+            (:data:`fourdnex.sixd.XYZBox`: ``"all-frames"``, the default and the bundled
+            models', or ``"first-frame"``); recorded in ``xyz_normalization``. Not
+            used with ``normalization``, which carries its own.
     """
     scene = Scene4D(
         rgb=rgb.astype(np.float32) / 255.0 if rgb.dtype == np.uint8 else rgb,
@@ -197,7 +203,7 @@ def write_clip(
     assert scene.K is not None and scene.cam2world is not None
     if normalization is None:
         xyz_model, transform = normalize_pointmaps(
-            scene.xyz, first_cam2world=scene.cam2world[0], mode="clip"
+            scene.xyz, first_cam2world=scene.cam2world[0], mode="clip", box=box
         )
     else:
         xyz_model, transform = normalization.normalize(scene.xyz), normalization
@@ -261,12 +267,14 @@ def write_scene_clip(
     scene: Scene4D | KnownClip,
     overwrite: bool = False,
     in_new_folder: bool = False,
+    box: XYZBox = DEFAULT_XYZ_BOX,
 ) -> Path:
     """Write a :class:`Scene4D` with cameras (e.g. a synthetic scene) as a clip, or a
     :class:`KnownClip` as a clip with its known frames.
 
     The caption is ``scene.meta.caption``; the source record holds the rest of the
-    scene's meta.
+    scene's meta. ``box``: see :func:`write_clip` (a :class:`KnownClip` keeps the
+    normalization it carries).
     """
     known: KnownClip | None = None
     if isinstance(scene, KnownClip):
@@ -287,6 +295,7 @@ def write_scene_clip(
         normalization=None if known is None else known.normalization,
         condition=None if known is None else known.known,
         motion_strength=None if known is None else known.motion,
+        box=box,
     )
 
 

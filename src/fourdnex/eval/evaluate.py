@@ -199,6 +199,18 @@ def compare_to_gt(
     return metrics, PlotData(centres, gt_centres, err_map, scene.rgb)
 
 
+def scene_consistency(
+    scene: Scene4D, cams: SceneCameras, settings: EvalSettings
+) -> ConsistencyMetrics:
+    """The RGB-XYZ consistency of ``scene`` with its cameras (the frame offset capped at
+    the clip's length; pixels of its ``dynamic_mask``, if any, left out)."""
+    return rgb_xyz_consistency(
+        scene.rgb, scene.xyz, cams.K, cams.cam2world, depth=cams.depth,
+        dynamic_mask=scene.dynamic_mask, frame_offset=min(settings.frame_offset, scene.frames - 1),
+        depth_tolerance=settings.depth_tolerance,
+    )  # fmt: skip
+
+
 def evaluate_scene(
     name: str,
     scene: Scene4D,
@@ -216,11 +228,7 @@ def evaluate_scene(
     offset = min(settings.frame_offset, scene.frames - 1)
     if offset != settings.frame_offset:
         notes.append(f"frame offset reduced to {offset} (only {scene.frames} frames)")
-    consistency = rgb_xyz_consistency(
-        scene.rgb, scene.xyz, cams.K, cams.cam2world, depth=cams.depth,
-        dynamic_mask=scene.dynamic_mask, frame_offset=offset,
-        depth_tolerance=settings.depth_tolerance,
-    )  # fmt: skip
+    consistency = scene_consistency(scene, cams, settings)
     if scene.dynamic_mask is None:
         notes.append("no dynamic_mask: all pixels treated as static in the consistency score")
     smooth = camera_smoothness(cams.cam2world[:, :3, 3])

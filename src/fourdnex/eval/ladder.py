@@ -115,11 +115,24 @@ def median_and_interval(
     values: list[float], resamples: int = 2000, seed: int = 0
 ) -> dict[str, float]:
     """Median and its 95% bootstrap interval."""
+    return bootstrap_interval(values, np.median, resamples, seed, name="median")
+
+
+def bootstrap_interval(
+    values: list[float],
+    statistic: Any = np.median,
+    resamples: int = 2000,
+    seed: int = 0,
+    name: str = "value",
+) -> dict[str, float]:
+    """``statistic`` (a numpy reduction that takes ``axis``: ``np.median``, ``np.mean``) of
+    ``values`` under ``name``, its 95% percentile-bootstrap interval ``lo``, ``hi``
+    (``resamples`` draws with replacement, seeded) and the count ``n``."""
     v = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    medians = np.median(v[rng.integers(0, len(v), (resamples, len(v)))], axis=1)
-    lo, hi = np.percentile(medians, [2.5, 97.5])
-    return {"median": float(np.median(v)), "lo": float(lo), "hi": float(hi), "n": len(v)}
+    draws = statistic(v[rng.integers(0, len(v), (resamples, len(v)))], axis=1)
+    lo, hi = np.percentile(draws, [2.5, 97.5])
+    return {name: float(statistic(v)), "lo": float(lo), "hi": float(hi), "n": len(v)}
 
 
 def static_drift(xyz: np.ndarray, truth: ModelSpaceTruth, tolerance: float = 1e-3) -> float | None:

@@ -8,6 +8,7 @@ point cloud. One sheet can hold several scenes, one block of rows each.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,9 @@ def _frames(video: np.ndarray, count: int) -> list[tuple[int, np.ndarray]]:
     return [(int(i), video[i]) for i in idx]
 
 
-def _depth_colors(depth: np.ndarray) -> np.ndarray:
+def depth_colors(depth: np.ndarray) -> np.ndarray:
+    """Depth (..., H, W) as turbo colours (..., H, W, 3) in [0, 1], near warm, over its
+    2nd-98th percentiles; pixels without depth (0) grey."""
     valid = depth > 0
     lo, hi = np.percentile(depth[valid], [2, 98]) if valid.any() else (0.0, 1.0)
     norm = np.clip((depth - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
@@ -65,7 +68,7 @@ def write_sheet(path: str | Path, entries: list[SheetEntry], columns: int = SHEE
         xyz = xyz_to_colors(e.scene.xyz)
         rows.append(("XYZ", [(f"t={i}", f) for i, f in _frames(xyz, columns)]))
         if e.scene.depth is not None:
-            depth = _depth_colors(e.scene.depth)
+            depth = depth_colors(e.scene.depth)
             rows.append(("depth", [(f"t={i}", f) for i, f in _frames(depth, columns)]))
         for name, video in e.views.items():
             rows.append((name, [(f"view {i}", f) for i, f in _frames(video, columns)]))
@@ -128,3 +131,32 @@ def write_frame_grid(
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return path
+
+
+def write_image_rows(
+    path: str | Path, columns: Sequence[str], rows: Sequence[tuple[str, Sequence[np.ndarray]]]
+) -> Path:
+    """A picture (PNG, atomically) of labelled rows of images: ``columns`` titles the
+    columns, each row is ``(label, images)`` with one (H, W, 3) image in [0, 1] per column
+    (e.g. one row per model: input, RGB, XYZ, depth, a novel view)."""
+    fig, axes = plt.subplots(
+        len(rows), len(columns), figsize=(1.9 * len(columns), 1.45 * len(rows)), squeeze=False
+    )
+    for r, (label, images) in enumerate(rows):
+        if len(images) != len(columns):
+            raise ValueError(f"row {label!r} has {len(images)} images for {len(columns)} columns")
+        for c, image in enumerate(images):
+            ax = axes[r, c]
+            ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(columns[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out) as tmp:
+        fig.savefig(tmp, dpi=SHEET_DPI, format="png")
+    plt.close(fig)
+    return out

@@ -19,9 +19,10 @@ from typing import Any
 
 import torch
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.lora import LoraInfo, check_lora, load_lora
-from fourdnex.models.presets import INPUT_CHANNELS
+from fourdnex.models.presets import transformer_channels
 from fourdnex.models.transformer import DOMAIN_ATTR, adapt_transformer, set_domain_embeddings
 
 #: Subfolders a Wan2.1 I2V diffusers directory must have.
@@ -116,12 +117,24 @@ def read_component_config(source: ModelSource, component: str = TRANSFORMER) -> 
     return config
 
 
-def check_transformer_config(config: dict[str, Any], source: ModelSource) -> None:
-    """The transformer must be a Wan2.1 I2V one: 36 input channels and image cross-attention."""
-    if config.get("in_channels") != INPUT_CHANNELS:
+def check_transformer_config(
+    config: dict[str, Any], source: ModelSource, design: DesignSettings = RELEASED
+) -> None:
+    """The transformer must be a Wan2.1 I2V one: 36 input channels (72 and 32 output
+    channels for channel fusion, :func:`~fourdnex.models.presets.transformer_channels`)
+    and image cross-attention."""
+    channels = transformer_channels(design)
+    if config.get("in_channels") != channels["in_channels"]:
+        hint = "" if design.released else f" with {design.label()}"
         raise ValidationError(
             f"{source}: transformer has in_channels {config.get('in_channels')}, "
-            f"an I2V model needs {INPUT_CHANNELS} (is this a text-to-video model?)"
+            f"an I2V model{hint} needs {channels['in_channels']}"
+            + (" (is this a text-to-video model?)" if design.released else "")
+        )
+    if design.channel_factor > 1 and config.get("out_channels") != channels["out_channels"]:
+        raise ValidationError(
+            f"{source}: transformer has out_channels {config.get('out_channels')}, "
+            f"{design.label()} needs {channels['out_channels']}"
         )
     if config.get("image_dim") is None or config.get("added_kv_proj_dim") is None:
         raise ValidationError(
@@ -137,22 +150,31 @@ class TransformerFiles:
         source: the model.
         config: its transformer's ``config.json`` (a Wan2.1 I2V transformer's).
         lora: the LoRA header, checked against ``config`` (None without a LoRA).
+        design: the design settings the transformer runs with: its LoRA's, else the
+            model's (:func:`check_transformer_files`).
     """
 
     source: ModelSource
     config: dict[str, Any]
     lora: LoraInfo | None = None
+    design: DesignSettings = RELEASED
 
 
 def check_transformer_files(
-    source: ModelSource, lora: str | Path | None = None
+    source: ModelSource,
+    lora: str | Path | None = None,
+    design: DesignSettings = RELEASED,
 ) -> TransformerFiles:
-    """Check the transformer config (Wan2.1 I2V) and the LoRA header against it
-    (:func:`~fourdnex.models.lora.check_lora`), before any weight is read."""
+    """Check the transformer config (Wan2.1 I2V, with the channels its design needs) and
+    the LoRA header against it (:func:`~fourdnex.models.lora.check_lora`), before any
+    weight is read. ``design``: the model's (its card's); a LoRA's own record replaces it."""
     config = read_component_config(source, TRANSFORMER)
-    check_transformer_config(config, source)
+    check_transformer_config(config, source, design)
     info = check_lora(lora, config) if lora is not None else None
-    return TransformerFiles(source, config, info)
+    if info is not None and info.design != design:
+        design = info.design
+        check_transformer_config(config, source, design)
+    return TransformerFiles(source, config, info, design)
 
 
 def load_transformer(
@@ -160,13 +182,16 @@ def load_transformer(
     lora: str | Path | None = None,
     dtype: torch.dtype = torch.bfloat16,
     fuse_lora: bool = True,
+    design: DesignSettings = RELEASED,
 ) -> tuple[torch.nn.Module, LoraInfo | None]:
     """Load the 4DNeX transformer: Wan2.1 I2V + shared RoPE + domain embeddings + LoRA.
 
     ``source`` is a model (its transformer config and the ``lora`` header are checked
-    first: :func:`check_transformer_files`) or the files that check returned (then
-    ``lora`` is theirs). The model's one transformer (:data:`TRANSFORMER`) serves every
-    condition mode.
+    first: :func:`check_transformer_files`, with ``design``) or the files that check
+    returned (then ``lora`` and the design are theirs). The model's one transformer
+    (:data:`TRANSFORMER`) serves every condition mode. The transformer's positions and
+    domain embeddings follow the design
+    (:func:`~fourdnex.models.transformer.adapt_transformer`).
 
     Returns:
         ``(transformer, lora_info)``; ``lora_info`` is None without a LoRA (the
@@ -179,7 +204,7 @@ def load_transformer(
             raise ValidationError("give the LoRA to check_transformer_files, not again")
         files = source
     else:
-        files = check_transformer_files(source, lora)
+        files = check_transformer_files(source, lora, design)
     try:
         with quiet_dtype_deprecation(), quiet_loading():
             transformer = WanTransformer3DModel.from_pretrained(
@@ -188,7 +213,7 @@ def load_transformer(
     except (OSError, ValueError) as exc:
         msg = f"cannot load the transformer of {files.source}: {_first_line(exc)}"
         raise FourDNeXError(msg) from None
-    adapt_transformer(transformer)
+    adapt_transformer(transformer, files.design)
     stored = stored_domain_embeddings(files.source)
     if stored is not None:
         set_domain_embeddings(transformer, stored)
@@ -197,6 +222,22 @@ def load_transformer(
         info = load_lora(transformer, files.lora, fuse=fuse_lora)
     transformer.eval().requires_grad_(False)
     return transformer, info
+
+
+def fresh_transformer(source: ModelSource, design: DesignSettings = RELEASED) -> torch.nn.Module:
+    """A 4DNeX transformer of ``source``'s transformer configuration, with the channels
+    ``design`` needs (:func:`~fourdnex.models.presets.transformer_channels`), adapted to
+    ``design`` and with new float32 weights (diffusers' initialization, drawn from
+    torch's global generator: seed it first; the domain embeddings zero): what a run
+    from scratch starts from. Only the configuration file is read."""
+    from diffusers import WanTransformer3DModel
+
+    config = read_component_config(source, TRANSFORMER)
+    check_transformer_config(config, source)  # a Wan2.1 I2V transformer of the released layout
+    with quiet_loading():
+        transformer = WanTransformer3DModel.from_config({**config, **transformer_channels(design)})
+    adapt_transformer(transformer, design)
+    return transformer.eval().requires_grad_(False)
 
 
 def stored_domain_embeddings(source: ModelSource) -> torch.Tensor | None:

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.lora_files import (
     ADAPTER_NAME,
@@ -150,12 +151,14 @@ def save_lora(
     adapter_name: str = ADAPTER_NAME,
     overwrite: bool = False,
     extra: dict[str, Any] | None = None,
+    design: DesignSettings = RELEASED,
 ) -> Path:
     """Write the LoRA and domain embeddings of ``transformer`` as a fourdnex LoRA directory.
 
     Atomic. Keys use diffusers' naming with the ``transformer.`` prefix, so the file
     also loads in diffusers' ``WanImageToVideoPipeline.load_lora_weights``.
-    ``extra`` is stored in ``fourdnex_lora.json`` (e.g. training step, provenance).
+    ``extra`` is stored in ``fourdnex_lora.json`` (e.g. training step, provenance), as
+    are the ``design`` settings it was trained with where they are not the released ones.
     """
     from diffusers import WanImageToVideoPipeline
     from peft import get_peft_model_state_dict
@@ -179,6 +182,7 @@ def save_lora(
         "targets": targets,
         "xyz_latent": {"mean": stats.mean, "std": stats.std},
         "base_model": base_model,
+        **({"design": design.changed()} if not design.released else {}),
         **(extra or {}),
     }
     unknown = sorted(set(record) - set(LORA_RECORD_KEYS))

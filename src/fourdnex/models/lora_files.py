@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import torch
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.limits import MAX_JSON_BYTES, check_float
 from fourdnex.sixd import XYZ_LATENT_MEAN, XYZ_LATENT_STD, XYZLatentNorm
@@ -26,9 +27,11 @@ RELEASED_DOMAIN_FILE = "learnable_domain_embeddings.pt"
 LORA_JSON = "fourdnex_lora.json"
 LORA_FORMAT_VERSION = 1
 LORA_RECORD_FORMAT = "fourdnex.lora"
-#: The keys of ``fourdnex_lora.json`` (``step``: the training step it was saved at).
+#: The keys of ``fourdnex_lora.json`` (``step``: the training step it was saved at;
+#: ``design``: the design settings it was trained with, only where not the released ones).
 LORA_RECORD_KEYS = (
     "format", "format_version", "rank", "alpha", "targets", "xyz_latent", "base_model", "step",
+    "design",
 )  # fmt: skip
 #: Scale the released inference fuses its alpha-less LoRA with (alpha 32 / rank 64).
 RELEASED_LORA_SCALE = 0.5
@@ -59,6 +62,8 @@ class LoraInfo:
         domain_file: file of the domain embeddings.
         xyz_stats: XYZ latent normalization stored with the weights (defaults when absent).
         base_model: base model id recorded at training time ("" when unknown).
+        design: the design settings it was trained with (the released ones when its
+            record has none, and for the released LoRA).
     """
 
     directory: Path
@@ -73,6 +78,7 @@ class LoraInfo:
     domain_file: str
     xyz_stats: XYZLatentNorm = field(default_factory=XYZLatentNorm)
     base_model: str = ""
+    design: DesignSettings = RELEASED
 
     @property
     def scale(self) -> float:
@@ -82,6 +88,9 @@ class LoraInfo:
         d = asdict(self)
         d["directory"] = str(self.directory)
         d["scale"] = self.scale
+        del d["design"]  # recorded only where it is not the released one
+        if not self.design.released:
+            d["design"] = self.design.changed()
         return d
 
 
@@ -150,10 +159,11 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
         hidden = _domain_width_safetensors(directory / DOMAIN_FILE)
         stats = XYZLatentNorm(**record["xyz_latent"])
         base_model = str(record.get("base_model", ""))
+        design = record["design"]
         fmt: Literal["fourdnex", "released"] = "fourdnex"
     else:
         domain_file, hidden = _find_domain_file(directory)
-        stats, base_model, fmt = XYZLatentNorm(), "", "released"
+        stats, base_model, design, fmt = XYZLatentNorm(), "", RELEASED, "released"
     return LoraInfo(
         directory=directory,
         format=fmt,
@@ -167,6 +177,7 @@ def inspect_lora(directory: str | Path) -> LoraInfo:
         domain_file=domain_file,
         xyz_stats=stats,
         base_model=base_model,
+        design=design,
     )
 
 
@@ -202,6 +213,7 @@ def read_lora_record(path: Path, rank: int) -> dict[str, Any]:
             raise ValidationError("targets must be a list")
         if not isinstance(record.get("base_model", ""), str):
             raise ValidationError("base_model must be a string")
+        record["design"] = DesignSettings.from_record(record.get("design"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
         raise FourDNeXError(f"invalid {path}: {exc}".splitlines()[0]) from None
     return record

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fourdnex.design import DesignSettings
 from fourdnex.errors import FourDNeXError
 from fourdnex.sixd import LATENT_CHANNELS
 
@@ -31,6 +32,7 @@ LORA_ATTENTION_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
 LORA_FFN_TARGETS = ("ffn.net.0.proj", "ffn.net.2")
 #: Number of modalities sharing the width: RGB (row 0) and XYZ (row 1).
 NUM_DOMAINS = 2
+
 
 _WAN_14B: dict[str, Any] = {
     "patch_size": (1, 2, 2),
@@ -255,6 +257,14 @@ def get_preset(name: str) -> ModelPreset:
     except KeyError:
         known = ", ".join(MODEL_PRESETS)
         raise FourDNeXError(f"unknown model preset {name!r}; known: {known}") from None
+
+
+def transformer_channels(design: DesignSettings) -> dict[str, int]:
+    """The input and output channels of a Wan2.1 I2V transformer for ``design``: 36 and 16
+    (noisy latent + mask + condition latent in, velocity out), twice as many for channel
+    fusion (:attr:`~fourdnex.design.DesignSettings.channel_factor`)."""
+    factor = design.channel_factor
+    return {"in_channels": INPUT_CHANNELS * factor, "out_channels": LATENT_CHANNELS * factor}
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ A fourdnex model directory is a diffusers Wan2.1 I2V directory plus ``fourdnex.j
 - ``condition_encoding``: how the condition video is VAE-encoded
   (:data:`fourdnex.condition.ConditionEncoding`; absent means ``"fused"``, the
   released weights' way);
+- ``design``: the design settings the transformer was trained with, where they are not
+  the released ones (:class:`fourdnex.design.DesignSettings`; absent means released);
 - ``training``: how each component was made (free-form, for the model card).
 
 The bundled weights live in the package (``fourdnex/assets/models/fourdnex-small``).
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fourdnex.condition import CONDITION_ENCODINGS, ConditionEncoding
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.errors import FourDNeXError
 from fourdnex.models.presets import SMALL_FRAMES, SMALL_HEIGHT, SMALL_NAME, SMALL_WIDTH
 from fourdnex.sixd import XYZLatentNorm
@@ -49,9 +52,12 @@ class ModelCard:
     condition_encoding: ConditionEncoding = "fused"
     training: dict[str, Any] = field(default_factory=dict)
     inference: dict[str, float] = field(default_factory=dict)
+    design: DesignSettings = RELEASED
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The ``fourdnex.json`` record; ``design`` only where it is not the released one
+        (so the records of released-design models stay as they were)."""
+        record = {
             "name": self.name,
             "xyz_latent": {"mean": self.xyz_latent.mean, "std": self.xyz_latent.std},
             "frames": self.frames,
@@ -61,6 +67,9 @@ class ModelCard:
             "inference": self.inference,
             "training": self.training,
         }
+        if not self.design.released:
+            record["design"] = self.design.changed()
+        return record
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], where: str) -> ModelCard:
@@ -79,6 +88,7 @@ class ModelCard:
                     for k, v in (d.get("inference") or {}).items()
                     if k in ("steps", "guidance", "flow_shift")
                 },
+                design=DesignSettings.from_record(d.get("design"), "design"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise FourDNeXError(f"invalid {MODEL_JSON} in {where}: {exc}") from None

@@ -85,6 +85,8 @@ def scene_meta(
             "motion_strength": motion,
             "dtype": str(pipe.compute_dtype or pipe.transformer.dtype).removeprefix("torch."),
             "speed": dict(speed_record(pipe)),
+            # a model trained with other design settings says so (fourdnex.design)
+            **({} if pipe.design.released else {"design": pipe.design.changed()}),
         },
         provenance={"versions": library_versions()},
         xyz_space="model",  # a generated scene has no source frame to map back to

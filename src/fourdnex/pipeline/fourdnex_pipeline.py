@@ -4,7 +4,9 @@ A subclass of diffusers' ``WanImageToVideoPipeline`` that reuses its public piec
 (UMT5 prompt encoding padded to 512 tokens, CLIP image encoding, offloading hooks,
 ``from_pretrained``) and replaces ``__call__`` with the 4DNeX generation
 (method 3): width-fused RGB | XYZ video, plane-initialized condition, guided mask,
-XYZ latent de-normalization, split into a :class:`~fourdnex.scene.Scene4D`.
+XYZ latent de-normalization, split into a :class:`~fourdnex.scene.Scene4D`. A model
+trained with other design settings (:mod:`fourdnex.design`, read from its model card or
+LoRA record) runs with its own fusion, condition and normalization.
 
 Load once, serve many images::
 
@@ -40,6 +42,7 @@ from fourdnex.condition import (
     vae_statistics,
     with_motion,
 )
+from fourdnex.design import RELEASED, DesignSettings, from_width, per_modality, to_width
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import ModelSource, quiet_dtype_deprecation, quiet_loading
 from fourdnex.models.lora import LoraInfo
@@ -85,14 +88,16 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
     Extra attributes set by :meth:`from_model`: ``model_source``, ``lora_info``,
     ``model_card`` (the model directory's ``fourdnex.json``, if any), ``xyz_stats``
     (the XYZ latent normalization: the LoRA's, else the model card's, else the
-    released one), ``compute_dtype`` and ``speed`` (the speed modes in use, recorded in
-    every scene's settings).
+    released one), ``design`` (the design settings the transformer was trained with:
+    the LoRA's, else the model card's, else the released ones), ``compute_dtype`` and
+    ``speed`` (the speed modes in use, recorded in every scene's settings).
     """
 
     model_source: ModelSource | None = None
     lora_info: LoraInfo | None = None
     model_card: ModelCard | None = None
     xyz_stats: XYZLatentNorm = XYZLatentNorm()
+    design: DesignSettings = RELEASED
     compute_dtype: torch.dtype | None = None
     speed: dict | None = None  # the speed modes in use (fourdnex.pipeline.speed.speed_record)
 
@@ -155,6 +160,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         pipe.lora_info = files.transformer.lora
         pipe.model_card = files.card
         pipe.xyz_stats = files.xyz_stats
+        pipe.design = files.design
         pipe.compute_dtype = dtype
         speed_record(pipe)
         if files.extra_lora is not None:
@@ -350,23 +356,30 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         # 3. The condition (one builder for training and inference, fourdnex.condition):
         #    the image at the generation size, [I0 | plane init] then zero frames, its VAE
         #    latent (mode; the XYZ half NOT XYZ-normalized), the guided mask in front; and
-        #    the CLIP image states (unless given).
+        #    the CLIP image states (unless given). Then in the model's fusion (the design;
+        #    width: unchanged), with the per-image states repeated for batch fusion.
         if known is None:
             rgb0, condition = self.build_condition(call.images, H, W, s.frames, s.resize, device)
         else:
             rgb0, condition = self.build_known_condition(known, H, W, s.frames, device)
         if image_embeds is None:
             image_embeds = self.encode_image([to_uint8_image(x) for x in rgb0], device)
-        image_embeds = image_embeds.to(device, dtype)  # (B, 257, image_dim)
-        condition = condition.to(dtype)  # (B, 20, T_lat, h, 2w)
+        fusion = self.design.fusion
+        image_embeds = per_modality(image_embeds.to(device, dtype), fusion)  # (B, 257, image_dim)
+        prompt_embeds, negative_embeds = (
+            None if x is None else per_modality(x, fusion) for x in (prompt_embeds, negative_embeds)
+        )
+        noise_shape = (16, *condition.shape[2:])  # one image's latent, width-fused
+        condition = from_width(condition.to(dtype), fusion)  # (B, 20, T_lat, h, 2w) for width
 
         # 4. Timesteps: UniPC with the flow shift of the settings (a fresh scheduler per call).
         scheduler = type(self.scheduler).from_config(self.scheduler.config, flow_shift=s.flow_shift)
         scheduler.set_timesteps(s.steps, device=device)
         self._num_timesteps = len(scheduler.timesteps)
 
-        # 5. Initial noise, one CPU generator per image.
-        latents = self.prepare_latents((16, *condition.shape[2:]), call.seeds, device)
+        # 5. Initial noise, one CPU generator per image (width-fused, then in the fusion's
+        #    layout: every design starts from the same noise at the same pixels).
+        latents = from_width(self.prepare_latents(noise_shape, call.seeds, device), fusion)
 
         # 6. Denoising loop with classifier-free guidance (both branches share the image).
         #    Each branch runs in its own cache context, so diffusers' step caches
@@ -375,7 +388,7 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
             for i, t in enumerate(scheduler.timesteps):
                 self._current_timestep = t
                 model_input = torch.cat([latents, condition.to(device)], dim=1).to(dtype)
-                timestep = t.expand(B)
+                timestep = t.expand(latents.shape[0])  # B, or 2B for batch fusion
                 context = {"step_index": i, "num_inference_steps": s.steps, "timestep": t}
                 with self.transformer.cache_context("cond", **context):
                     velocity = self._predict(model_input, timestep, prompt_embeds, image_embeds)
@@ -392,8 +405,11 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
                 bar.update()
         self._current_timestep = None
 
-        # 7. XYZ latent de-normalization (method 3.3), VAE de-normalization and decoding.
-        latents = XYZLatentNorm(self.xyz_stats.mean, self.xyz_stats.std).denormalize(latents)
+        # 7. Back to the width layout, XYZ latent de-normalization (method 3.3; none for a
+        #    model trained without), VAE de-normalization and decoding.
+        latents = to_width(latents, fusion)
+        norm = self.design.latent_norm(XYZLatentNorm(self.xyz_stats.mean, self.xyz_stats.std))
+        latents = norm.denormalize(latents)
         decoded = self._decode(latents)  # (B, 3, T, H, 2W) in [-1, 1]
         self.maybe_free_model_hooks()
 
@@ -429,10 +445,12 @@ class FourDNeXPipeline(WanImageToVideoPipeline):
         rgb0 = np.stack([resize_image(im, height, width, resize) for im in images])
         # one image at a time: the latent is then bit-identical whatever the batching,
         # and to the latent cache's (the VAE's kernels round differently per batch size)
-        latents = [self._encode_condition(condition_video(x, frames)) for x in rgb0]
+        latents = [self._encode_condition(condition_video(x, frames, self.design)) for x in rgb0]
         cond_latent = torch.cat(latents)
         spatial = self.vae_factors.spatial
-        return rgb0, model_condition(cond_latent.to(device), frames, height, width, spatial=spatial)
+        return rgb0, model_condition(
+            cond_latent.to(device), frames, height, width, spatial=spatial, design=self.design
+        )
 
     def build_known_condition(
         self,

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 import torch
 import tyro
 
+from fourdnex.design import RELEASED, DesignSettings
 from fourdnex.devices import resolve_device
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.models.loading import (
@@ -87,6 +88,12 @@ class ModelFiles:
         return model_frames(self.card)
 
     @property
+    def design(self) -> DesignSettings:
+        """The design settings the transformer runs with: its LoRA's, else the model
+        card's, else the released ones (:func:`check_model_files`)."""
+        return self.transformer.design
+
+    @property
     def xyz_stats(self) -> XYZLatentNorm:
         """The XYZ latent normalization: the LoRA's, else the model card's, else the
         released one."""
@@ -127,12 +134,14 @@ def check_model_files(
     extra_lora: str | Path | None = None,
 ) -> ModelFiles:
     """Resolve ``model`` (``fourdnex-small``, a directory or a hub id) and check its
-    transformer config, the LoRA header and the extra LoRA header: the one check of each
+    transformer config (with the design settings of its model card, which a LoRA's own
+    record replaces), the LoRA header and the extra LoRA header: the one check of each
     before loading."""
     source = resolve_model(resolve_model_name(str(model)))
-    transformer = check_transformer_files(source, lora)
-    extra = inspect_extra_lora(extra_lora, transformer.config) if extra_lora else None
     card = read_model_card(source.location) if source.local else None
+    design = card.design if card is not None else RELEASED
+    transformer = check_transformer_files(source, lora, design)
+    extra = inspect_extra_lora(extra_lora, transformer.config) if extra_lora else None
     return ModelFiles(transformer, card, extra)
 
 

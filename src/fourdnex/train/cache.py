@@ -23,6 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -37,6 +38,7 @@ from fourdnex.condition import (
 )
 from fourdnex.data.clip_dataset import DATASET_JSON, INDEX_JSONL
 from fourdnex.data.clips import RGB_LOSSLESS, RGB_VIDEO
+from fourdnex.design import RELEASED, ConditionMask, DesignSettings, XYZCondition
 from fourdnex.errors import FourDNeXError
 from fourdnex.io.atomic import atomic_file, sweep
 from fourdnex.io.paths import check_output_not_input
@@ -72,6 +74,10 @@ class CacheSettings:
     condition_encoding: ConditionEncoding = "fused"
     """The model's (:func:`fourdnex.train.encoder.model_condition_encoding`)."""
     version: int = CACHE_VERSION
+    xyz_condition: XYZCondition = "plane"
+    """Frame 0's XYZ in the image condition (:class:`fourdnex.design.DesignSettings`)."""
+    condition_mask: ConditionMask = "guided"
+    """Frame 0's XYZ mask in the image condition (:class:`fourdnex.design.DesignSettings`)."""
 
     def __post_init__(self) -> None:
         check_frames(self.frames)
@@ -79,9 +85,41 @@ class CacheSettings:
             raise FourDNeXError(
                 f"height and width must be positive multiples of 16, got {self.height}x{self.width}"
             )
+        self.design.check()
+
+    @classmethod
+    def for_design(
+        cls,
+        design: DesignSettings,
+        model: str,
+        frames: int,
+        height: int,
+        width: int,
+        condition_encoding: ConditionEncoding = "fused",
+    ) -> CacheSettings:
+        """The cache a model of ``design`` trains from (of its settings only the
+        condition's, ``xyz_condition`` and ``condition_mask``, change what is cached)."""
+        return cls(
+            model, frames, height, width, condition_encoding=condition_encoding,
+            xyz_condition=design.xyz_condition, condition_mask=design.condition_mask,
+        )  # fmt: skip
+
+    @property
+    def design(self) -> DesignSettings:
+        """The design settings of the cached image condition (the rest released)."""
+        return DesignSettings(xyz_condition=self.xyz_condition, condition_mask=self.condition_mask)
+
+    def record(self) -> dict[str, Any]:
+        """The settings by name, the condition's design settings only where they are not
+        the released ones (so the key of a released-design cache is what it always was)."""
+        record = asdict(self)
+        for name in ("xyz_condition", "condition_mask"):
+            if record[name] == getattr(RELEASED, name):
+                del record[name]
+        return record
 
     def key(self) -> str:
-        return _sha(json.dumps(asdict(self), sort_keys=True).encode())
+        return _sha(json.dumps(self.record(), sort_keys=True).encode())
 
 
 def _sha(data: bytes) -> str:
@@ -153,7 +191,7 @@ def encode_clip(encoder: LatentEncoder, ref: ClipRef, settings: CacheSettings) -
     both, both_std = encoder.encode_video(
         torch.cat([to_vae_video(rgb * 2.0 - 1.0), to_vae_video(xyz)])
     )
-    known = clip.condition or KnownFrames.first_frame(rgb[0], settings.frames)
+    known = clip.condition or KnownFrames.first_frame(rgb[0], settings.frames, settings.design)
     if (known.frames, known.height, known.width) != (settings.frames, settings.height,
                                                     settings.width):  # fmt: skip
         raise FourDNeXError(
@@ -226,7 +264,7 @@ def encode_dataset(
         {
             "format": CACHE_FORMAT,
             "version": CACHE_VERSION,
-            "settings": asdict(settings),
+            "settings": settings.record(),
             "settings_key": settings.key(),
             "data": str(data_dir),
             "provenance": provenance(settings),

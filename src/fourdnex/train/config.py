@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
+from fourdnex.design import DesignSettings
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.flow_matching import FLOW_SHIFT, TimestepSampling
 from fourdnex.limits import (
@@ -49,6 +50,8 @@ TINY_MODEL_ID = "tiny"
 #: (:func:`fourdnex.precision.resolve_precision`); resolved when training starts.
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 LRSchedule = Literal["cosine", "constant"]
+#: Where a run's transformer weights start (:attr:`TrainConfig.transformer_init`).
+TransformerInit = Literal["base", "random"]
 
 #: Bounds of the training settings (far above any real run).
 MAX_TRAIN_STEPS = 10_000_000
@@ -88,6 +91,10 @@ class TrainConfig:
     """LoRA alpha; the update is scaled by alpha / rank (released: 32 / 64)."""
     full_finetune: bool = False
     """Train every transformer weight instead of LoRA (domain embeddings always train)."""
+    transformer_init: TransformerInit = "base"
+    """Where the transformer's weights start: the base model's, or random weights (drawn
+    with --seed) in the base's configuration with the channels --fusion needs (a run from
+    scratch; needs --full-finetune)."""
     gradient_checkpointing: bool = False
     """Recompute block activations in the backward pass (saves memory)."""
 
@@ -128,6 +135,12 @@ class TrainConfig:
         default_factory=ObjectiveSettings
     )
     """The objective's options (:class:`~fourdnex.train.objective.ObjectiveSettings`)."""
+    design: Annotated[DesignSettings, tyro.conf.arg(name="")] = field(
+        default_factory=DesignSettings
+    )
+    """The design choices of 4DNeX (:class:`~fourdnex.design.DesignSettings`; flags
+    --fusion, --xyz-normalization, --xyz-condition, --condition-mask,
+    --modality-embedding): the released ones by default; the ablations change one."""
     zero_init_output: bool = False
     """Zero the transformer's output projection before training (from-scratch runs: the
     first prediction is 0, as DiT's adaLN-zero; a resumed run loads its own weights)."""
@@ -190,6 +203,19 @@ class TrainConfig:
             raise ValidationError("ema_decay needs --full-finetune (LoRA runs keep no EMA)")
         check_int(self.seed, "seed", 0, 2**63 - 1)
         self.objective.check()
+        self.design.check()
+        if self.transformer_init not in ("base", "random"):
+            raise ValidationError(f"unknown transformer_init {self.transformer_init!r}")
+        if self.transformer_init == "random" and not self.full_finetune:
+            raise ValidationError(
+                "--transformer-init random trains from scratch: add --full-finetune"
+            )
+        if self.design.channel_factor > 1 and not self.full_finetune:
+            raise ValidationError(
+                f"fusion {self.design.fusion!r} changes the transformer's input and output "
+                "channels, which LoRA cannot train: use --full-finetune (from a base built for "
+                "it, or --transformer-init random)"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValidationError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         for name in ("warmup_steps", "checkpoint_every", "keep_last", "validate_every"):

@@ -17,6 +17,11 @@
    guided mask or that of the clip's known frames, and the condition, assembled by
    :func:`fourdnex.condition.model_condition` as in generation), timestep ``1000 s``;
    loss: (weighted) MSE to the velocity ``noise - target``.
+
+Steps 1-3 work in the width layout whatever the model's design; step 4 packs the
+target, noise and condition in the design's fusion (:func:`fourdnex.design.from_width`,
+the identity for width fusion) and repeats per-sample inputs for batch fusion
+(:func:`fourdnex.design.per_modality`), so every design sees the same draws.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import torch
 from torch import nn
 
 from fourdnex.condition import model_condition, with_motion
+from fourdnex.design import RELEASED, DesignSettings, from_width, per_modality
 from fourdnex.errors import FourDNeXError, ValidationError
 from fourdnex.flow_matching import (
     LossWeighting,
@@ -102,13 +108,15 @@ class ObjectiveSettings:
 @dataclass(frozen=True)
 class Objective:
     """The objective of one run: its settings, the clip size of the cache (pixels of ONE
-    modality) and the resolved XYZ latent normalization."""
+    modality), the resolved XYZ latent normalization (the identity for a design with
+    ``xyz_normalization="off"``) and the design settings (its fusion)."""
 
     settings: ObjectiveSettings
     frames: int
     height: int
     width: int
     xyz_norm: XYZLatentNorm = XYZLatentNorm()
+    design: DesignSettings = RELEASED
 
 
 def step_generator(seed: int, step: int, micro: int, rank: int) -> torch.Generator:
@@ -166,13 +174,16 @@ def flow_loss(
         cond.to(device, dtype), objective.frames, objective.height, objective.width,
         mask=batch.cond_mask.to(device, dtype),
     )  # fmt: skip
+    fusion = objective.design.fusion
+    target, noise, condition = (from_width(x, fusion) for x in (target, noise, condition))
+    sigma = per_modality(sigma, fusion)
     x_s = interpolate(target, noise, sigma)
     inputs = torch.cat([x_s, condition], 1)
     prediction = model(
         hidden_states=inputs,
         timestep=sigma_to_timestep(sigma),
-        encoder_hidden_states=prompt,
-        encoder_hidden_states_image=image,
+        encoder_hidden_states=per_modality(prompt, fusion),
+        encoder_hidden_states_image=per_modality(image, fusion),
         return_dict=False,
     )[0]
     weight = loss_weight(sigma, settings.loss_weighting)

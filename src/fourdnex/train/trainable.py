@@ -11,7 +11,7 @@ from torch import nn
 from fourdnex.condition import ConditionEncoding
 from fourdnex.errors import FourDNeXError
 from fourdnex.models import LoraSettings, add_lora, domain_embeddings, load_transformer
-from fourdnex.models.loading import resolve_model
+from fourdnex.models.loading import fresh_transformer, resolve_model
 from fourdnex.models.tiny import build_tiny_wan_i2v
 from fourdnex.train.config import TINY_MODEL_ID, TrainConfig
 
@@ -51,25 +51,30 @@ def condition_encoding_of(model: str) -> ConditionEncoding:
 
 
 def trainable_model(cfg: TrainConfig, location: str) -> nn.Module:
-    """Load the adapted transformer and mark what trains.
+    """Load the adapted transformer (or, with ``transformer_init="random"``, make a new one
+    of the base's configuration from torch's seeded generator) and mark what trains.
 
     Base weights are bf16 under bf16 mixed precision (fp32 otherwise); trainable
     parameters are always fp32 (AdamW moments in fp32).
     """
     dtype = torch.bfloat16 if cfg.mixed_precision == "bf16" else torch.float32
     source = resolve_model(location)
-    transformer, _ = load_transformer(source, lora=None, dtype=dtype)
+    if cfg.transformer_init == "random":
+        transformer = fresh_transformer(source, cfg.design)
+    else:
+        transformer, _ = load_transformer(source, lora=None, dtype=dtype, design=cfg.design)
     return make_trainable(transformer, cfg)
 
 
 def make_trainable(transformer: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """Freeze an adapted transformer, then attach LoRA (or unfreeze all) as ``cfg`` says."""
+    """Freeze an adapted transformer, then attach LoRA (or unfreeze all) as ``cfg`` says;
+    the domain embeddings train where the design uses them."""
     transformer.requires_grad_(False)
     if cfg.full_finetune:
         transformer.to(torch.float32).requires_grad_(True)
     else:
         add_lora(transformer, LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha))
-    domain_embeddings(transformer).requires_grad_(True)
+    domain_embeddings(transformer).requires_grad_(cfg.design.uses_domain_embedding)
     if cfg.zero_init_output:
         zero_output(transformer)
     for p in transformer.parameters():

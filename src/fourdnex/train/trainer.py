@@ -52,6 +52,8 @@ from fourdnex.train.trainable import (
 
 CONFIG_JSON = "config.json"
 LOGS_DIR = "logs"
+#: The TensorBoard scalar of the loss (read back by :mod:`fourdnex.train.loss_log`).
+LOSS_TAG = "loss"
 #: Under DeepSpeed, ``state/`` holds DeepSpeed's own checkpoint in this directory.
 DEEPSPEED_DIR = "deepspeed"
 
@@ -173,13 +175,10 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     accelerator.gradient_accumulation_steps = accumulation
     # ---- 1. check everything cheap first (nothing is written before these pass)
     check_output_not_input(cfg.out, [cfg.data, cfg.cache_dir])
-    settings = CacheSettings(
-        model=cfg.model,
-        frames=cfg.frames,
-        height=cfg.height,
-        width=cfg.width,
+    settings = CacheSettings.for_design(
+        cfg.design, cfg.model, cfg.frames, cfg.height, cfg.width,
         condition_encoding=condition_encoding_of(cfg.model),
-    )
+    )  # fmt: skip
     entries = check_cache(cfg.data, cfg.cache_dir, settings)
     if main and hold is not None:
         hold.enter_context(output_lock(cfg.out))
@@ -222,9 +221,8 @@ def setup(cfg: TrainConfig, hold: contextlib.ExitStack | None = None) -> Run:
     ema = EMA(unwrapped, cfg.ema_decay) if cfg.ema_decay else None
     if export is None and main:
         export = unwrapped
-    objective = Objective(
-        cfg.objective, cfg.frames, cfg.height, cfg.width, cfg.objective.xyz_norm(location)
-    )
+    xyz_norm = cfg.design.latent_norm(cfg.objective.xyz_norm(location))
+    objective = Objective(cfg.objective, cfg.frames, cfg.height, cfg.width, xyz_norm, cfg.design)
     return Run(cfg, accelerator, kind, accumulation, location, model, optimizer, unwrapped,
                export, params, names, entries, null_prompt, objective, latest, ema,
                precision)  # fmt: skip
@@ -368,7 +366,7 @@ def _train(run: Run, progress: bool, stop_after: int | None) -> TrainResult:
             if line:
                 bar.write(f"train: step {done}: {line}")
         if main and (done % cfg.log_every == 0 or done == cfg.max_steps):
-            acc.log({"loss": loss, "lr": lr}, step=done)
+            acc.log({LOSS_TAG: loss, "lr": lr}, step=done)
         if done == cfg.max_steps or (cfg.checkpoint_every and done % cfg.checkpoint_every == 0):
             path = save_checkpoint(acc, run.model, run.optimizer, run.export, cfg, done,
                                    run.location, run.ema)  # fmt: skip
@@ -450,7 +448,9 @@ def save_checkpoint(
                     with ema.swapped_in(model):
                         model.save_pretrained(str(tmp / ckpt.EMA_DIR))  # type: ignore[operator]
             else:
-                save_lora(model, tmp / ckpt.LORA_DIR, base_model=cfg.model, extra={"step": step})
+                stats = cfg.objective.xyz_norm(location)  # what inference de-normalizes with
+                save_lora(model, tmp / ckpt.LORA_DIR, stats, base_model=cfg.model,
+                          extra={"step": step}, design=cfg.design)  # fmt: skip
             write_json(tmp / ckpt.CHECKPOINT_JSON, {**record, **provenance(cfg)})
             publish_modes(tmp)
             if final.exists():

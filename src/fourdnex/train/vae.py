@@ -18,10 +18,17 @@ Afterwards (:func:`train_vae` does all of it):
 4. the base model directory is written: the trained VAE, a randomly initialized
    transformer of the preset, and frozen random UMT5 / CLIP encoders with a word
    tokenizer over the training captions' vocabulary, plus ``fourdnex.json``.
+
+Training, statistics and reports run on ``device`` (``--device``, resolved by
+:func:`fourdnex.devices.resolve_device` before anything is read or written): the VAE's
+parameters, each batch, the loss and the optimizer state live there. Crops and the
+posterior noise are drawn on the CPU from one seeded generator and then moved, so the
+random stream is the same on every device. The VAE is moved back to the CPU to be saved.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -42,7 +49,7 @@ from fourdnex.models.presets import (
     ModelPreset,
     get_preset,
 )
-from fourdnex.precision import PrecisionChoice, cpu_autocast
+from fourdnex.precision import PrecisionChoice, resolve_precision
 from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZLatentNorm, check_frames, split_width, vae_factors
 
 #: Files written into the output directory.
@@ -99,6 +106,9 @@ class VAETrainConfig:
     """Seed of initialization and crops."""
     threads: int = 0
     """Torch CPU threads (0: torch's default)."""
+    device: str = "auto"
+    """Device of training, statistics and reports: auto (cuda when available), cpu, cuda,
+    cuda:N. The run's report records the device used."""
     precision: PrecisionChoice = "auto"
     """Compute precision of training: auto (bf16 autocast on a CPU with AMX or a GPU with
     bf16, else fp32), bf16 or fp32. Statistics and reports are always computed in fp32."""
@@ -186,12 +196,19 @@ def _lr(cfg: VAETrainConfig, step: int) -> float:
     return cfg.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def device_of(vae: Any) -> torch.device:
+    """The device of a module's parameters."""
+    return next(vae.parameters()).device
+
+
 def vae_loss(vae: Any, x: torch.Tensor, kl_weight: float, generator: torch.Generator) -> tuple:
-    """``(loss, l1)`` of one batch: L1 reconstruction + ``kl_weight`` x mean KL."""
+    """``(loss, l1)`` of one batch: L1 reconstruction + ``kl_weight`` x mean KL.
+
+    ``x`` is on the VAE's device; ``generator`` is a CPU generator (the posterior noise is
+    drawn on the CPU and moved, so a seed gives the same noise on every device)."""
     posterior = vae.encode(x).latent_dist
-    z = posterior.mean + posterior.std * torch.randn(
-        posterior.mean.shape, generator=generator, dtype=posterior.mean.dtype
-    )
+    noise = torch.randn(posterior.mean.shape, generator=generator, dtype=posterior.mean.dtype)
+    z = posterior.mean + posterior.std * noise.to(posterior.mean.device)
     recon = vae.decode(z).sample
     l1 = (recon - x).abs().mean()
     kl = 0.5 * (posterior.mean.pow(2) + posterior.var - 1.0 - posterior.logvar).mean()
@@ -201,14 +218,19 @@ def vae_loss(vae: Any, x: torch.Tensor, kl_weight: float, generator: torch.Gener
 def fit_vae(
     vae: Any, videos: torch.Tensor, cfg: VAETrainConfig, log: Path, progress: bool = True
 ) -> list[dict[str, float]]:
-    """Train ``vae`` in place on crops of ``videos``; one JSON line per step in ``log``."""
+    """Train ``vae`` in place, on its device, on crops of ``videos`` (CPU); one JSON line
+    per step in ``log``."""
     from tqdm import tqdm
 
+    device = device_of(vae)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.learning_rate, weight_decay=0.0)
-    precision = cpu_autocast(cfg.precision)
+    precision = resolve_precision(cfg.precision, device)
     if progress:
-        print(f"train-vae: {precision.reason}; {torch.get_num_threads()} thread(s)")
+        print(
+            f"train-vae: device {device}; {precision.reason}; "
+            f"{torch.get_num_threads()} CPU thread(s)"
+        )
     vae.train()
     history: list[dict[str, float]] = []
     started = time.perf_counter()
@@ -220,7 +242,7 @@ def fit_vae(
             lr = _lr(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = sample_crops(videos, cfg, generator)
+            x = sample_crops(videos, cfg, generator).to(device)
             with precision.context():
                 loss, l1 = vae_loss(vae, x, cfg.kl_weight, generator)
             if not torch.isfinite(loss):
@@ -256,9 +278,10 @@ def latent_statistics(
     XYZ normalization is the mean / std of the XYZ latents after the per-channel
     normalization (method 3.3).
     """
+    device = device_of(vae)
     rgb_lat, xyz_lat = [], []
     for i in range(0, videos.shape[0], batch):
-        rgb, xyz = split_width(videos[i : i + batch].float(), LATENT_WIDTH_AXIS)
+        rgb, xyz = split_width(videos[i : i + batch].float().to(device), LATENT_WIDTH_AXIS)
         both = vae.encode(torch.cat([rgb, xyz])).latent_dist.mode()
         rgb_lat.append(both[: rgb.shape[0]])
         xyz_lat.append(both[rgb.shape[0] :])
@@ -274,9 +297,10 @@ def latent_statistics(
 def reconstruction_report(vae: Any, videos: torch.Tensor, batch: int = 2) -> dict[str, float]:
     """Reconstruction error of whole fused clips: RGB PSNR (dB, [0, 1] range) and XYZ
     mean absolute error (model units; the model space spans [-1, 1])."""
+    device = device_of(vae)
     se, ae, n = 0.0, 0.0, 0
     for i in range(0, videos.shape[0], batch):
-        x = videos[i : i + batch].float()
+        x = videos[i : i + batch].float().to(device)
         recon = vae.decode(vae.encode(x).latent_dist.mode()).sample
         rgb, xyz = split_width(recon, LATENT_WIDTH_AXIS)
         rgb_t, xyz_t = split_width(x, LATENT_WIDTH_AXIS)
@@ -293,8 +317,15 @@ def reconstruction_report(vae: Any, videos: torch.Tensor, batch: int = 2) -> dic
 
 # ------------------------------------------------------------------------- the command
 def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, Any]:
-    """Train the VAE, measure its statistics, write ``OUT/vae`` and ``OUT/model``."""
+    """Train the VAE, measure its statistics, write ``OUT/vae`` and ``OUT/model``.
+
+    ``cfg.device`` is resolved first (an unknown or absent device is a one-line error
+    before anything is read or written); the saved settings record the resolved device."""
+    from fourdnex.devices import resolve_device
+
     cfg.validate()
+    device = resolve_device(cfg.device)
+    cfg = dataclasses.replace(cfg, device=str(device))
     preset = get_preset(cfg.preset)
     if (cfg.out / MODEL_DIR).exists() and not cfg.overwrite:
         raise FourDNeXError(f"{cfg.out / MODEL_DIR} exists (pass --overwrite)")
@@ -310,12 +341,31 @@ def train_vae(cfg: VAETrainConfig, progress: bool = True) -> dict[str, Any]:
     for data in inputs[: 2 if cfg.eval_data else 1]:
         open_dataset(data)  # a broken index fails before OUT exists
     with output_lock(cfg.out):  # one run per output directory (creates it)
-        return _train_vae(cfg, preset, progress)
+        return _train_vae(cfg, preset, device, progress)
 
 
-def _train_vae(cfg: VAETrainConfig, preset: ModelPreset, progress: bool) -> dict[str, Any]:
+def initial_vae(cfg: VAETrainConfig, preset: ModelPreset, device: torch.device) -> Any:
+    """The VAE training starts from, on ``device``: ``cfg.init`` or the preset's
+    configuration with random weights (seeded by ``cfg.seed``, drawn on the CPU)."""
     from diffusers import AutoencoderKLWan
 
+    torch.manual_seed(cfg.seed)
+    if cfg.init is not None:
+        from fourdnex.models.loading import quiet_loading
+
+        try:
+            with quiet_loading():
+                vae = AutoencoderKLWan.from_pretrained(str(cfg.init), torch_dtype=torch.float32)
+        except (OSError, ValueError) as exc:
+            raise FourDNeXError(f"cannot load the VAE to start from, {cfg.init}: {exc}") from None
+    else:
+        vae = AutoencoderKLWan(**preset.vae)
+    return vae.to(device)
+
+
+def _train_vae(
+    cfg: VAETrainConfig, preset: ModelPreset, device: torch.device, progress: bool
+) -> dict[str, Any]:
     from fourdnex.models.components import (
         build_components,
         save_model_dir,
@@ -337,25 +387,16 @@ def _train_vae(cfg: VAETrainConfig, preset: ModelPreset, progress: bool) -> dict
         eval_videos, _ = load_fused_clips(
             cfg.eval_data, cfg.eval_clips, cfg.frames, cfg.height, cfg.width, progress
         )
-    torch.manual_seed(cfg.seed)
-    if cfg.init is not None:
-        from fourdnex.models.loading import quiet_loading
-
-        try:
-            with quiet_loading():
-                vae = AutoencoderKLWan.from_pretrained(str(cfg.init), torch_dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            raise FourDNeXError(f"cannot load the VAE to start from, {cfg.init}: {exc}") from None
-    else:
-        vae = AutoencoderKLWan(**preset.vae)
+    vae = initial_vae(cfg, preset, device)
     history = fit_vae(vae, videos, cfg, cfg.out / LOSSES, progress)
     train_s = time.perf_counter() - started
 
     mean, std, xyz = latent_statistics(vae, videos[: cfg.stats_clips])
     vae.register_to_config(latents_mean=mean, latents_std=std)
-    vae.save_pretrained(str(cfg.out / VAE_DIR))
     report: dict[str, Any] = {
         "init": str(cfg.init) if cfg.init is not None else None,
+        "device": str(device),
+        "precision": resolve_precision(cfg.precision, device).name,
         "train_clips": int(videos.shape[0]),
         "steps": cfg.steps,
         "final_l1": round(float(np.mean([h["l1"] for h in history[-50:]])), 5),
@@ -365,6 +406,8 @@ def _train_vae(cfg: VAETrainConfig, preset: ModelPreset, progress: bool) -> dict
     if eval_videos is not None:
         report["held_out"] = reconstruction_report(vae, eval_videos)
     report["train_reconstruction"] = reconstruction_report(vae, videos[: cfg.eval_clips])
+    vae.to("cpu")  # saved and packaged from the CPU, whatever the training device
+    vae.save_pretrained(str(cfg.out / VAE_DIR))
 
     vocabulary = words_of([*captions, PROMPT_SUFFIX])
     components = build_components(cfg.preset, word_tokenizer(vocabulary), cfg.seed, vae=vae)

@@ -32,7 +32,7 @@ def live_pipeline(
 ) -> Any:
     """The generation pipeline of the base model ``location`` around the live ``model``
     (built when ``pipe`` is None, else reused): fp32, the run's XYZ latent normalization
-    and the base model's card (its condition encoding)."""
+    and design settings, and the base model's card (its condition encoding)."""
     from fourdnex.models.small import read_model_card
 
     if pipe is None:
@@ -47,6 +47,7 @@ def live_pipeline(
     pipe.transformer = model
     pipe.compute_dtype = torch.float32
     pipe.xyz_stats = cfg.objective.xyz_norm(location)
+    pipe.design = cfg.design
     return pipe
 
 
