@@ -50,6 +50,7 @@ from fourdnex.eval.generation import (
     consistency_ratio,
     direction_cosine,
     first_frame_depth,
+    scene_extent,
 )
 from fourdnex.eval.report import aggregate, summary_row, write_report
 from fourdnex.eval.video_metrics import VideoModels
@@ -166,8 +167,7 @@ def generation_metrics(scene: Scene4D, result: SceneResult, gt: Scene4D, gt_resu
     cams = scene_cameras(scene)
     assert gt.depth is not None and gt.cam2world is not None
     d0 = first_frame_depth(cams.depth, gt.depth)
-    extent = float(np.linalg.norm(np.ptp(gt.xyz.reshape(-1, 3), axis=0)))
-    true = camera_direction(gt.cam2world, extent)
+    true = camera_direction(gt.cam2world, scene_extent(gt.xyz))
     made = camera_direction(cams.cam2world, cams.extent)
     return {
         # a frame 0 without valid depth counts as the worst result, not as a skipped scene
@@ -312,10 +312,16 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
             else ""
         )
         print(f"{m:<16}{d1:>10.3f}{ar:>10.3f}{res:>11.2%}{cr:>10.2f}{note}")
-    cos = [r["direction_cosine"] for r in rows["model"] if r["direction_cosine"] is not None]
+    moving = [r for r in rows["model"] if r["direction_cosine"] is not None]
+    cos = [r["direction_cosine"] for r in moving]
     share = float(np.mean([c > 0 for c in cos])) if cos else float("nan")
+    # the prior: a camera that always moves straight forward, on the same scenes
+    forward = [float(r["true_travel"].direction[2]) for r in moving]
+    forward_share = float(np.mean([c > 0 for c in forward])) if forward else float("nan")
     print(f"camera direction: positive cosine in {share:.0%} of {len(cos)} scenes whose camera "
-          f"moves (mean cosine {np.mean(cos) if cos else float('nan'):.2f})")  # fmt: skip
+          f"moves (mean cosine {np.mean(cos) if cos else float('nan'):.2f}); a camera that "
+          f"always moves straight forward: {forward_share:.0%} (mean cosine "
+          f"{np.mean(forward) if forward else float('nan'):.2f})")  # fmt: skip
     if not args.no_ladder:
         summary["ladder"] = quality_ladder(runner, gts, scenes["model"])
     prompt = None
@@ -346,6 +352,8 @@ def report_model(runner, gts, results, scenes, gen_seconds, summary, args) -> bo
         "direction_share": share,
         "direction_scenes": len(cos),
         "direction_mean_cosine": float(np.mean(cos)) if cos else None,
+        "direction_forward_share": forward_share,
+        "direction_forward_mean_cosine": float(np.mean(forward)) if forward else None,
         "prompt_test": prompt,
         "seconds_per_scene": per_scene,
         "load_seconds": runner.load_seconds,
@@ -367,6 +375,7 @@ LADDER_COLUMNS = (
     ("xyz_mae_frame0", "XYZ err f0", ".3f"),
     ("xyz_mae_all", "XYZ err all", ".3f"),
     ("static_drift", "still drift", ".4f"),
+    ("direction_cosine", "travel cosine", ".2f"),
 )
 
 
@@ -416,6 +425,13 @@ def quality_ladder(runner, gts, model_scenes) -> dict:
             cells.append(f"{format(m['median'], fmt)} [{format(m['lo'], fmt)}, "
                          f"{format(m['hi'], fmt)}]".rjust(22))  # fmt: skip
         print(f"{rung:<24}" + "".join(cells))
+    for rung, rows in rungs.items():
+        cos = [r["direction_cosine"] for r in rows if r["direction_cosine"] is not None]
+        share = float(np.mean([c > 0 for c in cos])) if cos else None
+        table[rung]["direction_share"] = share
+        table[rung]["direction_scenes"] = len(cos)
+        if share is not None:
+            print(f"  {rung:<24} camera goes the true way in {share:.0%} of {len(cos)} scenes")
     groups = [scene_groups(gt) for gt in gts]
     breakdown: dict = {}
     for kind in ("environment", "camera"):

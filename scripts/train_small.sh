@@ -13,19 +13,19 @@
 #   PROCESSES=2        CPU: encoding processes (one thread each, --shard); training runs
 #                      in one process on every core (measured faster than two DDP ones)
 #   TRANSFORMER_STEPS  the transformer's legs: optimizer steps each leg trains to, comma
-#                      separated (default "1000,4000": the shipped run, a cosine to 1,000
-#                      steps, then resumed with the cosine re-computed to 4,000 (a warm
-#                      restart); more steps are better, docs/model-card.md)
+#                      separated (default "1000,3500,7000": a cosine to 1,000 steps, then
+#                      resumed with the cosine re-computed to 3,500, then to 7,000 (warm
+#                      restarts); the shipped run's legs are in docs/model-card.md)
 #   FROM_SCRATCH=1     retrain everything even where committed weights could be the start
 #   INFERENCE          the sampler defaults written into the model card (default
-#                      "steps=20,guidance=1": chosen by measurement, docs/model-card.md)
+#                      "steps=20,guidance=3": chosen by measurement, docs/model-card.md)
 set -euo pipefail
 RUN="${1:-runs/fourdnex-small}"
 MODEL_OUT="${2:-src/fourdnex/assets/models/fourdnex-small}"
 DEVICE="${DEVICE:-cpu}"
 PROCESSES="${PROCESSES:-2}"
-LEGS="${TRANSFORMER_STEPS:-1000,4000}"
-INFERENCE="${INFERENCE:-steps=20,guidance=1}"
+LEGS="${TRANSFORMER_STEPS:-1000,3500,7000}"
+INFERENCE="${INFERENCE:-steps=20,guidance=3}"
 X=".venv/bin/4dnex"
 mkdir -p "$RUN"
 step() { printf '\n== %s (%s) ==\n' "$*" "$(date +%T)"; }

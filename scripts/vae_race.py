@@ -139,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         "steps": step,
         "train_seconds": round(train_s, 1),
         "final_l1": round(float(np.mean(log[-50:])), 5),
-        "scores": {k: median_and_interval([r[k] for r in rows]) for k in rows[0]},
+        "scores": {
+            k: median_and_interval(v)
+            for k in rows[0]
+            if (v := [r[k] for r in rows if r[k] is not None])  # None: no camera travel
+        },
     }
     (out / "race.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary))

@@ -83,6 +83,12 @@ def camera_direction(cam2world: np.ndarray, extent: float) -> Travel:
     return Travel(direction, norm / extent)
 
 
+def scene_extent(xyz: np.ndarray) -> float:
+    """The diagonal of the bounding box of a scene's points (T, H, W, 3): the unit of
+    :attr:`Travel.length`."""
+    return float(np.linalg.norm(np.ptp(np.asarray(xyz).reshape(-1, 3), axis=0)))
+
+
 def direction_cosine(a: Travel, b: Travel) -> float | None:
     """Cosine between two travels; None when either camera does not move."""
     if not (a.moves and b.moves):
@@ -135,7 +141,7 @@ def generation_scores(
     valid = (cams.depth > 0) & (gt.depth > 0)
     d_all = depth_metrics(cams.depth, gt.depth, alignment="median") if valid.any() else None
     consistency = scene_consistency(scene, cams, settings or EvalSettings())
-    extent = float(np.linalg.norm(np.ptp(gt.xyz.reshape(-1, 3), axis=0)))
+    extent = scene_extent(gt.xyz)
     true = camera_direction(gt.cam2world, extent)
     made = camera_direction(cams.cam2world, cams.extent)
     return {

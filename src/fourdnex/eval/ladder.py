@@ -13,7 +13,10 @@ Each rung is scored with the benchmark's own frame-0 metric (registration from X
 median scaling, :func:`fourdnex.eval.generation.first_frame_depth`) and, beside it,
 the *true-camera* frame-0 depth (:func:`true_camera_depth`): the model-space points of
 frame 0 mapped back into the first camera with the clip's exact normalization, so
-that it measures the XYZ itself and not how well registration copes with its errors.
+that it measures the XYZ itself and not how well registration copes with its errors,
+and the cosine between the registered camera's travel and the true one (the camera
+direction of ``benchmarks/bench_quality.py``): the compressor's row shows how much of
+the camera's way survives the VAE.
 """
 
 from __future__ import annotations
@@ -25,7 +28,13 @@ import numpy as np
 import torch
 
 from fourdnex.eval.depth import depth_metrics
-from fourdnex.eval.generation import first_frame_depth
+from fourdnex.eval.generation import (
+    Travel,
+    camera_direction,
+    direction_cosine,
+    first_frame_depth,
+    scene_extent,
+)
 from fourdnex.scene import Scene4D
 from fourdnex.sixd import LATENT_WIDTH_AXIS, XYZNormalization, normalize_pointmaps, split_width
 
@@ -39,12 +48,14 @@ class ModelSpaceTruth:
         xyz: (T, H, W, 3) float32 model-space points clipped to [-1, 1].
         normalization: the clip's world -> model transform (exact, mode ``"clip"``).
         depth: (T, H, W) true z-depth in each frame's camera.
+        travel: the true camera's travel over the clip (in its first camera's axes).
     """
 
     rgb: np.ndarray
     xyz: np.ndarray
     normalization: XYZNormalization
     depth: np.ndarray
+    travel: Travel
 
 
 def model_space_truth(gt: Scene4D) -> ModelSpaceTruth:
@@ -53,7 +64,8 @@ def model_space_truth(gt: Scene4D) -> ModelSpaceTruth:
     if gt.cam2world is None or gt.depth is None:
         raise ValueError("the ground-truth scene needs cameras and depth")
     xyz, norm = normalize_pointmaps(gt.xyz, gt.cam2world[0])
-    return ModelSpaceTruth(gt.rgb, np.clip(xyz, -1.0, 1.0), norm, gt.depth)
+    travel = camera_direction(gt.cam2world, scene_extent(gt.xyz))
+    return ModelSpaceTruth(gt.rgb, np.clip(xyz, -1.0, 1.0), norm, gt.depth, travel)
 
 
 def true_camera_depth(xyz_model: np.ndarray, normalization: XYZNormalization) -> np.ndarray:
@@ -66,8 +78,9 @@ def true_camera_depth(xyz_model: np.ndarray, normalization: XYZNormalization) ->
 
 def frame0_scores(rgb: np.ndarray, xyz: np.ndarray, truth: ModelSpaceTruth) -> dict[str, Any]:
     """The ladder's scores of one clip (model-space RGB and XYZ) against its truth:
-    registered and true-camera frame-0 delta1 / AbsRel, frame-0 RGB PSNR, and the XYZ
-    error of frame 0 and of all frames (mean absolute, model units)."""
+    registered and true-camera frame-0 delta1 / AbsRel, frame-0 RGB PSNR, the XYZ
+    error of frame 0 and of all frames (mean absolute, model units), and the cosine of
+    the registered camera's travel to the true one (None when either does not move)."""
     from fourdnex.eval.evaluate import scene_cameras
 
     scene = Scene4D(rgb=np.clip(rgb, 0.0, 1.0), xyz=xyz)
@@ -86,6 +99,9 @@ def frame0_scores(rgb: np.ndarray, xyz: np.ndarray, truth: ModelSpaceTruth) -> d
         "rgb_psnr_frame0": float(10 * np.log10(1.0 / max(mse0, 1e-12))),
         "xyz_mae_frame0": float(err[0].mean()),
         "xyz_mae_all": float(err.mean()),
+        "direction_cosine": direction_cosine(
+            camera_direction(cams.cam2world, cams.extent), truth.travel
+        ),
     }
 
 

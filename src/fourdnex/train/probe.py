@@ -72,7 +72,8 @@ class MMSEProbe:
         finally:
             model.train(was_training)
         rows = [frame0_scores(s.rgb, s.xyz, t) for s, t in zip(made, self.truths, strict=True)]
-        return {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+        values = {k: [r[k] for r in rows if r[k] is not None] for k in rows[0]}
+        return {k: float(np.median(v)) for k, v in values.items() if v}  # None: no camera travel
 
     def run_and_log(
         self, model: nn.Module, ema: EMA | None, step: int, autocast: Any = None
