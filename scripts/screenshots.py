@@ -78,7 +78,7 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     print(
         f"app: Generate -> result shown in {seconds:.1f} s "
-        f"({generator.settings.steps} steps, bundled model, this machine)"
+        f"({generator.settings.steps or 'default'} steps, bundled model, this machine)"
     )
     print(f"server side: {server_side}")
     print(f"wrote {args.out / 'viewer.png'}, {args.out / 'app.png'}")
