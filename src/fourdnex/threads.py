@@ -24,6 +24,7 @@ restored when the call returns.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -41,11 +42,18 @@ def policy_threads() -> int:
 
 
 def apply_thread_policy() -> int:
-    """Set torch's intra-op threads by the policy; returns the count."""
-    import torch
+    """Set torch's intra-op threads by the policy; returns the count.
 
+    When torch is not imported yet, the count goes into ``OMP_NUM_THREADS``, which torch
+    reads when it starts (``torch.get_num_threads()`` is then the count): a command that
+    never needs torch (``info``, ``register``, ``export``, ``synth``) does not pay a second
+    for importing it. numpy's BLAS, loaded before, keeps its own setting."""
     threads = policy_threads()
-    torch.set_num_threads(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     return threads
 
 

@@ -10,27 +10,69 @@
 - :func:`load_image` (read and convert input images, stating every conversion)
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import fourdnex.models.loading  # noqa: F401  (first: installs the log filter before transformers)
-from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
-from fourdnex.pipeline.images import LoadedImage, load_image, resolve_resolution
-from fourdnex.pipeline.memory_modes import (
-    MEMORY_MODES,
-    MemorySettings,
-    apply_memory,
-    enable_step_cache,
-    get_memory_mode,
-)
-from fourdnex.pipeline.model_settings import ModelSettings
-from fourdnex.pipeline.runner import GenerationRunner, SceneRequest
-from fourdnex.pipeline.settings import GenerationSettings
-from fourdnex.pipeline.speed import (
-    ATTENTION_BACKENDS,
-    SpeedSettings,
-    apply_speed,
-    compile_transformer,
-    load_extra_lora,
-    set_attention,
-)
+
+if TYPE_CHECKING:
+    from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
+    from fourdnex.pipeline.images import LoadedImage, load_image, resolve_resolution
+    from fourdnex.pipeline.memory_modes import (
+        MEMORY_MODES,
+        MemorySettings,
+        apply_memory,
+        enable_step_cache,
+        get_memory_mode,
+    )
+    from fourdnex.pipeline.model_settings import ModelSettings
+    from fourdnex.pipeline.runner import GenerationRunner, SceneRequest
+    from fourdnex.pipeline.settings import GenerationSettings
+    from fourdnex.pipeline.speed import (
+        ATTENTION_BACKENDS,
+        SpeedSettings,
+        apply_speed,
+        compile_transformer,
+        load_extra_lora,
+        set_attention,
+    )
+
+#: Where each name of the package lives. The package imports them on first use (PEP 562),
+#: so a command that needs only settings (``render`` without ``--complete``, say) does
+#: not pay for importing diffusers and transformers.
+_HOMES = {
+    "FourDNeXPipeline": "fourdnex_pipeline",
+    "LoadedImage": "images",
+    "load_image": "images",
+    "resolve_resolution": "images",
+    "MEMORY_MODES": "memory_modes",
+    "MemorySettings": "memory_modes",
+    "apply_memory": "memory_modes",
+    "enable_step_cache": "memory_modes",
+    "get_memory_mode": "memory_modes",
+    "ModelSettings": "model_settings",
+    "GenerationRunner": "runner",
+    "SceneRequest": "runner",
+    "GenerationSettings": "settings",
+    "ATTENTION_BACKENDS": "speed",
+    "SpeedSettings": "speed",
+    "apply_speed": "speed",
+    "compile_transformer": "speed",
+    "load_extra_lora": "speed",
+    "set_attention": "speed",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ATTENTION_BACKENDS",
