@@ -9,42 +9,33 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# numpy only, imported now: ``register`` is also the name of a submodule, and a submodule
+# imported later would otherwise take its place on the package
+from fourdnex.geometry.register import RegisterSettings, Registration, register
+from fourdnex.geometry.scene_cameras import (
+    SceneWithCameras,
+    has_cameras,
+    register_scene,
+    with_cameras,
+)
+from fourdnex.geometry.trajectories import (
+    TRAJECTORY_PRESETS,
+    Trajectory,
+    load_trajectory,
+    make_trajectory,
+)
+
 if TYPE_CHECKING:
     from fourdnex.geometry.novel_view import NovelViews, render_trajectory
-    from fourdnex.geometry.register import RegisterSettings, Registration, register
-    from fourdnex.geometry.scene_cameras import (
-        SceneWithCameras,
-        has_cameras,
-        register_scene,
-        with_cameras,
-    )
     from fourdnex.geometry.splat import Render, render_points
-    from fourdnex.geometry.trajectories import (
-        TRAJECTORY_PRESETS,
-        Trajectory,
-        load_trajectory,
-        make_trajectory,
-    )
 
-#: Where each name of the package lives. The package imports them on first use (PEP 562):
-#: registration and trajectories are numpy, and a command that needs only them does not
-#: pay for importing torch (the splatter's).
+#: Where the point renderer's names live: imported on first use (PEP 562), so a command
+#: that needs only registration or trajectories does not pay for importing torch.
 _HOMES = {
     "NovelViews": "novel_view",
     "render_trajectory": "novel_view",
-    "RegisterSettings": "register",
-    "Registration": "register",
-    "register": "register",
-    "SceneWithCameras": "scene_cameras",
-    "has_cameras": "scene_cameras",
-    "register_scene": "scene_cameras",
-    "with_cameras": "scene_cameras",
     "Render": "splat",
     "render_points": "splat",
-    "TRAJECTORY_PRESETS": "trajectories",
-    "Trajectory": "trajectories",
-    "load_trajectory": "trajectories",
-    "make_trajectory": "trajectories",
 }
 
 
