@@ -68,6 +68,22 @@ def test_vae_factors_come_from_the_config() -> None:
         VAEFactors().latent_size(17, 60, 96)
 
 
+def test_vae_configs_state_their_spatial_factor_as_diffusers_reads_it() -> None:
+    """diffusers' Wan pipelines size their VideoProcessor by ``scale_factor_spatial``:
+    every preset's VAE and the bundled model's say what their stages make."""
+    from diffusers import AutoencoderKLWan
+
+    from fourdnex.models.presets import get_preset
+    from fourdnex.models.small import bundled_model_dir
+
+    for name in ("tiny", "tiny-4x", "fourdnex-small", "wan2.1-i2v-14b-480p"):
+        vae = get_preset(name).vae
+        stated = vae.get("scale_factor_spatial", 8)  # absent: diffusers' default
+        assert stated == vae_factors(vae).spatial, name
+    bundled = AutoencoderKLWan.load_config(bundled_model_dir() / "vae")
+    assert bundled["scale_factor_spatial"] == vae_factors(bundled).spatial == 4
+
+
 def test_mask_packing_at_4x_follows_the_rule_written_as_loops() -> None:
     rng = np.random.default_rng(0)
     mask = rng.choice([0.0, 0.5, 1.0], size=(9, 8, 16)).astype(np.float32)

@@ -110,6 +110,7 @@ _VAE_TINY_4X: dict[str, Any] = {
     "dim_mult": [1, 1, 1],
     "num_res_blocks": 1,
     "temperal_downsample": [True, True],
+    "scale_factor_spatial": 4,  # diffusers' Wan pipelines size their VideoProcessor by it
 }
 _UMT5_TINY: dict[str, Any] = {
     "vocab_size": 64,  # the builder sets it to its tokenizer's size
@@ -164,6 +165,7 @@ _VAE_SMALL: dict[str, Any] = {
     "dim_mult": [1, 2, 4],
     "num_res_blocks": 1,
     "temperal_downsample": [True, True],
+    "scale_factor_spatial": 4,  # diffusers' Wan pipelines size their VideoProcessor by it
 }
 _UMT5_SMALL: dict[str, Any] = {
     "vocab_size": 256,  # the builder sets it to its tokenizer's size
