@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,25 @@ def test_zero_initialised_output_predicts_zero(tiny_wan_dir: Path, data: Path) -
     cfg = _cfg(data, Path("unused"), tiny_wan_dir, zero_init_output=True)
     model = trainable_model(cfg, str(tiny_wan_dir))
     assert model.proj_out.weight.abs().max() == 0 and model.proj_out.bias.abs().max() == 0
+
+
+def test_full_finetune_is_float32_and_quiet(tiny_wan_dir: Path, data: Path) -> None:
+    """Base weights loaded in bf16, then all of them trained: every parameter is float32
+    and trainable, and diffusers' keep-in-fp32 warning (a ``to(dtype)`` cast) is not logged."""
+    from fourdnex.train.trainable import trainable_model
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # type: ignore[method-assign]
+    library = logging.getLogger("diffusers")  # diffusers' root logger does not propagate
+    library.addHandler(handler)
+    try:
+        cfg = _cfg(data, Path("unused"), tiny_wan_dir, mixed_precision="bf16")
+        model = trainable_model(cfg, str(tiny_wan_dir))
+    finally:
+        library.removeHandler(handler)
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    assert [r.getMessage() for r in records] == []
 
 
 def test_bf16_autocast_agrees_with_fp32(tmp_path: Path, data: Path, tiny_wan_dir: Path) -> None:

@@ -6,8 +6,9 @@ Conventions are those of :mod:`fourdnex.cameras` (OpenCV axes, pixel centres at
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from fourdnex._lazy import lazy_attributes
 
 # numpy only, imported now: ``register`` is also the name of a submodule, and a submodule
 # imported later would otherwise take its place on the package
@@ -38,14 +39,7 @@ _HOMES = {
     "render_points": "splat",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = [

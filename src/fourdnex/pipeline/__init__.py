@@ -12,10 +12,10 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import fourdnex.models.loading  # noqa: F401  (first: installs the log filter before transformers)
+from fourdnex._lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from fourdnex.pipeline.fourdnex_pipeline import FourDNeXPipeline
@@ -64,14 +64,7 @@ _HOMES = {
     "set_attention": "speed",
 }
 
-
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _HOMES)
 
 
 __all__ = [

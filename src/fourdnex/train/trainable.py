@@ -71,7 +71,9 @@ def make_trainable(transformer: nn.Module, cfg: TrainConfig) -> nn.Module:
     the domain embeddings train where the design uses them."""
     transformer.requires_grad_(False)
     if cfg.full_finetune:
-        transformer.to(torch.float32).requires_grad_(True)
+        # .float(), not .to(torch.float32): the same cast without diffusers' warning about
+        # its keep-in-fp32 modules (they are float32 either way)
+        transformer.float().requires_grad_(True)
     else:
         add_lora(transformer, LoraSettings(rank=cfg.lora_rank, alpha=cfg.lora_alpha))
     domain_embeddings(transformer).requires_grad_(cfg.design.uses_domain_embedding)
