@@ -79,13 +79,13 @@ class Budget:
     """What every arm gets (equal compute), and what it is measured on."""
 
     steps: int = 600
-    """Optimizer steps per arm (the bundled recipe trains 4,000)."""
+    """Optimizer steps per arm (the shipped fourdnex-small trained 7,000)."""
     batch: int = 8
     """Clips per optimizer step (the recipe's)."""
     warmup: int = 60
-    """Warmup steps (the recipe: 200 of 4,000)."""
+    """Warmup steps (the recipe: 200, before a cosine to 1,000 steps)."""
     clips: int = 1000
-    """Training clips (the recipe: 3,000 of the control mixture)."""
+    """Training clips (the recipe: 3,000 of the condition-mode mixture)."""
     scenes: int = 50
     """Held-out evaluation scenes."""
     sampler_steps: int = EVAL_SAMPLER_STEPS
@@ -384,9 +384,9 @@ def write_doc(doc: Path, work: Work, arms: list[Arm], budget: Budget, command: s
         f"{card['height']} x {card['width']} per modality, the condition encoded per modality; "
         f"XYZ latent statistics mean {card['xyz_latent']['mean']:g}, std "
         f"{card['xyz_latent']['std']:g}",
-        f"- Budget per arm: {budget.steps} optimizer steps of batch {budget.batch} (the bundled "
-        f"recipe: 4,000), warmup {budget.warmup}, otherwise the small-synthetic preset, no "
-        f"EMA; {budget.clips} training clips",
+        f"- Budget per arm: {budget.steps} optimizer steps of batch {budget.batch} (the shipped "
+        f"fourdnex-small: 7,000 on 3,000 clips), warmup {budget.warmup}, otherwise the "
+        f"small-synthetic preset, no EMA; {budget.clips} image-mode training clips",
         f"- Evaluation: {budget.scenes} held-out scenes (seeds from 1,000,000), "
         f"{budget.sampler_steps} sampler steps, guidance {budget.guidance:g}; median [95% "
         "bootstrap interval]; camera direction: the share of scenes whose generated camera "
