@@ -394,7 +394,12 @@ def write_doc(doc: Path, work: Work, arms: list[Arm], budget: Budget, command: s
     ]
     notes = [
         "Reading it: the arms train from scratch (no pretrained video prior, unlike the paper's "
-        "fine-tuning), so the fusions compare token layouts alone; channel fusion has half the "
+        "fine-tuning), so the fusions compare token layouts alone. With shared RoPE and domain "
+        "embeddings, width, height and frame fusion are one model up to token order (attention "
+        "does not see order, and each token keeps its position and domain row: "
+        "`tests/test_ablations.py::test_grid_fusions_are_one_model_up_to_token_order`), so "
+        "`fusion-height` and `fusion-frame` differ from `released` by arithmetic order alone; "
+        "channel fusion has half the "
         "tokens of the others and a transformer of its own channels; batch fusion never lets an "
         "RGB token attend to an XYZ token; the loss of `xyz-normalization-off` is measured on "
         "unnormalized XYZ latents (another scale); minutes: training + evaluation."

@@ -162,6 +162,42 @@ def test_released_design_keeps_the_transformer_output_bit_for_bit() -> None:
     assert model.rope.axis == -1 and model.domain_embedding.axis == -1
 
 
+@pytest.mark.parametrize("modality_embedding", ["shared-rope+domain", "none"])
+def test_grid_fusions_are_one_model_up_to_token_order(modality_embedding: str) -> None:
+    """With shared RoPE and domain embeddings, width, height and frame fusion give the same
+    transformer output (unpacked) from the same weights and inputs: attention does not see
+    token order, and every token keeps its position and its domain row. What separates the
+    three arms of docs/ablations.md is arithmetic order alone. Without shared positions
+    (``none``) the XYZ tokens' positions depend on the layout, and the outputs differ."""
+    from diffusers import WanTransformer3DModel
+
+    from fourdnex.models import adapt_transformer, set_domain_embeddings
+    from fourdnex.models.transformer import set_design
+
+    config = get_preset("tiny").transformer
+    torch.manual_seed(0)
+    model = adapt_transformer(WanTransformer3DModel(**config).eval())
+    set_domain_embeddings(
+        model, torch.randn(2, config["num_attention_heads"] * config["attention_head_dim"])
+    )
+    g = torch.Generator().manual_seed(1)
+    shape = (1, config["in_channels"], T_LAT, H_LAT, W_LAT)
+    rgb, xyz = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    text = torch.randn(1, 8, config["text_dim"], generator=g)
+    image = torch.randn(1, 4, config["image_dim"], generator=g)
+    outputs = {}
+    for fusion in ("width", "height", "frame"):
+        design = DesignSettings(fusion=fusion, modality_embedding=modality_embedding)  # type: ignore[arg-type]
+        set_design(model, design)
+        with torch.no_grad():
+            out = model(pack(rgb, xyz, design.fusion), torch.tensor([500]), text, image,
+                        return_dict=False)[0]  # fmt: skip
+        outputs[fusion] = torch.cat(unpack(out, design.fusion))
+    for fusion in ("height", "frame"):
+        close = torch.allclose(outputs[fusion], outputs["width"], atol=1e-5, rtol=1e-4)
+        assert close == (modality_embedding == "shared-rope+domain"), fusion
+
+
 def test_settings_defaults_labels_and_records() -> None:
     assert DesignSettings() == RELEASED and RELEASED.released and RELEASED.label() == "released"
     assert {k: v[0] for k, v in CHOICES.items()} == RELEASED.to_record()
