@@ -43,11 +43,13 @@ When every arm of the table is finished it writes ``--doc`` (the table, the pict
 the loss plot in ``images/`` beside it, the budget, the machine and this command:
 :func:`fourdnex.eval.ablation_table.write_ablation_table`).
 
-Time (``--budget table``): about 4 hours of a 2-core CPU, estimated, not yet measured:
-10 arms x 600 steps at the recipe's 1.2 s per step (2 hours), 3 caches of 1,000 clips,
-and 500 evaluation scenes of 20 one-branch sampler steps. On a machine with a GPU the
-same command trains there (accelerate places it) and encodes and evaluates there
-(``--device auto``); the table names the machine.
+Time (``--budget table``), measured on the 2-core CPU (AMX bf16, two threads, other work
+beside it at times): an arm trains 600 steps in 9-19 minutes (channel fusion, half the
+tokens, is the fastest; batch fusion the slowest; most arms 11-15) and is evaluated in 3-4
+minutes; a latent cache of 1,000 clips takes about 10 minutes (three of them): about 3.5
+hours for the table. On a machine with a GPU the same command trains there (accelerate
+places it) and encodes and evaluates there (``--device auto``); the table names the
+machine (not run on one yet: no GPU was lent to the sittings that ran it).
 """
 
 from __future__ import annotations
@@ -96,8 +98,8 @@ class Budget:
     """Checkpoint interval: an interrupted arm loses at most this many steps."""
 
 
-#: Named budgets: ``table`` is the one docs/ablations.md is measured at (about 4 hours of
-#: a 2-core CPU, estimated from the recipe's 1.2 s per step); ``smoke`` runs in seconds
+#: Named budgets: ``table`` is the one docs/ablations.md is measured at (about 3.5 hours of
+#: a 2-core CPU, measured per arm: see the module doc); ``smoke`` runs in seconds
 #: per arm on the tiny model (the test suite).
 BUDGETS = {
     "table": Budget(),
