@@ -369,6 +369,8 @@ def write_doc(doc: Path, work: Work, arms: list[Arm], budget: Budget, command: s
     from fourdnex.eval.ablation_table import write_ablation_table
 
     results = {a.name: json.loads((work.arm(a) / RESULT_JSON).read_text()) for a in arms}
+    for a in arms:  # the per-scene scores, for the paired comparisons
+        results[a.name]["rows"] = [json.loads(line) for line in _lines(work.arm(a) / SCENES_JSONL)]
     pictures = {a.name: np.load(work.arm(a) / PICTURE_NPZ)["images"] for a in arms}
     card = json.loads((work.base / "fourdnex.json").read_text())
     minutes = sum(sum(r["seconds"].values()) for r in results.values()) / 60

@@ -384,22 +384,44 @@ def test_training_packs_the_same_draws_in_every_layout(fusion: str) -> None:
     torch.testing.assert_close(loss_f, loss_w)
 
 
-def test_the_table_marks_differences_beyond_the_seed_spread() -> None:
-    from fourdnex.eval.ablation_table import METRICS, arm_statistics, beyond_spread, final_loss
+def test_the_table_marks_differences_beyond_the_seed_and_scene_spread() -> None:
+    from fourdnex.eval import ablation_table as table
 
-    def scored(d1: float, cosines: list[float | None]) -> dict:
-        rows = [{"d1_frame0": d1, "absrel_frame0": 0.2, "d1_all": d1, "consistency_ratio": 1.0,
-                 "residual_rel": 0.01, "direction_cosine": c, "rgb_psnr_frame0": 20.0}
-                for c in cosines]  # fmt: skip
-        return {"stats": arm_statistics(rows)}
+    base = [0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # the reference's frame-0 d1 on six scenes
 
-    results = {"ref": scored(0.80, [1.0, -1.0]), "seed": scored(0.78, [-1.0, 1.0]),
-               "far": scored(0.70, [1.0, 1.0]), "near": scored(0.81, [None, None])}  # fmt: skip
+    def scored(d1: list[float], cosines: list[float | None]) -> dict:
+        pairs = enumerate(zip(d1, cosines, strict=True))
+        rows = [{"seed": i, "d1_frame0": d, "absrel_frame0": 0.2, "d1_all": d,
+                 "consistency_ratio": 1.0, "residual_rel": 0.01, "direction_cosine": c,
+                 "rgb_psnr_frame0": 20.0} for i, (d, c) in pairs]  # fmt: skip
+        return {"stats": table.arm_statistics(rows), "rows": rows}
+
+    moved = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0]
+    results = {
+        "ref": scored(base, moved),
+        "seed": scored([d - 0.02 for d in base], moved[::-1]),
+        "far": scored([d - 0.1 for d in base], [1.0] * 6),  # lower on every scene
+        "near": scored([d + 0.01 for d in base], [None] * 6),  # within the seed's spread
+        # The same median shift as "far", but the scenes disagree: up on some, down on others
+        "mixed": scored(
+            [d + s for d, s in zip(base, [0.4, -0.3, -0.1, -0.1, 0.5, -0.5], strict=True)], moved
+        ),
+    }
     assert results["ref"]["stats"]["direction"]["share"] == 0.5
     assert results["near"]["stats"]["direction"] is None  # no camera moved
-    marks = beyond_spread(results, "ref", "seed")
+    far = table.paired_difference(results["far"]["rows"], results["ref"]["rows"], "d1_frame0")
+    assert far is not None and far["difference"] == pytest.approx(-0.1) and far["hi"] < 0
+    mixed = table.paired_difference(results["mixed"]["rows"], results["ref"]["rows"], "d1_frame0")
+    assert mixed is not None and mixed["difference"] == pytest.approx(-0.1)
+    assert mixed["lo"] < 0 < mixed["hi"]
+    unmoved = table.paired_difference(results["near"]["rows"], results["ref"]["rows"], "direction")
+    assert unmoved is None  # no scene where both cameras moved
+
+    marks = table.beyond_spread(results, "ref", "seed")
     assert marks["far"]["d1_frame0"] and not marks["near"]["d1_frame0"]
+    assert not marks["mixed"]["d1_frame0"]  # beyond the seed's spread, not the scenes'
+    assert table.beyond_spread(results, "ref", "seed", paired=False)["mixed"]["d1_frame0"]
     assert marks["far"]["direction"] and not marks["near"]["direction"]
     assert not any(marks["ref"].values()) and not any(marks["seed"].values())
-    assert set(marks["far"]) == {k for k, _, _ in METRICS}
-    assert final_loss([4.0] * 90 + [1.0] * 10) == 1.0
+    assert set(marks["far"]) == {k for k, _, _ in table.METRICS}
+    assert table.final_loss([4.0] * 90 + [1.0] * 10) == 1.0

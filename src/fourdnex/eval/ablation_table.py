@@ -4,13 +4,15 @@
 turns an arm's per-scene scores (:func:`fourdnex.eval.generation.generation_scores`)
 into its statistics (:func:`arm_statistics`) and writes the report
 (:func:`write_ablation_table`): a Markdown table with a median and its 95% bootstrap
-interval per metric, bold where an arm differs from the reference arm by more than the
-reference differs from itself trained with another seed (:func:`beyond_spread`), one
-picture with a row per arm, and one plot of every arm's training loss.
+interval per metric, bold where an arm differs from the reference arm beyond both kinds of
+chance (:func:`beyond_spread`): by more than the reference differs from itself trained with
+another seed, and with a paired 95% bootstrap interval over the same scenes that excludes
+zero (:func:`paired_difference`); one picture with a row per arm, and one plot of every
+arm's training loss.
 
 An arm's record (``result``, a JSON object) holds ``stats`` (:func:`arm_statistics`),
-``loss`` (``{"steps", "values"}``: its logged training loss) and ``seconds``
-(``{"train", "evaluate"}``).
+``rows`` (its per-scene scores, each with the scene's ``seed``), ``loss`` (``{"steps",
+"values"}``: its logged training loss) and ``seconds`` (``{"train", "evaluate"}``).
 """
 
 from __future__ import annotations
@@ -59,11 +61,50 @@ def _value(stat: dict[str, float] | None) -> float | None:
     return None if stat is None else float(stat.get("median", stat.get("share", np.nan)))
 
 
+def paired_difference(
+    arm_rows: Sequence[dict[str, Any]],
+    reference_rows: Sequence[dict[str, Any]],
+    key: str,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """The arm's statistic of metric ``key`` minus the reference's, over the scenes both
+    scored (matched by their ``seed``), and its 95% paired-bootstrap interval: each draw
+    resamples scenes once for both arms, so the scenes' own spread cancels. ``direction``
+    compares shares over the scenes where both cameras moved; None when no scene is left.
+
+    Returns:
+        ``{"difference", "lo", "hi", "n"}``.
+    """
+    ref = {r["seed"]: r for r in reference_rows}
+    pairs = [(r, ref[r["seed"]]) for r in arm_rows if r["seed"] in ref]
+    if key == "direction":
+        pairs = [
+            p for p in pairs if None not in (p[0]["direction_cosine"], p[1]["direction_cosine"])
+        ]
+        values = np.array(
+            [[a["direction_cosine"] > 0, b["direction_cosine"] > 0] for a, b in pairs], float
+        )
+        statistic: Any = np.mean
+    else:
+        values = np.array([[a[key], b[key]] for a, b in pairs], np.float64)
+        statistic = np.median
+    if not len(values):
+        return None
+    draws = values[np.random.default_rng(seed).integers(0, len(values), (resamples, len(values)))]
+    differences = statistic(draws[..., 0], axis=1) - statistic(draws[..., 1], axis=1)
+    lo, hi = np.percentile(differences, [2.5, 97.5])
+    return {"difference": float(statistic(values[:, 0]) - statistic(values[:, 1])),
+            "lo": float(lo), "hi": float(hi), "n": len(values)}  # fmt: skip
+
+
 def beyond_spread(
-    results: dict[str, dict[str, Any]], reference: str, spread: str
+    results: dict[str, dict[str, Any]], reference: str, spread: str, paired: bool = True
 ) -> dict[str, dict[str, bool]]:
-    """Per arm and metric: whether the arm's statistic differs from the ``reference`` arm's
-    by more than the ``spread`` arm's (the reference's design, another seed) does."""
+    """Per arm and metric: whether the arm differs from the ``reference`` arm beyond both
+    kinds of chance: by more than the ``spread`` arm (the reference's design, another seed)
+    does, the training seed's; and (``paired``) with a paired 95% interval over the same
+    scenes (:func:`paired_difference`) that excludes zero, the scenes'."""
     ref, other = results[reference]["stats"], results[spread]["stats"]
     out: dict[str, dict[str, bool]] = {}
     for name, result in results.items():
@@ -72,8 +113,11 @@ def beyond_spread(
             a, r, s = _value(result["stats"][key]), _value(ref[key]), _value(other[key])
             if a is None or r is None or s is None or name in (reference, spread):
                 out[name][key] = False
-            else:
-                out[name][key] = abs(a - r) > abs(s - r)
+                continue
+            out[name][key] = abs(a - r) > abs(s - r)
+            if paired and out[name][key]:
+                diff = paired_difference(result["rows"], results[reference]["rows"], key)
+                out[name][key] = diff is not None and (diff["lo"] > 0 or diff["hi"] < 0)
     return out
 
 
@@ -120,6 +164,7 @@ def write_ablation_table(
     )
     plot = plot_losses(images / f"{doc.stem}-loss.png", results)
     marks = beyond_spread(results, reference, spread)
+    seed_marks = beyond_spread(results, reference, spread, paired=False)
     lines = [f"# {title}", "", *header, ""]
     lines += ["| arm | " + " | ".join(h for _, h, _ in METRICS) + " | final loss | minutes |",
               "|---|" + "---|" * (len(METRICS) + 2)]  # fmt: skip
@@ -130,15 +175,19 @@ def write_ablation_table(
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"**Bold**: the arm's difference from `{reference}` is larger than the difference "
-        f"between `{reference}` and `{spread}` (the same design, another seed); every other "
-        "difference is within the seed-to-seed spread. Beyond the spread:",
+        f"**Bold**: the arm differs from `{reference}` beyond both kinds of chance: by more "
+        f"than `{spread}` (the same design, another seed) does, and with a paired 95% "
+        "bootstrap interval of the difference over the same scenes that excludes zero; "
+        "every other difference is within the seed-to-seed spread or the scenes' own. "
+        "Beyond both:",
         "",
     ]
     for name in results:
         if name not in (reference, spread):
-            beyond = [h for k, h, _ in METRICS if marks[name][k]]
-            lines.append(f"- `{name}`: " + (", ".join(beyond) if beyond else "none"))
+            both = [h for k, h, _ in METRICS if marks[name][k]]
+            seed = [h for k, h, _ in METRICS if seed_marks[name][k] and not marks[name][k]]
+            alone = f" (beyond the seed's spread alone: {', '.join(seed)})" if seed else ""
+            lines.append(f"- `{name}`: " + (", ".join(both) if both else "none") + alone)
     lines += ["", *notes, "", f"![one held-out scene per arm]({picture.relative_to(doc.parent)})",
               "", f"![training loss of every arm]({plot.relative_to(doc.parent)})", ""]  # fmt: skip
     doc.parent.mkdir(parents=True, exist_ok=True)
