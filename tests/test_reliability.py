@@ -193,6 +193,49 @@ def test_killed_overwrite_is_recovered(scene_dir, tmp_path):
     assert recover(scene_dir) == [] and live.is_dir()
 
 
+def test_a_killed_nested_write_is_removed_not_restored(scene_dir, tmp_path):
+    from fourdnex.io.atomic import recover
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    # A write staged inside another's staging name (killed in the middle): its own
+    # temporary and what it moved aside belong to "scene", as debris
+    staged = f".scene.{dead}.abc123.tmp"
+    (tmp_path / f".{staged}.{dead}.def456.tmp").mkdir()
+    (tmp_path / f".{staged}.{dead}.ghi789.old").mkdir()
+    before = Scene4D.load(scene_dir)
+    assert len(recover(scene_dir)) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scene"]
+    assert np.array_equal(Scene4D.load(scene_dir).rgb, before.rgb)  # nothing "restored"
+
+
+def test_scene_writers_inside_a_staging_folder_do_not_stage_again(tmp_path, monkeypatch):
+    """register and generate write a scene into their own atomic directory: the scene's
+    files go straight into it (Scene4D.write_files), with no second staging beside it."""
+    from fourdnex.cli.main import main
+    from fourdnex.io import atomic
+
+    seen: list[str] = []
+    real = atomic.atomic_directory
+
+    def spy(path, *args, **kwargs):
+        seen.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    import fourdnex.pipeline.batch as batch
+    import fourdnex.scene
+
+    for module in (atomic, fourdnex.scene, batch):
+        monkeypatch.setattr(module, "atomic_directory", spy)
+    scene = make_scene(3, T, H, W)
+    scene.save(tmp_path / "scene")
+    assert main(["register", str(tmp_path / "scene"), "--overwrite"]) == 0
+    batch.write_generated(tmp_path / "made", scene, {"seed": 0}, overwrite=False, previews=False)
+    # save, register, generate: each stages its final path once, never a staging folder
+    assert seen == ["scene", "scene", "made"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["made", "scene"]
+
+
 # --------------------------------------------------------- clear errors, early
 def test_bad_settings_fail_before_any_work(scene_dir, tmp_path, capsys):
     from PIL import Image

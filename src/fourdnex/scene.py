@@ -191,29 +191,42 @@ class Scene4D:
         self.validate()
         directory = Path(directory)
         with atomic_directory(directory, overwrite=overwrite) as tmp:
-            arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays().items()}
-            if "dynamic_mask" in arrays:  # safetensors-numpy stores bool as BOOL already
-                arrays["dynamic_mask"] = arrays["dynamic_mask"].astype(np.bool_)
-            save_file(arrays, str(tmp / SCENE_ARRAYS))
-            header = {
-                "format": FORMAT_NAME,
-                "format_version": FORMAT_VERSION,
-                "frames": self.frames,
-                "height": self.height,
-                "width": self.width,
-                "fields": {
-                    k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()
-                },
-                "arrays_bytes": (tmp / SCENE_ARRAYS).stat().st_size,
-                "meta": self.meta.to_dict(),
-            }
-            (tmp / SCENE_JSON).write_text(json.dumps(header, indent=2) + "\n")
-            if previews:
-                from fourdnex.io.video_files import write_video
-
-                write_video(tmp / RGB_PREVIEW, self.rgb, fps=PREVIEW_FPS)
-                write_video(tmp / XYZ_PREVIEW, xyz_to_colors(self.xyz), fps=PREVIEW_FPS)
+            self._write(tmp, previews)
         return directory
+
+    def write_files(self, folder: str | Path, previews: bool = True) -> None:
+        """Write the scene's files into ``folder``, a staging folder that the caller
+        publishes (the temporary directory of its own
+        :func:`~fourdnex.io.atomic.atomic_directory`, when a scene directory holds more
+        than the scene). Staging a second time inside it would name its temporaries after
+        the caller's, which :func:`~fourdnex.io.atomic.recover` of the final path does
+        not see: a kill would leave them behind."""
+        self.validate()
+        self._write(Path(folder), previews)
+
+    def _write(self, tmp: Path, previews: bool) -> None:
+        arrays = {k: np.ascontiguousarray(v) for k, v in self.arrays().items()}
+        if "dynamic_mask" in arrays:  # safetensors-numpy stores bool as BOOL already
+            arrays["dynamic_mask"] = arrays["dynamic_mask"].astype(np.bool_)
+        save_file(arrays, str(tmp / SCENE_ARRAYS))
+        header = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "frames": self.frames,
+            "height": self.height,
+            "width": self.width,
+            "fields": {
+                k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()
+            },
+            "arrays_bytes": (tmp / SCENE_ARRAYS).stat().st_size,
+            "meta": self.meta.to_dict(),
+        }
+        (tmp / SCENE_JSON).write_text(json.dumps(header, indent=2) + "\n")
+        if previews:
+            from fourdnex.io.video_files import write_video
+
+            write_video(tmp / RGB_PREVIEW, self.rgb, fps=PREVIEW_FPS)
+            write_video(tmp / XYZ_PREVIEW, xyz_to_colors(self.xyz), fps=PREVIEW_FPS)
 
     @classmethod
     def load(cls, directory: str | Path) -> Scene4D:

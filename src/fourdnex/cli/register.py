@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
             (cfg.scene / n).is_file() and not (cfg.scene / n).is_symlink()
             for n in ("rgb.mp4", "xyz.mp4")
         )
-        new.save(tmp, overwrite=True, previews=not has_previews)
+        new.write_files(tmp, previews=not has_previews)
         for path in keep:  # previews (unchanged data) and other files of the directory
             if path.name in (CAMERAS_JSON, REGISTRATION_JSON) or path.name.startswith("."):
                 continue

@@ -61,6 +61,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _owner(name: str) -> tuple[str, int, str] | None:
+    """The final name a temporary belongs to, its writer's pid and its kind (``tmp`` or
+    ``old``); None for a name that is not a temporary. A temporary of a temporary (a
+    write staged inside another's staging name) belongs to the outer one's final name,
+    as debris (``tmp``) whatever its own kind: it never holds a previous output."""
+    m = _TEMP_NAME.match(name)
+    if m is None:
+        return None
+    owner, pid, kind = m["name"], int(m["pid"]), m["kind"]
+    while (inner := _TEMP_NAME.match(owner)) is not None:
+        owner, pid, kind = inner["name"], int(inner["pid"]), "tmp"
+    return owner, pid, kind
+
+
 def _temp_prefix(final: Path) -> str:
     return f".{final.name}.{os.getpid()}."
 
@@ -86,9 +100,9 @@ def recover(path: str | os.PathLike[str]) -> list[str]:
         return done
     stale: list[tuple[Path, str]] = []
     for entry in entries:
-        m = _TEMP_NAME.match(entry.name)
-        if m and m["name"] == final.name and not _alive(int(m["pid"])):
-            stale.append((entry, m["kind"]))
+        owner = _owner(entry.name)
+        if owner is not None and owner[0] == final.name and not _alive(owner[1]):
+            stale.append((entry, owner[2]))
     olds = sorted((p for p, kind in stale if kind == "old"), key=lambda p: p.stat().st_mtime)
     try:
         if olds and not os.path.lexists(final):
@@ -114,7 +128,7 @@ def sweep(directory: str | os.PathLike[str]) -> list[str]:
         entries = list(Path(directory).iterdir())
     except OSError:
         return done
-    names = {m["name"] for e in entries if (m := _TEMP_NAME.match(e.name))}
+    names = {owner[0] for e in entries if (owner := _owner(e.name))}
     for name in sorted(names):
         done += recover(Path(directory) / name)
     return done

@@ -167,7 +167,7 @@ def write_generated(
 ) -> Path:
     """Write a generated scene and its ``generation.json`` as one atomic directory."""
     with atomic_directory(directory, overwrite=overwrite) as tmp:
-        scene.save(tmp, overwrite=True, previews=previews)
+        scene.write_files(tmp, previews)
         write_json(tmp / GENERATION_JSON, record)
     return directory
 
